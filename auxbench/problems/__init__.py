@@ -1,0 +1,89 @@
+"""Problems: datasets with their primary and auxiliary tasks and seeded, paired splits.
+
+A problem is registered under a name with :func:`register_problem`; :func:`build_problem`
+builds it for a seed. The same seed gives the same split for every method (paired seeds).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from auxbench.errors import AuxbenchError, unknown_name
+from auxbench.problems.base import Batch, Problem, TaskSpec, TensorSplit, concat_splits
+
+__all__ = [
+    "Batch", "Problem", "TaskSpec", "TensorSplit", "concat_splits",
+    "PROBLEMS", "register_problem", "check_problem", "build_problem", "data_dir",
+]
+
+ProblemFactory = Callable[..., Problem]
+PROBLEMS: dict[str, ProblemFactory] = {}
+
+
+def register_problem(name: str) -> Callable[[ProblemFactory], ProblemFactory]:
+    """Register ``factory(seed, fake, data_dir, **options) -> Problem`` (splits train/val/test)."""
+
+    def deco(factory: ProblemFactory) -> ProblemFactory:
+        PROBLEMS[name] = factory
+        return factory
+
+    return deco
+
+
+def data_dir() -> Path:
+    """Where real data sets live: ``$AUXBENCH_DATA``, default ``~/.cache/auxbench``."""
+    return Path(os.environ.get("AUXBENCH_DATA", "~/.cache/auxbench")).expanduser()
+
+
+def split_seed(seed: int, purpose: str) -> torch.Generator:
+    """A generator for one seeded purpose ("val", "meta", ...) so purposes do not interact."""
+    offset = sum(ord(c) * 31**i for i, c in enumerate(purpose)) % (2**31)
+    return torch.Generator().manual_seed(seed * 1_000_003 + offset)
+
+
+def check_problem(name: str, options: dict, where: str = "") -> None:
+    """Raise a clear error for an unknown problem or an option it does not take."""
+    from auxbench.problems import cifar, digits, toy  # noqa: F401  (registration)
+
+    place = f"{where}." if where else ""
+    if name not in PROBLEMS:
+        raise unknown_name("problem", name, PROBLEMS, f"{place}problem" if where else "")
+    accepted = set(inspect.signature(PROBLEMS[name]).parameters) - {"seed", "fake", "data_dir"}
+    for key in options:
+        if key not in accepted:
+            raise unknown_name(
+                f"option of problem {name!r}", key, accepted, f"{place}problem_options" if where else ""
+            )
+
+
+def build_problem(
+    name: str,
+    seed: int,
+    meta_fraction: float = 0.1,
+    fake: bool = False,
+    **options,
+) -> Problem:
+    """Build problem ``name`` for ``seed`` and carve ``meta`` out of its training split."""
+    check_problem(name, options)
+    if not 0.0 <= meta_fraction < 1.0:
+        raise AuxbenchError(f"meta_fraction must be in [0, 1), got {meta_fraction}")
+    factory = PROBLEMS[name]
+    problem = factory(seed=seed, fake=fake, data_dir=data_dir(), **options)
+    train = problem.splits["train"]
+    order = torch.randperm(len(train), generator=split_seed(seed, "meta"))
+    n_meta = int(round(meta_fraction * len(train)))
+    rows = {"meta": order[:n_meta], "train": order[n_meta:]}
+    problem.splits["meta"] = train.subset(rows["meta"])
+    problem.splits["train"] = train.subset(rows["train"])
+    # Rows of the factory's train split that each of train/meta holds, so that per-row info can
+    # be mapped; per-row noise flags (toy problems) follow their rows.
+    problem.info["factory_train_rows"] = rows
+    noisy = problem.info.get("noisy_train_index")
+    if noisy is not None:
+        problem.info["noisy_train_index"] = noisy[rows["train"]]
+        problem.info["noisy_meta_index"] = noisy[rows["meta"]]
+    return problem

@@ -1,0 +1,130 @@
+"""The Problem contract: tasks, seeded splits, batches (see DESIGN.md, "Problem")."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Role = Literal["primary", "auxiliary"]
+Kind = Literal["classification", "binary", "multilabel", "regression"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: its head size, its loss and how it is scored.
+
+    ``loss`` is ``"classification"`` (cross-entropy or focal, chosen per suite), ``"bce"`` or
+    ``"mse"``; ``metric`` is ``"accuracy"`` (higher is better) or ``"mse"`` (lower is better).
+    """
+
+    name: str
+    role: Role
+    kind: Kind
+    num_outputs: int
+    loss: str
+    metric: str
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "accuracy"
+
+
+@dataclass
+class Batch:
+    """A mini-batch: inputs, one label tensor per task, and the dataset indices of its rows."""
+
+    x: Tensor
+    y: dict[str, Tensor]
+    index: Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.x.to(device, non_blocking=True),
+            {k: v.to(device, non_blocking=True) for k, v in self.y.items()},
+            self.index.to(device),
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+Augment = Callable[[Tensor, torch.Generator | None], Tensor]
+Preprocess = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class TensorSplit:
+    """An in-memory split. Items are ``(x, {task: label})``; batches carry dataset indices.
+
+    ``x`` may be stored compactly (uint8 images); ``preprocess`` turns a batch of it into model
+    input (float, normalised) and runs on every batch. ``augment`` (training only) runs before it
+    with the caller's generator, so that data order and augmentation are functions of the seed.
+    """
+
+    x: Tensor
+    y: dict[str, Tensor]
+    preprocess: Preprocess | None = None
+    augment: Augment | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.x[i], {k: v[i] for k, v in self.y.items()}
+
+    def subset(self, index: Tensor) -> TensorSplit:
+        y = {k: v[index] for k, v in self.y.items()}
+        return TensorSplit(self.x[index], y, self.preprocess, self.augment)
+
+    def batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        shuffle: bool = False,
+        augment: bool = False,
+    ) -> Iterator[Batch]:
+        """Yield batches; shuffled (and augmented) with ``generator`` when asked."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            x = self.x[idx]
+            if augment and self.augment is not None:
+                x = self.augment(x, generator)
+            if self.preprocess is not None:
+                x = self.preprocess(x)
+            yield Batch(x, {k: v[idx] for k, v in self.y.items()}, idx)
+
+
+def concat_splits(a: TensorSplit, b: TensorSplit) -> TensorSplit:
+    """``a ∪ b`` (used to give non-meta methods the meta data as training data)."""
+    y = {k: torch.cat([a.y[k], b.y[k]]) for k in a.y}
+    return TensorSplit(torch.cat([a.x, b.x]), y, a.preprocess, a.augment)
+
+
+@dataclass
+class Problem:
+    """A dataset with its tasks and its seeded splits ``train``, ``meta``, ``val``, ``test``.
+
+    ``tasks[0]`` is the primary task. ``hierarchy[c]`` lists the fine classes (of the first
+    auxiliary task) inside primary class ``c`` where such a hierarchy exists.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    tasks: list[TaskSpec]
+    splits: dict[str, TensorSplit]
+    hierarchy: list[list[int]] | None = None
+    aux_input: TensorSplit | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def primary(self) -> TaskSpec:
+        return self.tasks[0]
+
+    @property
+    def auxiliary_tasks(self) -> list[TaskSpec]:
+        return [t for t in self.tasks if t.role == "auxiliary"]

@@ -1,0 +1,230 @@
+"""CIFAR-100 with 20 superclasses as primary task and 100 classes as auxiliary task.
+
+The hierarchical set-up of MAXL (Liu et al., 2019, §4, "CIFAR-100 ... 20 class primary task")
+and of the papers that compare with it: primary ``coarse`` (20 superclasses), auxiliary ``fine``
+(100 classes); ``hierarchy[c]`` lists the 5 fine classes of superclass ``c``, read from the
+data's ``coarse_labels`` / ``fine_labels``.
+
+Data: ``<data_dir>/cifar-100-python/{train,test,meta}`` (the torchvision layout). Every file is
+checked against its published md5 before it is read, and read with a restricted unpickler that
+only rebuilds numpy arrays. Missing files are downloaded with torchvision when possible.
+
+Choices (documented here; the papers leave them open or differ):
+
+* Images are kept as uint8 ``[N, 3, 32, 32]``; ``preprocess`` maps to ``(x / 255 - 0.5) / 0.2``
+  per channel (the normalisation of MAXL's official code).
+* ``augment`` (training only; :func:`crop_flip`) is a random 32x32 crop of the image zero-padded by 4 pixels and a
+  horizontal flip with probability 1/2, drawn batch-wise from the caller's generator.
+* ``val_size`` images (default 5000) are held out of the 50k training images, stratified by fine
+  class and seeded by the run seed; ``n_train`` caps the rest with a seeded stratified subset.
+* ``n_test`` keeps the *first* ``n_test`` test images, the same for every seed.
+* Fake mode needs no files: random uint8 images, random fine labels and the synthetic hierarchy
+  ``coarse = fine // 5``; sizes 500 / 100 / 100 (train / val / test) unless smaller are asked.
+"""
+from __future__ import annotations
+
+import functools
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from auxbench.errors import AuxbenchError, DataNotFoundError
+from auxbench.problems import register_problem, split_seed
+from auxbench.problems.base import Problem, TaskSpec, TensorSplit
+from auxbench.problems.digits import stratified_pick
+
+FOLDER = "cifar-100-python"
+MD5 = {
+    "train": "16019d7e3df5f24257cddd939b257f8d",
+    "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+    "meta": "7973b15100ade9c7d40fb424638fde48",
+}
+MEAN = 0.5
+STD = 0.2
+PAD = 4
+N_COARSE, N_FINE = 20, 100
+FAKE_SIZES = {"train": 500, "val": 100, "test": 100}
+
+_HOW_TO = (
+    "set AUXBENCH_DATA to a folder that contains cifar-100-python/ (train, test, meta), "
+    "or download 'CIFAR-100 python version' from https://www.cs.toronto.edu/~kriz/cifar.html "
+    "and extract it there"
+)
+
+# ---------------------------------------------------------------------------------------------
+# Safe loading
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays, lists, dicts and strings; refuses every other global."""
+
+    _reconstruct = np.ndarray((0,)).__reduce__()[0]  # numpy's array-reconstruction function
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
+
+
+def _read_pickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return _NumpyOnlyUnpickler(f, encoding="latin1").load()
+
+
+def _ensure_files(root: Path) -> Path:
+    """The verified ``cifar-100-python`` folder under ``root``; downloads missing files if it can."""
+    from torchvision.datasets.utils import check_integrity
+
+    folder = root / FOLDER
+    if any(not (folder / name).is_file() for name in MD5):
+        try:
+            import torchvision.datasets
+
+            torchvision.datasets.CIFAR100(root=str(root), train=True, download=True)
+        except Exception:  # offline, no permission, ...: report the missing file below
+            pass
+    for name in MD5:
+        if not (folder / name).is_file():
+            raise DataNotFoundError(
+                f"CIFAR-100 file {name!r} not found in {folder} (and it could not be downloaded): {_HOW_TO}"
+            )
+    for name, md5 in MD5.items():
+        if not check_integrity(str(folder / name), md5):
+            raise DataNotFoundError(
+                f"CIFAR-100 file {folder / name} is corrupt (md5 is not {md5}); "
+                f"delete it and {_HOW_TO}"
+            )
+    return folder
+
+
+@functools.lru_cache(maxsize=4)
+def _load(root: str) -> dict:
+    """Arrays of the verified CIFAR-100 files under ``root`` (cached: suites build it often)."""
+    folder = _ensure_files(Path(root))
+    out: dict = {}
+    for split in ("train", "test"):
+        d = _read_pickle(folder / split)
+        images = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        out[split] = (
+            torch.from_numpy(images.copy()),
+            torch.as_tensor(d["coarse_labels"], dtype=torch.long),
+            torch.as_tensor(d["fine_labels"], dtype=torch.long),
+        )
+    meta = _read_pickle(folder / "meta")
+    out["coarse_names"] = list(meta["coarse_label_names"])
+    out["fine_names"] = list(meta["fine_label_names"])
+    return out
+
+
+def hierarchy_from_labels(coarse: Tensor, fine: Tensor, n_coarse: int = N_COARSE) -> list[list[int]]:
+    """``hierarchy[c]`` = the sorted fine classes seen with coarse label ``c``."""
+    return [sorted(torch.unique(fine[coarse == c]).tolist()) for c in range(n_coarse)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch transforms
+
+
+def preprocess(x: Tensor) -> Tensor:
+    """uint8 ``[B, 3, 32, 32]`` -> float32, ``(x / 255 - 0.5) / 0.2``."""
+    return (x.float().div_(255.0) - MEAN) / STD
+
+
+def crop_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Random 32x32 crop of the 4-pixel zero-padded batch, then a random horizontal flip."""
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (PAD, PAD, PAD, PAD))
+    dy = torch.randint(0, 2 * PAD + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * PAD + 1, (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = dx[:, None] + torch.arange(w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    bi = torch.arange(b)[:, None, None, None]
+    ci = torch.arange(c)[None, :, None, None]
+    return padded[bi, ci, rows, cols]
+
+
+# ---------------------------------------------------------------------------------------------
+# The problem
+
+
+@register_problem("cifar100_20")
+def make_cifar100_20(
+    seed: int,
+    fake: bool,
+    data_dir: Path,
+    n_train: int | None = None,
+    val_size: int = 5000,
+    n_test: int | None = None,
+    augment: bool = True,
+) -> Problem:
+    """CIFAR-100: primary ``coarse`` (20), auxiliary ``fine`` (100); see the module docstring."""
+    for key, v in (("n_train", n_train), ("n_test", n_test)):
+        if v is not None and v < 1:
+            raise AuxbenchError(f"cifar100_20: {key} must be >= 1 or None, got {v}")
+    if val_size < 1:
+        raise AuxbenchError(f"cifar100_20: val_size must be >= 1, got {val_size}")
+    aug_fn = crop_flip if augment else None
+
+    def split(x: Tensor, coarse: Tensor, fine: Tensor, train: bool) -> TensorSplit:
+        return TensorSplit(
+            x.contiguous(), {"coarse": coarse, "fine": fine}, preprocess, aug_fn if train else None
+        )
+
+    if fake:
+        g = split_seed(seed, "cifar-fake")
+        sizes = {
+            "train": min(FAKE_SIZES["train"], n_train or FAKE_SIZES["train"]),
+            "val": min(FAKE_SIZES["val"], val_size),
+            "test": min(FAKE_SIZES["test"], n_test or FAKE_SIZES["test"]),
+        }
+        splits = {}
+        for name, n in sizes.items():
+            x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+            fine = torch.randint(0, N_FINE, (n,), generator=g)
+            splits[name] = split(x, fine // 5, fine, name == "train")
+        hierarchy = [list(range(5 * c, 5 * c + 5)) for c in range(N_COARSE)]
+        info: dict = {"fake": True}
+    else:
+        data = _load(str(Path(data_dir).expanduser().resolve()))
+        x_pool, c_pool, f_pool = data["train"]
+        if val_size >= len(f_pool):
+            raise AuxbenchError(f"cifar100_20: val_size must be < {len(f_pool)}, got {val_size}")
+        val_idx = stratified_pick(f_pool, val_size, split_seed(seed, "val"))
+        keep = torch.ones(len(f_pool), dtype=torch.bool)
+        keep[val_idx] = False
+        train_idx = keep.nonzero().squeeze(1)
+        if n_train is not None and n_train < len(train_idx):
+            train_idx = train_idx[stratified_pick(f_pool[train_idx], n_train, split_seed(seed, "subset"))]
+        x_test, c_test, f_test = data["test"]
+        test_n = len(f_test) if n_test is None else min(n_test, len(f_test))
+        splits = {
+            "train": split(x_pool[train_idx], c_pool[train_idx], f_pool[train_idx], True),
+            "val": split(x_pool[val_idx], c_pool[val_idx], f_pool[val_idx], False),
+            # clone: slices would be views of the cached arrays
+            "test": split(x_test[:test_n].clone(), c_test[:test_n].clone(), f_test[:test_n].clone(), False),
+        }
+        hierarchy = hierarchy_from_labels(torch.cat([c_pool, c_test]), torch.cat([f_pool, f_test]))
+        info = {
+            "fake": False,
+            "coarse_names": data["coarse_names"],
+            "fine_names": data["fine_names"],
+            "source_index": {"train": train_idx, "val": val_idx},
+        }
+
+    tasks = [
+        TaskSpec("coarse", "primary", "classification", N_COARSE, loss="classification", metric="accuracy"),
+        TaskSpec("fine", "auxiliary", "classification", N_FINE, loss="classification", metric="accuracy"),
+    ]
+    return Problem("cifar100_20", (3, 32, 32), tasks, splits, hierarchy=hierarchy, info=info)

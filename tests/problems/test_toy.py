@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from auxbench.errors import AuxbenchError
+from auxbench.problems import build_problem
+from auxbench.problems.toy import toy_function
+from tests.problems.helpers import assert_same_problem, assert_splits_basic, row_keys
+
+
+def clean(problem, x, task):
+    info = problem.info
+    return toy_function(x, info["basis"], info["eps"][task], info["sigma"][task])
+
+
+def test_shapes_and_tasks():
+    p = build_problem("toy_regression", 0, meta_fraction=0.1, output_dim=3)
+    assert p.input_shape == (10,)
+    assert p.hierarchy is None
+    assert_splits_basic(p, {"main": 3, "aux": 3})
+    assert [t.metric for t in p.tasks] == ["mse", "mse"] and p.tasks[0].loss == "mse"
+    assert {k: len(v) for k, v in p.splits.items()} == {"train": 900, "meta": 100, "val": 200, "test": 200}
+
+
+def test_seeds():
+    a, b = (build_problem("toy_regression", 3) for _ in range(2))
+    assert_same_problem(a, b)
+    c = build_problem("toy_regression", 4)
+    assert not torch.equal(a.splits["train"].x, c.splits["train"].x)
+    assert not torch.equal(a.splits["val"].x, c.splits["val"].x)
+    # Same task definition across run seeds; a different task_seed changes it.
+    assert torch.equal(a.info["basis"], c.info["basis"])
+    d = build_problem("toy_regression", 3, task_seed=1)
+    assert not torch.equal(a.info["basis"], d.info["basis"])
+
+
+def test_disjoint_splits():
+    p = build_problem("toy_regression", 0, meta_fraction=0.1)
+    keys = {name: row_keys(s.x) for name, s in p.splits.items()}
+    assert sum(len(k) for k in keys.values()) == sum(len(s) for s in p.splits.values())
+    assert len(set().union(*keys.values())) == sum(len(k) for k in keys.values())
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.4, 0.7])
+def test_noise_only_on_main_train(fraction):
+    p = build_problem("toy_regression", 1, meta_fraction=0.1, noise_fraction=fraction)
+    flags = {"train": p.info["noisy_train_index"], "meta": p.info["noisy_meta_index"]}
+    n_noisy = sum(int(f.sum()) for f in flags.values())
+    assert n_noisy == round(fraction * 1000)
+    for name, noisy in flags.items():  # flags follow their rows into train and meta
+        s = p.splits[name]
+        assert noisy.dtype == torch.bool and noisy.shape == (len(s),)
+        differs = ~torch.isclose(s.y["main"], clean(p, s.x, "main"), atol=1e-5).all(dim=1)
+        assert torch.equal(differs, noisy), name
+        torch.testing.assert_close(s.y["aux"], clean(p, s.x, "aux"))
+    train, noisy = p.splits["train"], flags["train"]
+    for name in ("val", "test"):
+        s = p.splits[name]
+        for task in ("main", "aux"):
+            torch.testing.assert_close(s.y[task], clean(p, s.x, task))
+    if fraction:
+        resid = train.y["main"][noisy] - clean(p, train.x, "main")[noisy]
+        assert 1.2 < resid.std().item() < 1.6  # N(0, sqrt(2))
+
+
+def test_sigma_scales_targets():
+    p = build_problem("toy_regression", 0, sigma_main=2.0, sigma_aux=0.5, noise_fraction=0.0)
+    assert p.splits["test"].y["main"].abs().max() <= 2.0
+    assert p.splits["test"].y["aux"].abs().max() <= 0.5
+
+
+def test_fake_matches_real_shapes():
+    real = build_problem("toy_regression", 0)
+    fake = build_problem("toy_regression", 0, fake=True)
+    assert fake.input_shape == real.input_shape and fake.tasks == real.tasks
+    for name in real.splits:
+        assert fake.splits[name].x.shape == real.splits[name].x.shape
+        for task in real.splits[name].y:
+            assert fake.splits[name].y[task].shape == real.splits[name].y[task].shape
+
+
+def test_bad_options():
+    with pytest.raises(AuxbenchError):
+        build_problem("toy_regression", 0, noise_fraction=1.5)
+    with pytest.raises(AuxbenchError):
+        build_problem("toy_regression", 0, noise_level=0.4)
