@@ -1,0 +1,90 @@
+"""Task heads and the multi-head ``AuxModel`` that every method trains.
+
+One shared backbone, one head per task (primary first): the split that lets methods treat
+shared and task-specific parameters differently.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from torch import Tensor, nn
+
+from auxbench.backbones.base import Backbone
+from auxbench.backbones.registry import build_backbone
+from auxbench.problems.base import TaskSpec
+
+
+def make_head(in_features: int, spec: TaskSpec, hidden: int = 0) -> nn.Module:
+    """``Linear(in, out)``, or ``Linear(in, hidden)-ReLU-Linear(hidden, out)`` when ``hidden > 0``.
+
+    ``out`` is ``spec.num_outputs``; heads output logits / raw values (losses apply activations).
+    """
+    if hidden <= 0:
+        return nn.Linear(in_features, spec.num_outputs)
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, spec.num_outputs))
+
+
+class AuxModel(nn.Module):
+    """A shared backbone and one head per task; ``forward`` returns ``{task: output}``.
+
+    The backbone runs once per forward; heads are kept in insertion order (primary first).
+    """
+
+    def __init__(self, backbone: Backbone, heads: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleDict(dict(heads))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.backbone.feature_dim
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.heads.keys())
+
+    def features(self, x: Tensor) -> Tensor:
+        """Backbone features ``[B, feature_dim]``."""
+        return self.backbone(x)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        z = self.backbone(x)
+        return {name: head(z) for name, head in self.heads.items()}
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Backbone parameters."""
+        return self.backbone.parameters()
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """All head parameters, head after head in task order."""
+        for head in self.heads.values():
+            yield from head.parameters()
+
+    @classmethod
+    def build(
+        cls,
+        backbone_name: str,
+        input_shape: tuple[int, ...],
+        tasks: Sequence[TaskSpec],
+        head_hidden: int = 0,
+        pretrained: bool = False,
+    ) -> AuxModel:
+        """Same as ``build_model``."""
+        return build_model(backbone_name, input_shape, tasks, head_hidden, pretrained)
+
+
+def build_model(
+    backbone_name: str,
+    input_shape: tuple[int, ...],
+    tasks: Sequence[TaskSpec],
+    head_hidden: int = 0,
+    pretrained: bool = False,
+) -> AuxModel:
+    """Backbone first, then one head per task in task order.
+
+    The order matters for paired seeds: under the same seed the backbone and the primary head
+    (``tasks[0]``) get identical initial weights whether or not auxiliary heads follow.
+    """
+    backbone = build_backbone(backbone_name, input_shape, pretrained)
+    heads = {t.name: make_head(backbone.feature_dim, t, head_hidden) for t in tasks}
+    return AuxModel(backbone, heads)
