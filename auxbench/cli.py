@@ -1,0 +1,110 @@
+"""``auxbench`` command line: run, leaderboard, list, validate.
+
+User errors (:class:`AuxbenchError`) print one message and exit 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from auxbench.errors import AuxbenchError
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from auxbench.executors import run_suite
+
+    run_suite(args.suite, executor=args.executor, address=args.address, fake_data=args.fake_data,
+              runs_dir=args.runs_dir, leaderboard_path=args.output)
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> None:
+    from auxbench.leaderboard import publish
+
+    run_dir = Path(args.runs)
+    if not run_dir.is_dir():
+        raise AuxbenchError(f"no results folder {run_dir}")
+    out = args.output or Path("leaderboards") / f"{run_dir.name}.md"
+    publish(run_dir, out, metric=args.metric, selection=args.selection, baseline=args.baseline)
+    print(f"leaderboard: {out}")
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    if args.what == "methods":
+        from auxbench.method import discover_methods
+
+        for name, cls in sorted(discover_methods().items()):
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            print(f"{name:12s} v{cls.version}  {doc}")
+    elif args.what == "problems":
+        from auxbench.problems import PROBLEMS, check_problem
+
+        check_problem(next(iter(PROBLEMS), "toy_regression"), {})  # registers the built-in problems
+        for name, factory in sorted(PROBLEMS.items()):
+            doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+            print(f"{name:16s} {doc}")
+    elif args.what == "backbones":
+        from auxbench.backbones import BACKBONES
+
+        for name in sorted(BACKBONES):
+            print(name)
+        print("timm:<model>  (any timm model, e.g. timm:resnet18)")
+    else:
+        for path in sorted(Path(args.suites_dir).glob("*.y*ml")):
+            print(path)
+
+
+def _cmd_validate(args: argparse.Namespace) -> None:
+    from auxbench.suite import expand, load_suite
+
+    suite = load_suite(args.suite)
+    trials, skipped = expand(suite, args.suite)
+    print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
+    for s in skipped:
+        print(f"  skipped {s['method']} on {s['column']}: {s['reason']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="auxbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite's unfinished trials and publish its leaderboard")
+    run.add_argument("suite", help="suite YAML file")
+    run.add_argument("--executor", choices=["local", "ray"], default="local")
+    run.add_argument("--address", default=None, help="address of an existing Ray cluster")
+    run.add_argument("--fake-data", action="store_true", help="random data of the right shapes (offline check)")
+    run.add_argument("--runs-dir", default="runs", help="results store (default: runs/)")
+    run.add_argument("-o", "--output", default=None, help="leaderboard path (default: leaderboards/<suite>.md)")
+    run.set_defaults(func=_cmd_run)
+
+    board = sub.add_parser("leaderboard", help="render a leaderboard from stored results")
+    board.add_argument("runs", help="results folder, e.g. runs/quickstart")
+    board.add_argument("-o", "--output", default=None)
+    board.add_argument("--metric", default=None, help="'primary' or a key such as test/fine/accuracy")
+    board.add_argument("--selection", choices=["final", "best_val"], default=None)
+    board.add_argument("--baseline", default=None)
+    board.set_defaults(func=_cmd_leaderboard)
+
+    listing = sub.add_parser("list", help="list methods, problems, backbones or suites")
+    listing.add_argument("what", choices=["methods", "problems", "backbones", "suites"])
+    listing.add_argument("--suites-dir", default="suites")
+    listing.set_defaults(func=_cmd_list)
+
+    validate = sub.add_parser("validate", help="check a suite without training")
+    validate.add_argument("suite")
+    validate.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except AuxbenchError as err:
+        print(f"auxbench: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

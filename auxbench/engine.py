@@ -1,0 +1,313 @@
+"""The training loop of one trial (DESIGN.md, "Engine").
+
+A trial is a plain JSON-able config (see :mod:`auxbench.suite`) and a folder. The engine seeds
+everything, builds problem, model and method, trains for ``epochs`` and after every epoch
+evaluates every task on ``val`` and ``test``, rewrites ``metrics.csv`` and saves a checkpoint,
+each atomically. ``result.json`` is written last: it marks the trial finished. A run that is
+killed resumes from its last checkpoint and ends bit-identical to an uninterrupted one on CPU,
+because data order, augmentation and meta batches are functions of (seed, epoch, pass) and the
+global RNG state is checkpointed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import resource
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from auxbench.backbones import build_backbone, build_model
+from auxbench.losses import TaskLosses, metric_sum
+from auxbench.method import Method, TrainContext, resolve_method
+from auxbench.problems import Batch, Problem, TensorSplit, build_problem, concat_splits
+
+RESULT_FILE = "result.json"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class TrialDiverged(Exception):
+    """A training loss became NaN or infinite."""
+
+
+# ----- small utilities ------------------------------------------------------------------------
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def stream_seed(seed: int, *keys: int) -> torch.Generator:
+    """A generator for one (seed, epoch, pass...) stream: same keys, same numbers, any method."""
+    value = seed
+    for k in keys:
+        value = (value * 1_000_003 + k + 1) % (2**63 - 1)
+    return torch.Generator().manual_seed(value)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
+    name = cfg["name"]
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
+            nesterov=cfg["nesterov"],
+        )
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, epochs: int):
+    name = cfg["name"]
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, cfg["step_size"], cfg["gamma"])
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if name == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    raise ValueError(f"unknown scheduler {name!r}")
+
+
+def cycle_batches(split: TensorSplit, batch_size: int, seed: int, epoch: int, device) -> Iterator[Batch]:
+    """Endless shuffled batches of ``split`` for one epoch's meta stream (resumable per epoch)."""
+    for round_ in range(10**9):
+        generator = stream_seed(seed, epoch, 1_000 + round_)
+        for batch in split.batches(batch_size, generator, shuffle=True, augment=True):
+            yield batch.to(device)
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """Peak memory of this trial on CUDA; on CPU the process's peak resident set (an upper bound)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, split: TensorSplit, problem: Problem, batch_size: int, device) -> dict[str, float]:
+    """Every task metric that has both a head and labels, averaged over ``split``."""
+    model.eval()
+    tasks = [t for t in problem.tasks if t.name in split.y]
+    sums = {t.name: 0.0 for t in tasks}
+    for batch in split.batches(batch_size):
+        batch = batch.to(device)
+        out = model(batch.x)
+        for t in tasks:
+            if t.name in out:
+                sums[t.name] += float(metric_sum(t, out[t.name], batch.y[t.name]))
+    model.train()
+    n = len(split)
+    return {f"{t.name}/{t.metric}": sums[t.name] / n for t in tasks if t.name in model.heads}
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def primary_key(problem: Problem) -> str:
+    return f"{problem.primary.name}/{problem.primary.metric}"
+
+
+# ----- the trial ------------------------------------------------------------------------------
+class Trial:
+    """Everything built for one trial; :meth:`run` trains it (resuming when it can)."""
+
+    def __init__(self, config: dict, trial_dir: Path) -> None:
+        self.config = config
+        self.dir = Path(trial_dir)
+        self.training = config["training"]
+        self.seed = int(config["seed"])
+        self.device = pick_device(self.training["device"])
+
+        method_cls: type[Method] = resolve_method(config["method"])
+        self.method = method_cls(**config["hparams"])
+        self.problem = build_problem(
+            config["problem"], self.seed, meta_fraction=self.training["meta_fraction"],
+            fake=config["fake_data"], **config["problem_options"],
+        )
+        splits = self.problem.splits
+        self.train_split = (
+            splits["train"] if method_cls.uses_meta_data else concat_splits(splits["train"], splits["meta"])
+        )
+
+        # Paired seeds: the backbone, then the heads in task order, from the same seed for every
+        # method, so the shared model starts from identical weights.
+        torch.manual_seed(self.seed)
+        tasks = self.method.tasks(self.problem)
+        self.model = build_model(
+            config["backbone"], self.problem.input_shape, tasks, head_hidden=self.training["head_hidden"],
+        ).to(self.device)
+        self.optimizer = make_optimizer(self.model.parameters(), self.training["optimizer"])
+        self.scheduler = make_scheduler(self.optimizer, self.training["scheduler"], self.training["epochs"])
+        self.losses = TaskLosses(tasks, self.training["loss"])
+        self.ctx = TrainContext(
+            model=self.model,
+            problem=self.problem,
+            tasks=tasks,
+            optimizer=self.optimizer,
+            build_backbone=lambda: build_backbone(config["backbone"], self.problem.input_shape).to(self.device),
+            task_losses=self.losses,
+            classification_loss=self.losses.classification_loss,
+            meta_batches=None,
+            aux_batches=None,
+            device=self.device,
+            epochs=self.training["epochs"],
+            seed=self.seed,
+        )
+        self.method.setup(self.ctx)
+
+    # -- checkpoints --
+    def _save_checkpoint(self, epoch: int, rows: list[dict]) -> None:
+        state = {
+            "epoch": epoch,
+            "rows": rows,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method": self.method.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.dir / CHECKPOINT_FILE, buf.getvalue())
+
+    def _load_checkpoint(self) -> tuple[int, list[dict]]:
+        path = self.dir / CHECKPOINT_FILE
+        if not path.exists():
+            return 0, []
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.method.load_state_dict(state["method"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
+        return state["epoch"] + 1, state["rows"]
+
+    # -- training --
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        bs = self.training["batch_size"]
+        if self.method.uses_meta_data:
+            self.ctx.meta_batches = cycle_batches(self.problem.splits["meta"], bs, self.seed, epoch, self.device)
+        totals: dict[str, torch.Tensor | float] = {}
+        counts: dict[str, int] = {}
+        for pass_index, phase in enumerate(self.method.epoch_passes):
+            generator = stream_seed(self.seed, epoch, pass_index)
+            prefix = "train/" if len(self.method.epoch_passes) == 1 else f"train/{phase}/"
+            for batch in self.train_split.batches(bs, generator, shuffle=True, augment=True):
+                for key, value in self.method.train_step(batch.to(self.device), phase).items():
+                    totals[prefix + key] = totals.get(prefix + key, 0.0) + value
+                    counts[prefix + key] = counts.get(prefix + key, 0) + 1
+        self.scheduler.step()
+        self.method.end_epoch(epoch)
+        means = {k: float(v) / counts[k] for k, v in totals.items()}
+        if not all(math.isfinite(v) for v in means.values()):
+            raise TrialDiverged(f"non-finite training loss in epoch {epoch}: {means}")
+        return means
+
+    def run(self, report: Callable[[dict], None] | None = None) -> dict:
+        """Train (or resume) to the end; write ``result.json``; return it."""
+        start_epoch, rows = self._load_checkpoint()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        started = time.perf_counter()
+        key = primary_key(self.problem)
+        status, diverged_at = "done", None
+        for epoch in range(start_epoch, self.training["epochs"]):
+            tick = time.perf_counter()
+            try:
+                train_metrics = self._train_epoch(epoch)
+            except TrialDiverged:
+                status, diverged_at = "diverged", epoch
+                break
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            epoch_time = time.perf_counter() - tick
+            row: dict[str, Any] = {"epoch": epoch, "time/epoch_s": epoch_time, **train_metrics}
+            eval_bs = self.training["eval_batch_size"]
+            for split in ("val", "test"):
+                for name, value in evaluate(self.model, self.problem.splits[split], self.problem, eval_bs, self.device).items():
+                    row[f"{split}/{name}"] = value
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            row.update({f"diag/{k}": float(v) for k, v in self.method.diagnostics().items()})
+            rows.append(row)
+            write_metrics_csv(self.dir / METRICS_FILE, rows)
+            self._save_checkpoint(epoch, rows)
+            if report is not None:
+                report({"epoch": epoch, "primary_val": row[f"val/{key}"], "primary_test": row[f"test/{key}"]})
+        memory, memory_kind = peak_memory_mb(self.device)
+        result = summarise(rows, self.problem, status, diverged_at)
+        result.update(
+            run_wall_s=time.perf_counter() - started, peak_memory_mb=memory, memory_kind=memory_kind,
+            device=str(self.device),
+        )
+        atomic_write_json(self.dir / RESULT_FILE, result)
+        (self.dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        return result
+
+
+def summarise(rows: list[dict], problem: Problem, status: str, diverged_at: int | None) -> dict:
+    """Final-epoch and best-on-val metrics (selection by ``val`` only; test never chooses)."""
+    key = f"val/{primary_key(problem)}"
+    result: dict[str, Any] = {
+        "status": status,
+        "epochs_completed": len(rows),
+        "diverged_at_epoch": diverged_at,
+        "primary_metric": primary_key(problem),
+        "higher_is_better": problem.primary.higher_is_better,
+        "time_per_epoch_s": sum(r["time/epoch_s"] for r in rows) / len(rows) if rows else None,
+        "final": None,
+        "best_val": None,
+    }
+    if status == "done" and rows:
+        sign = 1 if problem.primary.higher_is_better else -1
+        best = max(rows, key=lambda r: (sign * r[key], -r["epoch"]))
+        result["final"] = rows[-1]
+        result["best_val"] = best
+    return result
+
+
+def run_trial(config: dict, trial_dir: Path, report: Callable[[dict], None] | None = None) -> dict:
+    """Run one trial in ``trial_dir`` (resuming or returning the stored result when finished)."""
+    trial_dir = Path(trial_dir)
+    done = trial_dir / RESULT_FILE
+    if done.exists():
+        return json.loads(done.read_text())
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    config_path = trial_dir / CONFIG_FILE
+    if config_path.exists() and json.loads(config_path.read_text()) != config:
+        raise RuntimeError(f"{config_path} holds a different config; refusing to mix results")
+    atomic_write_json(config_path, config)
+    return Trial(config, trial_dir).run(report)

@@ -1,0 +1,77 @@
+"""Running a suite: expand it, execute its unfinished trials, publish the leaderboard.
+
+Executors only execute: the run spec (``run.json``), completion markers and results live in
+auxbench's store, so a re-run skips finished trials, resumes unfinished ones from their
+checkpoint, and no executor state can lose a result.
+"""
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from auxbench.engine import run_trial
+from auxbench.errors import AuxbenchError
+from auxbench.results import ERROR_FILE, trial_status, write_run_record
+from auxbench.suite import expand, load_suite
+
+EXECUTORS = ("local", "ray")
+
+
+def execute_trial(trial: dict, run_dir: Path, report=None) -> dict:
+    """Run one trial; on an unexpected exception leave its traceback in ``error.txt`` and re-raise."""
+    trial_dir = Path(run_dir) / trial["id"]
+    (trial_dir / ERROR_FILE).unlink(missing_ok=True)
+    try:
+        return run_trial(trial["config"], trial_dir, report)
+    except AuxbenchError:
+        raise
+    except Exception:
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        (trial_dir / ERROR_FILE).write_text(traceback.format_exc())
+        raise
+
+
+def run_suite(
+    suite_path: str | Path,
+    executor: str = "local",
+    address: str | None = None,
+    fake_data: bool = False,
+    runs_dir: str | Path = "runs",
+    leaderboard_path: str | Path | None = None,
+) -> Path:
+    """Run every unfinished trial of a suite and publish its leaderboard; return the run folder.
+
+    Fake-data runs go to ``runs/<suite>-fake`` and publish only inside it, so they can never be
+    mistaken for (or overwrite) a real leaderboard.
+    """
+    from auxbench.leaderboard import publish
+
+    suite = load_suite(suite_path)
+    trials, skipped = expand(suite, suite_path, fake_data=fake_data)
+    name = suite.name + ("-fake" if fake_data else "")
+    run_dir = Path(runs_dir) / name
+    write_run_record(run_dir, {
+        "suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data,
+        "spec": suite.model_dump(mode="json"), "trials": trials, "skipped": skipped,
+    })
+    todo = [t for t in trials if trial_status(run_dir / t["id"]) not in ("done", "diverged")]
+    print(f"{suite.name}: {len(trials)} trials ({len(trials) - len(todo)} already finished), "
+          f"{len(skipped)} skipped pairs; running {len(todo)} with the {executor} executor")
+    if executor == "local":
+        from auxbench.executors.local import run_local
+
+        failed = run_local(todo, run_dir)
+    elif executor == "ray":
+        from auxbench.executors.ray import run_ray
+
+        failed = run_ray(todo, run_dir, suite.resources, address)
+    else:
+        raise AuxbenchError(f"unknown executor {executor!r} (valid: {', '.join(EXECUTORS)})")
+    if leaderboard_path is None:
+        leaderboard_path = run_dir / "leaderboard.md" if fake_data else Path("leaderboards") / f"{suite.name}.md"
+    publish(run_dir, leaderboard_path)
+    print(f"leaderboard: {leaderboard_path}")
+    if failed:
+        listing = "\n".join(f"  {run_dir / t}/{ERROR_FILE}" for t in failed)
+        raise AuxbenchError(f"{len(failed)} trial(s) failed; finished results are kept. Tracebacks:\n{listing}")
+    return run_dir

@@ -1,0 +1,37 @@
+"""Human-designed auxiliary tasks with fixed weights ("Equal", "Uniform", "Static" baselines)."""
+from __future__ import annotations
+
+from optuna.distributions import FloatDistribution
+from torch import Tensor
+
+from auxbench.method import HParam, Method
+from auxbench.problems import Problem
+
+
+class HumanAux(Method):
+    """The problem's human auxiliary tasks, trained jointly with fixed loss weights.
+
+    research/methods.md §2: loss = mean primary loss + Σ_aux w · mean auxiliary loss, with
+    w = 1.0 for every auxiliary task by default (the "Equal"/"Uniform" baseline of MAXL, WAMAL,
+    AuxiLearn and MAOAL; a sum over tasks, not SLGrad's 1/T "Static" normalisation — set
+    ``aux_weight`` to reproduce that).
+    """
+
+    name = "human_aux"
+    hparams = {
+        "aux_weight": HParam(1.0, "weight of every auxiliary task's loss", low=0.0,
+                             space=FloatDistribution(0.01, 10.0, log=True)),
+    }
+
+    @classmethod
+    def applicable(cls, problem: Problem) -> str | None:
+        if not problem.auxiliary_tasks:
+            return "the problem has no human auxiliary task"
+        return None
+
+    def combine(self, losses: dict[str, Tensor]) -> Tensor:
+        primary = self.ctx.problem.primary.name
+        return sum(
+            loss.mean() * (1.0 if task == primary else self.hp["aux_weight"])
+            for task, loss in losses.items()
+        )

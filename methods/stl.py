@@ -1,0 +1,23 @@
+"""Single-task learning: the primary task alone, the baseline every method is compared with."""
+from __future__ import annotations
+
+from torch import Tensor
+
+from auxbench.method import Method
+from auxbench.problems import Problem, TaskSpec
+
+
+class STL(Method):
+    """Single-task learning: train the primary head and the backbone on the primary loss only.
+
+    research/methods.md §1. The model has no auxiliary head, so nothing but the primary task is
+    computed. It trains on ``train ∪ meta`` (it uses no meta data), like every non-meta method.
+    """
+
+    name = "stl"
+
+    def tasks(self, problem: Problem) -> list[TaskSpec]:
+        return [problem.primary]
+
+    def combine(self, losses: dict[str, Tensor]) -> Tensor:
+        return losses[self.ctx.problem.primary.name].mean()
