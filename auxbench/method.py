@@ -170,15 +170,15 @@ class Method:
             for task, m in means.items()
         }
         task_grads = {
-            task: [torch.zeros_like(p) if g is None else g for g, p in zip(grads, shared)]
+            task: [torch.zeros_like(p) if g is None else g for g, p in zip(grads, shared, strict=True)]
             for task, grads in task_grads.items()
         }
         total = sum(means.values())
         heads = [p for p in model.head_parameters() if p.requires_grad]
         head_grads = torch.autograd.grad(total, heads, allow_unused=True)
-        for p, g in zip(shared, self.combine_grads(task_grads)):
+        for p, g in zip(shared, self.combine_grads(task_grads), strict=True):
             p.grad = g
-        for p, g in zip(heads, head_grads):
+        for p, g in zip(heads, head_grads, strict=True):
             p.grad = g
         return total
 

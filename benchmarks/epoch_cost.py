@@ -1,0 +1,72 @@
+"""Time per training epoch of each method as a ratio to STL, measured in one run.
+
+    python benchmarks/epoch_cost.py                                   # digits, convnet4, CPU
+    python benchmarks/epoch_cost.py --problem cifar100_20 --backbone vgg16 --fake-data --device cuda
+
+Each method trains the same problem, seed and data for ``--epochs`` epochs (after one warm-up
+epoch); the median epoch time is reported with its ratio to STL, and on CUDA the peak allocated
+memory with its ratio. Not a test: timings depend on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from auxbench.engine import Trial
+from auxbench.method import resolve_method
+from auxbench.suite import TrainingConfig
+
+
+def epoch_times(method: str, args: argparse.Namespace, workdir: Path) -> tuple[list[float], float]:
+    cls = resolve_method(method)
+    config = {
+        "problem": args.problem, "problem_options": dict(args.option), "backbone": args.backbone,
+        "method": method, "method_version": cls.version, "hparams": cls.resolve_hparams({}),
+        "seed": 0, "fake_data": args.fake_data,
+        "training": TrainingConfig.model_validate(
+            {"epochs": args.epochs + 1, "batch_size": args.batch_size, "device": args.device}
+        ).model_dump(),
+    }
+    trial = Trial(config, workdir / method)
+    if trial.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(trial.device)
+    times = []
+    for epoch in range(args.epochs + 1):
+        tick = time.perf_counter()
+        trial._train_epoch(epoch)
+        if trial.device.type == "cuda":
+            torch.cuda.synchronize(trial.device)
+        times.append(time.perf_counter() - tick)
+    memory = torch.cuda.max_memory_allocated(trial.device) / 2**20 if trial.device.type == "cuda" else float("nan")
+    return times[1:], memory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", default="digits_coarse")
+    parser.add_argument("--backbone", default="convnet4")
+    parser.add_argument("--methods", nargs="+", default=["stl", "human_aux", "maxl"])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fake-data", action="store_true")
+    parser.add_argument("--option", nargs=2, action="append", default=[], metavar=("KEY", "INT"),
+                        type=lambda v: int(v) if v.isdigit() else v, help="problem option, e.g. --option n_train 2000")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {m: epoch_times(m, args, Path(tmp)) for m in args.methods}
+    base_time, base_mem = statistics.median(results["stl"][0]), results["stl"][1]
+    print(f"{args.problem} / {args.backbone} on {args.device}, batch {args.batch_size}, median of {args.epochs} epochs")
+    print(f"{'method':12s} {'s/epoch':>9s} {'× STL':>7s} {'peak MiB':>9s} {'× STL':>7s}")
+    for method, (times, memory) in results.items():
+        t = statistics.median(times)
+        print(f"{method:12s} {t:9.3f} {t / base_time:7.2f} {memory:9.1f} {memory / base_mem:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
