@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -235,6 +237,11 @@ def resolve_method(spec: str, where: str = "") -> type[Method]:
     if ":" in spec:
         module_name, _, class_name = spec.partition(":")
         place = f"{where}: " if where else ""
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            # ``python -m`` puts the working directory on sys.path, the ``auxbench`` console script
+            # does not: a suite's ``mymodule:Class`` must import the same way under both.
+            sys.path.insert(0, cwd)
         try:
             module = importlib.import_module(module_name)
         except Exception as err:  # any import failure is the user's module, reported as such

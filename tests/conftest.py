@@ -22,3 +22,87 @@ def real_data_dir() -> Path:
     if os.environ.get("CI"):
         pytest.fail(msg)
     pytest.skip(msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny suites for framework tests (tests/test_suite.py, test_engine.py, test_cli.py,
+# test_executors.py, test_results.py): small YAML files in tmp_path, CPU, a few epochs.
+
+TINY_DEFAULTS = {"epochs": 2, "batch_size": 32, "device": "cpu"}
+TOY_OPTIONS = {"n_train": 200, "n_val": 50, "n_test": 50}
+DIGITS_OPTIONS = {"n_train": 120}
+
+
+def tiny_suite(methods=("stl",), seeds=1, problem="toy_regression", options=None,
+               backbone="mlp", name="tiny", **top) -> dict:
+    """A one-experiment suite as a dict (toy regression, mlp, 2 epochs unless told)."""
+    if options is None:
+        options = TOY_OPTIONS if problem == "toy_regression" else DIGITS_OPTIONS if problem == "digits_coarse" else {}
+    suite = {
+        "name": name,
+        "defaults": dict(TINY_DEFAULTS),
+        "experiments": [{
+            "problem": problem, "problem_options": dict(options), "backbone": backbone,
+            "methods": list(methods), "seeds": seeds,
+        }],
+    }
+    suite.update(top)
+    return suite
+
+
+@pytest.fixture
+def write_suite(tmp_path):
+    """``write_suite(dict_or_text, name="suite.yaml") -> Path`` of a YAML file in ``tmp_path``."""
+    import yaml
+
+    def write(content, name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run in ``tmp_path`` so default outputs (runs/, leaderboards/) never land in the repo."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*args) -> (exit code, stdout, stderr)`` of ``auxbench`` run in-process."""
+    from auxbench.cli import main
+
+    def run(*args) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def expanded_trials(path: Path, fake_data: bool = False) -> list[dict]:
+    """The trials of the suite file at ``path`` (load + expand)."""
+    from auxbench.suite import expand, load_suite
+
+    return expand(load_suite(path), path, fake_data=fake_data)[0]
+
+
+def metric_rows(csv_path: Path) -> list[dict]:
+    """``metrics.csv`` rows without the wall-clock columns (the deterministic part)."""
+    import csv
+
+    with open(csv_path) as f:
+        return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in csv.DictReader(f)]
+
+
+def deterministic_result(result: dict) -> dict:
+    """``result.json`` without wall-clock and memory fields."""
+    drop = {"run_wall_s", "peak_memory_mb", "time_per_epoch_s"}
+    out = {k: v for k, v in result.items() if k not in drop}
+    for sel in ("final", "best_val"):
+        if out.get(sel):
+            out[sel] = {k: v for k, v in out[sel].items() if not k.startswith("time/")}
+    return out

@@ -72,6 +72,13 @@ def run_suite(
     publish(run_dir, leaderboard_path)
     print(f"leaderboard: {leaderboard_path}")
     if failed:
-        listing = "\n".join(f"  {run_dir / t}/{ERROR_FILE}" for t in failed)
-        raise AuxbenchError(f"{len(failed)} trial(s) failed; finished results are kept. Tracebacks:\n{listing}")
+        by_id = {t["id"]: t for t in trials}
+        listing = "\n".join(
+            f"  {by_id[i]['column']} {by_id[i]['method']} seed {by_id[i]['config']['seed']} "
+            f"(trial {i}): see {run_dir / i / ERROR_FILE}"
+            for i in failed
+        )
+        raise AuxbenchError(
+            f"{len(failed)} trial(s) failed; finished results are kept and a re-run retries the failed ones:\n{listing}"
+        )
     return run_dir

@@ -7,6 +7,8 @@ their memory). Without ``address`` Ray starts on this machine.
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from auxbench.suite import Resources
@@ -17,7 +19,18 @@ def _trainable(config: dict) -> None:
 
     from auxbench.executors import execute_trial
 
+    # A suite's ``package.module:Class`` methods import in the worker as they did in the driver.
+    for entry in config.get("python_path", []):
+        if entry not in sys.path:
+            sys.path.append(entry)
+
     execute_trial(config["trial"], Path(config["run_dir"]), report=tune.report)
+
+
+def _python_path() -> list[str]:
+    """The driver's import path (working directory first), for the workers."""
+    entries = [os.getcwd(), *(str(Path(p).resolve()) for p in sys.path if p)]
+    return [p for p in dict.fromkeys(entries) if Path(p).is_dir()]
 
 
 def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
@@ -33,7 +46,9 @@ def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: st
         trainable = tune.with_resources(_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
         tuner = tune.Tuner(
             trainable,
-            param_space={"run_dir": str(run_dir), "trial": tune.grid_search(trials)},
+            param_space={
+                "run_dir": str(run_dir), "trial": tune.grid_search(trials), "python_path": _python_path(),
+            },
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=resources.max_concurrent,
                 trial_dirname_creator=lambda t: t.config["trial"]["id"],

@@ -1,0 +1,88 @@
+"""``auxbench list`` and ``auxbench validate`` on the shipped suites; the console script."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_list_methods(cli):
+    code, out, err = cli("list", "methods")
+    assert code == 0, err
+    names = [line.split()[0] for line in out.splitlines()]
+    assert {"stl", "human_aux", "maxl"} <= set(names)
+    assert names == sorted(names)
+    maxl = next(line for line in out.splitlines() if line.startswith("maxl"))
+    assert "v1" in maxl and "Meta AuXiliary Learning" in maxl
+
+
+def test_list_problems(cli):
+    code, out, err = cli("list", "problems")
+    assert code == 0, err
+    names = {line.split()[0] for line in out.splitlines()}
+    assert {"toy_regression", "digits_coarse", "cifar100_20"} <= names
+
+
+def test_list_backbones(cli):
+    code, out, err = cli("list", "backbones")
+    assert code == 0, err
+    assert {"mlp", "lenet5", "convnet4", "vgg16", "resnet18"} <= set(out.split())
+    assert "timm:<model>" in out
+
+
+def test_list_suites(cli, monkeypatch):
+    monkeypatch.chdir(REPO)
+    code, out, err = cli("list", "suites")
+    assert code == 0, err
+    assert "suites/quickstart.yaml" in out.split()
+
+
+def test_list_suites_of_another_folder(cli, tmp_path):
+    (tmp_path / "a.yaml").write_text("x: 1\n")
+    (tmp_path / "b.yml").write_text("x: 1\n")
+    (tmp_path / "notes.txt").write_text("")
+    code, out, err = cli("list", "suites", "--suites-dir", tmp_path)
+    assert code == 0
+    assert [Path(p).name for p in out.split()] == ["a.yaml", "b.yml"]
+
+
+def test_list_rejects_unknown_kind(cli):
+    with pytest.raises(SystemExit) as exc:
+        cli("list", "datasets")
+    assert exc.value.code == 2
+
+
+def test_validate_quickstart_mentions_skipped_maxl(cli):
+    code, out, err = cli("validate", REPO / "suites" / "quickstart.yaml")
+    assert code == 0, err
+    # 2 problems x 3 methods x 3 seeds, minus MAXL on the regression problem
+    assert "valid; 15 trials, 1 skipped pairs" in out
+    skipped = [line for line in out.splitlines() if "skipped maxl" in line]
+    assert len(skipped) == 1
+    assert "toy_regression" in skipped[0] and "classification primary task" in skipped[0]
+
+
+def test_console_script_from_repo_root(tmp_path):
+    """The installed ``auxbench`` entry point, run from the repository root: a ``module:Class`` of
+    the working directory imports (``tests`` is not installed), and bad input exits 2 with one
+    line and no traceback."""
+    script = Path(sys.executable).parent / "auxbench"
+    if not script.exists():
+        pytest.skip("console script not installed next to this interpreter")
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(
+        "name: x\ndefaults: {epochs: 1, device: cpu}\nexperiments:\n"
+        "  - {problem: toy_regression, backbone: mlp, seeds: 1,\n"
+        "     methods: [{name: 'tests.test_engine:NaNMethod', hparams: {fo: 1}}]}\n"
+    )
+    proc = subprocess.run([str(script), "validate", str(suite)], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("auxbench: error:") == 1
+    assert "bad.yaml" in proc.stderr and "experiments[0].methods[0].hparams" in proc.stderr
+    assert "unknown hyperparameter of 'nan_test' 'fo'" in proc.stderr  # the module was imported

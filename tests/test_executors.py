@@ -1,0 +1,43 @@
+"""Executors: Ray Tune fills the same store as the local executor, with the same numbers."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from auxbench.engine import CONFIG_FILE, METRICS_FILE, RESULT_FILE
+from tests.conftest import deterministic_result, expanded_trials, metric_rows, tiny_suite
+
+
+@pytest.mark.slow
+def test_ray_executor_fills_the_same_store_as_local(cli, write_suite, in_tmp):
+    pytest.importorskip("ray.tune")
+    suite = tiny_suite(methods=["stl", "tests.test_engine:NaNMethod"],
+                       resources={"cpu": 1, "max_concurrent": 2, "retries": 0})
+    path = write_suite(suite)
+    ids = sorted(t["id"] for t in expanded_trials(path, fake_data=True))
+
+    code, out, err = cli("run", path, "--fake-data", "--runs-dir", in_tmp / "local")
+    assert code == 0, err
+    code, out, err = cli("run", path, "--fake-data", "--executor", "ray", "--runs-dir", in_tmp / "ray")
+    assert code == 0, err
+    assert "running 2 with the ray executor" in out
+
+    local, ray_dir = in_tmp / "local" / "tiny-fake", in_tmp / "ray" / "tiny-fake"
+    for run_dir in (local, ray_dir):
+        assert sorted(p.parent.name for p in run_dir.glob(f"*/{RESULT_FILE}")) == ids
+        assert (run_dir / "leaderboard.md").is_file()
+    for trial_id in ids:
+        a, b = local / trial_id, ray_dir / trial_id
+        assert json.loads((a / CONFIG_FILE).read_text()) == json.loads((b / CONFIG_FILE).read_text())
+        ra, rb = (json.loads((d / RESULT_FILE).read_text()) for d in (a, b))
+        assert deterministic_result(ra) == deterministic_result(rb)
+        if ra["status"] == "done":
+            assert metric_rows(a / METRICS_FILE) == metric_rows(b / METRICS_FILE)
+    statuses = sorted(json.loads((ray_dir / i / RESULT_FILE).read_text())["status"] for i in ids)
+    assert statuses == ["diverged", "done"]
+
+    # a re-run with Ray finds everything finished and does not start Ray at all
+    code, out, err = cli("run", path, "--fake-data", "--executor", "ray", "--runs-dir", in_tmp / "ray")
+    assert code == 0, err
+    assert "2 trials (2 already finished)" in out and "running 0" in out
