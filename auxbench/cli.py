@@ -25,7 +25,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> None:
     if not run_dir.is_dir():
         raise AuxbenchError(f"no results folder {run_dir}")
     out = args.output or Path("leaderboards") / f"{run_dir.name}.md"
-    publish(run_dir, out, metric=args.metric, selection=args.selection, baseline=args.baseline)
+    publish(run_dir, out, metric=args.metric, selection=args.selection, baseline=args.baseline, alpha=args.alpha)
     print(f"leaderboard: {out}")
 
 
@@ -79,10 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser("leaderboard", help="render a leaderboard from stored results")
     board.add_argument("runs", help="results folder, e.g. runs/quickstart")
-    board.add_argument("-o", "--output", default=None)
+    board.add_argument("-o", "--output", default=None, help="markdown path; figures go to a folder beside it")
     board.add_argument("--metric", default=None, help="'primary' or a key such as test/fine/accuracy")
     board.add_argument("--selection", choices=["final", "best_val"], default=None)
-    board.add_argument("--baseline", default=None)
+    board.add_argument("--baseline", default=None, help="method the others are tested against (default: suite's, stl)")
+    board.add_argument("--alpha", type=float, default=None, help="significance level (default: suite's, 0.05)")
     board.set_defaults(func=_cmd_leaderboard)
 
     listing = sub.add_parser("list", help="list methods, problems, backbones or suites")

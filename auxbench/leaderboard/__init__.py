@@ -1,6 +1,8 @@
-"""Leaderboards: statistics (:mod:`.stats`), markdown tables (:mod:`.render`), plots.
+"""Leaderboards: statistics (:mod:`.stats`), per-cell and across-column tables (:mod:`.tables`),
+figures (:mod:`.plots`) and the markdown with its entry point :func:`publish` (:mod:`.render`).
 
-Rendering is imported lazily so that the statistics load without torch.
+None of these imports torch; :func:`publish` reads the results store (which does) when called.
+Rendering is imported lazily so that ``import auxbench.leaderboard`` stays light.
 """
 
 
