@@ -14,8 +14,6 @@ import csv
 import io
 import json
 import math
-import os
-import resource
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,13 +23,17 @@ import torch
 
 from auxbench.backbones import build_backbone, build_model
 from auxbench.losses import TaskLosses, metric_sum
+from auxbench.memory import PeakMemory
 from auxbench.method import Method, TrainContext, resolve_method
 from auxbench.problems import Batch, Problem, TensorSplit, build_problem, concat_splits
-
-RESULT_FILE = "result.json"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
-CHECKPOINT_FILE = "checkpoint.pt"
+from auxbench.results import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RESULT_FILE,
+    atomic_write_bytes,
+    atomic_write_json,
+)
 
 
 class TrialDiverged(Exception):
@@ -39,20 +41,6 @@ class TrialDiverged(Exception):
 
 
 # ----- small utilities ------------------------------------------------------------------------
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
 def stream_seed(seed: int, *keys: int) -> torch.Generator:
     """A generator for one (seed, epoch, pass...) stream: same keys, same numbers, any method."""
     value = seed
@@ -96,13 +84,6 @@ def cycle_batches(split: TensorSplit, batch_size: int, seed: int, epoch: int, de
         generator = stream_seed(seed, epoch, 1_000 + round_)
         for batch in split.batches(batch_size, generator, shuffle=True, augment=True):
             yield batch.to(device)
-
-
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """Peak memory of this trial on CUDA; on CPU the process's peak resident set (an upper bound)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
 
 
 @torch.no_grad()
@@ -240,22 +221,30 @@ class Trial:
     def run(self, report: Callable[[dict], None] | None = None) -> dict:
         """Train (or resume) to the end; write ``result.json``; return it."""
         start_epoch, rows = self._load_checkpoint()
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
         started = time.perf_counter()
+        with PeakMemory(self.device) as memory:
+            status, diverged_at = self._run_epochs(start_epoch, rows, report)
+        result = summarise(rows, self.problem, status, diverged_at)
+        result.update(
+            run_wall_s=time.perf_counter() - started, peak_memory_mb=memory.peak_mb, memory_kind=memory.kind,
+            device=str(self.device),
+        )
+        atomic_write_json(self.dir / RESULT_FILE, result)
+        (self.dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        return result
+
+    def _run_epochs(self, start_epoch: int, rows: list[dict], report) -> tuple[str, int | None]:
+        """Train, evaluate and checkpoint each epoch; ``("diverged", epoch)`` on a non-finite loss."""
         key = primary_key(self.problem)
-        status, diverged_at = "done", None
         for epoch in range(start_epoch, self.training["epochs"]):
             tick = time.perf_counter()
             try:
                 train_metrics = self._train_epoch(epoch)
             except TrialDiverged:
-                status, diverged_at = "diverged", epoch
-                break
+                return "diverged", epoch
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            epoch_time = time.perf_counter() - tick
-            row: dict[str, Any] = {"epoch": epoch, "time/epoch_s": epoch_time, **train_metrics}
+            row: dict[str, Any] = {"epoch": epoch, "time/epoch_s": time.perf_counter() - tick, **train_metrics}
             eval_bs = self.training["eval_batch_size"]
             for split in ("val", "test"):
                 for name, value in evaluate(self.model, self.problem.splits[split], self.problem, eval_bs, self.device).items():
@@ -267,15 +256,7 @@ class Trial:
             self._save_checkpoint(epoch, rows)
             if report is not None:
                 report({"epoch": epoch, "primary_val": row[f"val/{key}"], "primary_test": row[f"test/{key}"]})
-        memory, memory_kind = peak_memory_mb(self.device)
-        result = summarise(rows, self.problem, status, diverged_at)
-        result.update(
-            run_wall_s=time.perf_counter() - started, peak_memory_mb=memory, memory_kind=memory_kind,
-            device=str(self.device),
-        )
-        atomic_write_json(self.dir / RESULT_FILE, result)
-        (self.dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-        return result
+        return "done", None
 
 
 def summarise(rows: list[dict], problem: Problem, status: str, diverged_at: int | None) -> dict:

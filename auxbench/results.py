@@ -8,15 +8,32 @@ marker. Nothing here deletes a trial folder: a finished result is never lost.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from auxbench.engine import CHECKPOINT_FILE, CONFIG_FILE, RESULT_FILE, atomic_write_json
-
 RUN_RECORD = "run.json"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
+RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:

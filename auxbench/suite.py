@@ -247,4 +247,7 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
     ids = [t["id"] for t in trials]
     if len(set(ids)) != len(ids):
         raise AuxbenchError(f"{path}: two experiments expand to the same trial (same problem, backbone, method, seed and training)")
+    labels = sorted({t["method"] for t in trials} | {s["method"] for s in skipped})
+    if suite.leaderboard.baseline not in labels:
+        raise unknown_name("baseline method", suite.leaderboard.baseline, labels, f"{path}: leaderboard.baseline")
     return trials, skipped

@@ -33,6 +33,18 @@ TOY_OPTIONS = {"n_train": 200, "n_val": 50, "n_test": 50}
 DIGITS_OPTIONS = {"n_train": 120}
 
 
+def _label(entry) -> str:
+    """The leaderboard row label of a suite's method entry ("stl" for a bad entry under test)."""
+    from auxbench.errors import AuxbenchError
+    from auxbench.method import resolve_method
+
+    entry = entry if isinstance(entry, dict) else {"name": entry}
+    try:
+        return entry.get("label") or resolve_method(entry["name"]).name
+    except AuxbenchError:
+        return "stl"
+
+
 def tiny_suite(methods=("stl",), seeds=1, problem="toy_regression", options=None,
                backbone="mlp", name="tiny", **top) -> dict:
     """A one-experiment suite as a dict (toy regression, mlp, 2 epochs unless told)."""
@@ -45,6 +57,7 @@ def tiny_suite(methods=("stl",), seeds=1, problem="toy_regression", options=None
             "problem": problem, "problem_options": dict(options), "backbone": backbone,
             "methods": list(methods), "seeds": seeds,
         }],
+        "leaderboard": {"baseline": _label(list(methods)[0]) if "stl" not in methods else "stl"},
     }
     suite.update(top)
     return suite

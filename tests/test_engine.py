@@ -8,17 +8,10 @@ import os
 import pytest
 import torch
 
-from auxbench.engine import (
-    CHECKPOINT_FILE,
-    METRICS_FILE,
-    RESULT_FILE,
-    Trial,
-    atomic_write_bytes,
-    run_trial,
-    summarise,
-)
+from auxbench.engine import Trial, run_trial, summarise
 from auxbench.method import Method
 from auxbench.problems import build_problem
+from auxbench.results import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, atomic_write_bytes
 from tests.conftest import deterministic_result, expanded_trials, metric_rows, tiny_suite
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from auxbench.engine import CONFIG_FILE, METRICS_FILE, RESULT_FILE
+from auxbench.results import CONFIG_FILE, METRICS_FILE, RESULT_FILE
 from tests.conftest import deterministic_result, expanded_trials, metric_rows, tiny_suite
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 import auxbench.engine
-from auxbench.engine import CHECKPOINT_FILE, RESULT_FILE, run_trial
+from auxbench.engine import run_trial
 from auxbench.method import Method
-from auxbench.results import ERROR_FILE, RUN_RECORD, load_results, trial_status
+from auxbench.results import CHECKPOINT_FILE, ERROR_FILE, RESULT_FILE, RUN_RECORD, load_results, trial_status
 from tests.conftest import expanded_trials, tiny_suite
 
 

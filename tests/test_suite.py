@@ -266,3 +266,14 @@ def test_trial_ids_are_stable_and_change_with_config(write_suite):
     # every default is resolved into the config
     assert a[0]["config"]["training"]["optimizer"]["momentum"] == 0.0
     assert a[0]["config"]["method_version"] == "1"
+
+
+def test_leaderboard_baseline_must_be_a_method_of_the_suite(write_suite, cli):
+    from tests.conftest import tiny_suite
+
+    suite = tiny_suite(methods=["human_aux"])
+    suite["leaderboard"] = {"baseline": "stl"}
+    path = write_suite(suite)
+    code, out, err = cli("validate", str(path))
+    assert code == 2
+    assert "leaderboard.baseline" in err and "'stl'" in err and "Traceback" not in err

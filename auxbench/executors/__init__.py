@@ -69,8 +69,13 @@ def run_suite(
         raise AuxbenchError(f"unknown executor {executor!r} (valid: {', '.join(EXECUTORS)})")
     if leaderboard_path is None:
         leaderboard_path = run_dir / "leaderboard.md" if fake_data else Path("leaderboards") / f"{suite.name}.md"
-    publish(run_dir, leaderboard_path)
-    print(f"leaderboard: {leaderboard_path}")
+    try:
+        publish(run_dir, leaderboard_path)
+        print(f"leaderboard: {leaderboard_path}")
+    except AuxbenchError as err:
+        if not failed:
+            raise
+        print(f"auxbench: the leaderboard could not be published: {err}")
     if failed:
         by_id = {t["id"]: t for t in trials}
         listing = "\n".join(

@@ -326,8 +326,7 @@ def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None
     Unset options come from the suite's ``leaderboard`` spec. ``commit``: True detects the auxbench
     commit, a string is printed as given, False leaves it out (stable bytes for golden tests).
     """
-    from auxbench.engine import atomic_write_bytes
-    from auxbench.results import load_results, load_run_record
+    from auxbench.results import atomic_write_bytes, load_results, load_run_record
 
     run_dir, out_path = Path(run_dir), Path(out_path)
     record = load_run_record(run_dir)
