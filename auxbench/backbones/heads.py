@@ -60,18 +60,6 @@ class AuxModel(nn.Module):
         for head in self.heads.values():
             yield from head.parameters()
 
-    @classmethod
-    def build(
-        cls,
-        backbone_name: str,
-        input_shape: tuple[int, ...],
-        tasks: Sequence[TaskSpec],
-        head_hidden: int = 0,
-        pretrained: bool = False,
-    ) -> AuxModel:
-        """Same as ``build_model``."""
-        return build_model(backbone_name, input_shape, tasks, head_hidden, pretrained)
-
 
 def build_model(
     backbone_name: str,

@@ -53,13 +53,15 @@ def _slug(text: str) -> str:
 
 
 def auxbench_commit() -> str:
-    """``git rev-parse HEAD`` of the checkout holding this package, else the package version."""
+    """``git rev-parse HEAD`` of the checkout holding this package (flagged when code is modified),
+    else the package version."""
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(  # published leaderboards are outputs, not code: they do not count
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".", ":!leaderboards"],
+            capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return head + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import PackageNotFoundError, version

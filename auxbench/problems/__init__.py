@@ -79,11 +79,5 @@ def build_problem(
     rows = {"meta": order[:n_meta], "train": order[n_meta:]}
     problem.splits["meta"] = train.subset(rows["meta"])
     problem.splits["train"] = train.subset(rows["train"])
-    # Rows of the factory's train split that each of train/meta holds, so that per-row info can
-    # be mapped; per-row noise flags (toy problems) follow their rows.
-    problem.info["factory_train_rows"] = rows
-    noisy = problem.info.get("noisy_train_index")
-    if noisy is not None:
-        problem.info["noisy_train_index"] = noisy[rows["train"]]
-        problem.info["noisy_meta_index"] = noisy[rows["meta"]]
+    problem.info["factory_train_rows"] = rows  # which rows of the factory's train each one holds
     return problem

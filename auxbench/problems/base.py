@@ -62,12 +62,16 @@ class TensorSplit:
     ``x`` may be stored compactly (uint8 images); ``preprocess`` turns a batch of it into model
     input (float, normalised) and runs on every batch. ``augment`` (training only) runs before it
     with the caller's generator, so that data order and augmentation are functions of the seed.
+    ``row_info`` holds per-row facts that are not labels (e.g. which toy labels are noisy); it
+    follows its rows through :meth:`subset` and :func:`concat_splits`, and a batch's ``index``
+    looks rows up in it.
     """
 
     x: Tensor
     y: dict[str, Tensor]
     preprocess: Preprocess | None = None
     augment: Augment | None = None
+    row_info: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -77,7 +81,8 @@ class TensorSplit:
 
     def subset(self, index: Tensor) -> TensorSplit:
         y = {k: v[index] for k, v in self.y.items()}
-        return TensorSplit(self.x[index], y, self.preprocess, self.augment)
+        info = {k: v[index] for k, v in self.row_info.items()}
+        return TensorSplit(self.x[index], y, self.preprocess, self.augment, info)
 
     def batches(
         self,
@@ -102,7 +107,8 @@ class TensorSplit:
 def concat_splits(a: TensorSplit, b: TensorSplit) -> TensorSplit:
     """``a ∪ b`` (used to give non-meta methods the meta data as training data)."""
     y = {k: torch.cat([a.y[k], b.y[k]]) for k in a.y}
-    return TensorSplit(torch.cat([a.x, b.x]), y, a.preprocess, a.augment)
+    info = {k: torch.cat([a.row_info[k], b.row_info[k]]) for k in a.row_info}
+    return TensorSplit(torch.cat([a.x, b.x]), y, a.preprocess, a.augment, info)
 
 
 @dataclass

@@ -18,10 +18,9 @@ Choices the paper leaves open (documented here):
   main task only).
 * Inputs are not standardised (they are already ``N(0, I)``).
 
-``problem.info["noisy_train_index"]`` is a bool tensor over the training rows (the factory sets
-it over its training split; :func:`auxbench.problems.build_problem` maps it onto the final
-``train`` split and adds ``noisy_meta_index`` for ``meta``, which is carved from the noisy
-training data). ``info["basis"]``, ``info["eps"]`` and ``info["sigma"]`` give the clean functions.
+``split.row_info["noisy"]`` flags the corrupted rows of ``train`` (and of ``meta``, which is
+carved from the noisy training data); ``info["basis"]``, ``info["eps"]`` and ``info["sigma"]``
+give the clean functions.
 """
 from __future__ import annotations
 
@@ -94,13 +93,13 @@ def make_toy_regression(
     noise = NOISE_STD * torch.randn(n_train, output_dim, generator=ng)
     main = splits["train"].y["main"]
     splits["train"].y["main"] = torch.where(noisy[:, None], main + noise, main)
+    splits["train"].row_info["noisy"] = noisy
 
     tasks = [
         TaskSpec("main", "primary", "regression", output_dim, loss="mse", metric="mse"),
         TaskSpec("aux", "auxiliary", "regression", output_dim, loss="mse", metric="mse"),
     ]
     info = {
-        "noisy_train_index": noisy,
         "basis": basis,
         "eps": eps,
         "sigma": sigma,

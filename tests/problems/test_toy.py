@@ -45,7 +45,7 @@ def test_disjoint_splits():
 @pytest.mark.parametrize("fraction", [0.0, 0.4, 0.7])
 def test_noise_only_on_main_train(fraction):
     p = build_problem("toy_regression", 1, meta_fraction=0.1, noise_fraction=fraction)
-    flags = {"train": p.info["noisy_train_index"], "meta": p.info["noisy_meta_index"]}
+    flags = {name: p.splits[name].row_info["noisy"] for name in ("train", "meta")}
     n_noisy = sum(int(f.sum()) for f in flags.values())
     assert n_noisy == round(fraction * 1000)
     for name, noisy in flags.items():  # flags follow their rows into train and meta
@@ -85,3 +85,14 @@ def test_bad_options():
         build_problem("toy_regression", 0, noise_fraction=1.5)
     with pytest.raises(AuxbenchError):
         build_problem("toy_regression", 0, noise_level=0.4)
+
+
+def test_noise_flags_follow_rows_into_train_and_meta_union():
+    from auxbench.problems import concat_splits
+
+    p = build_problem("toy_regression", 2, meta_fraction=0.2, noise_fraction=0.4)
+    union = concat_splits(p.splits["train"], p.splits["meta"])
+    assert int(union.row_info["noisy"].sum()) == 400
+    batch = next(union.batches(50, torch.Generator().manual_seed(0), shuffle=True))
+    differs = ~torch.isclose(batch.y["main"], clean(p, union.x[batch.index], "main"), atol=1e-5).all(dim=1)
+    assert torch.equal(differs, union.row_info["noisy"][batch.index])
