@@ -35,3 +35,14 @@ def test_readme_gives_the_two_setup_commands_and_ci_runs_the_test_one():
     assert "pytest" in test_command
     ci = (README.parent / ".ci" / "run").read_text()
     assert test_command in ci
+
+
+def test_readme_example_leaderboard_is_the_golden_render():
+    """The example table in the README is what the renderer produces for the golden fixture."""
+    text = README.read_text()
+    golden = (README.parent / "tests" / "leaderboard" / "data" / "golden.md").read_text()
+    section = text[text.index("## Leaderboards"):text.index("How to read it:")]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert len(rows) >= 4
+    for row in rows:
+        assert row in golden, row
