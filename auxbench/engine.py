@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import time
@@ -80,7 +81,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, epochs: int):
 
 def cycle_batches(split: TensorSplit, batch_size: int, seed: int, epoch: int, device) -> Iterator[Batch]:
     """Endless shuffled batches of ``split`` for one epoch's meta stream (resumable per epoch)."""
-    for round_ in range(10**9):
+    for round_ in itertools.count():
         generator = stream_seed(seed, epoch, 1_000 + round_)
         for batch in split.batches(batch_size, generator, shuffle=True, augment=True):
             yield batch.to(device)

@@ -221,7 +221,11 @@ def _cost_section(board: T.Board, df: pd.DataFrame) -> list[str]:
     rows = [[r.column, r.method, f"{_num(r.time_per_epoch_s)} s", _ratio(r.time_per_epoch_s_ratio),
              f"{_num(r.peak_memory_mb)} MB", _ratio(r.peak_memory_mb_ratio), r.memory_kind or "–"]
             for r in costs.itertuples()]
-    return ["## Costs", "", f"Means over the counted trials; ratios to `{board.baseline}` on the same column.", "",
+    return ["## Costs", "", f"Means over the counted trials; ratios to `{board.baseline}` on the same column. "
+            "Memory ratios only where CUDA measured each trial's peak allocation: on a CPU the figure is "
+            "the peak of the whole process, which earlier trials in it may have set (use "
+            "`benchmarks/epoch_cost.py`, one fresh process per method, to compare CPU memory). Times "
+            "are wall-clock and shift with whatever else the machine runs.", "",
             _table(rows, ["column", "method", "time / epoch", "× time", "peak memory", "× memory", "memory kind"]),
             ""]
 

@@ -297,8 +297,14 @@ def robust_summary(board: Board, cells: pd.DataFrame, reps: int = 2000, seed: in
 
 
 # ----- costs, references, curves --------------------------------------------------------------
+COMPARABLE_MEMORY = "cuda_peak_allocated"  # see auxbench.memory: the only per-trial memory figure
+
+
 def cost_table(board: Board, df: pd.DataFrame) -> pd.DataFrame:
-    """Mean time per epoch and peak memory of the counted trials, and their ratio to the baseline."""
+    """Mean time per epoch and peak memory of the counted trials, and their ratio to the baseline.
+
+    Memory ratios are given only between trials measured by CUDA's per-trial peak allocation.
+    """
     counted = df.loc[df["trial_id"].isin(board.trials.loc[board.trials["counted"], "trial_id"])]
     rows = []
     for column in board.columns:
@@ -315,6 +321,9 @@ def cost_table(board: Board, df: pd.DataFrame) -> pd.DataFrame:
                 row[f"{key}_ratio"] = S.cost_ratio(values, base[key].astype(float)) if key in base else math.nan
             kinds = sorted(set(mine["memory_kind"].dropna())) if "memory_kind" in mine else []
             row["memory_kind"] = ", ".join(kinds)
+            base_kinds = set(base["memory_kind"].dropna()) if "memory_kind" in base else set()
+            if kinds != [COMPARABLE_MEMORY] or base_kinds != {COMPARABLE_MEMORY}:
+                row["peak_memory_mb_ratio"] = math.nan  # a process-wide peak is no per-trial figure
             rows.append(row)
     return pd.DataFrame(rows, columns=["column", "method", "time_per_epoch_s", "time_per_epoch_s_ratio",
                                        "peak_memory_mb", "peak_memory_mb_ratio", "memory_kind"])
