@@ -27,6 +27,7 @@ from auxbench.losses import TaskLosses, metric_sum
 from auxbench.memory import PeakMemory
 from auxbench.method import Method, TrainContext, resolve_method
 from auxbench.problems import Batch, Problem, TensorSplit, build_problem, concat_splits
+from auxbench.problems.sampling import stream_seed
 from auxbench.results import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -42,14 +43,6 @@ class TrialDiverged(Exception):
 
 
 # ----- small utilities ------------------------------------------------------------------------
-def stream_seed(seed: int, *keys: int) -> torch.Generator:
-    """A generator for one (seed, epoch, pass...) stream: same keys, same numbers, any method."""
-    value = seed
-    for k in keys:
-        value = (value * 1_000_003 + k + 1) % (2**63 - 1)
-    return torch.Generator().manual_seed(value)
-
-
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

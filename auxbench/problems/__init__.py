@@ -14,10 +14,11 @@ import torch
 
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.problems.base import Batch, Problem, TaskSpec, TensorSplit, concat_splits
+from auxbench.problems.sampling import split_seed
 
 __all__ = [
     "Batch", "Problem", "TaskSpec", "TensorSplit", "concat_splits",
-    "PROBLEMS", "register_problem", "check_problem", "build_problem", "data_dir",
+    "PROBLEMS", "register_problem", "check_problem", "build_problem", "data_dir", "split_seed",
 ]
 
 ProblemFactory = Callable[..., Problem]
@@ -37,12 +38,6 @@ def register_problem(name: str) -> Callable[[ProblemFactory], ProblemFactory]:
 def data_dir() -> Path:
     """Where real data sets live: ``$AUXBENCH_DATA``, default ``~/.cache/auxbench``."""
     return Path(os.environ.get("AUXBENCH_DATA", "~/.cache/auxbench")).expanduser()
-
-
-def split_seed(seed: int, purpose: str) -> torch.Generator:
-    """A generator for one seeded purpose ("val", "meta", ...) so purposes do not interact."""
-    offset = sum(ord(c) * 31**i for i, c in enumerate(purpose)) % (2**31)
-    return torch.Generator().manual_seed(seed * 1_000_003 + offset)
 
 
 def check_problem(name: str, options: dict, where: str = "") -> None:

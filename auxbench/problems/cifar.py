@@ -32,9 +32,9 @@ import torch
 from torch import Tensor
 
 from auxbench.errors import AuxbenchError, DataNotFoundError
-from auxbench.problems import register_problem, split_seed
+from auxbench.problems import register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
-from auxbench.problems.digits import stratified_pick
+from auxbench.problems.sampling import split_seed, stratified_pick
 
 FOLDER = "cifar-100-python"
 MD5 = {

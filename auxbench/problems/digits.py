@@ -24,33 +24,13 @@ import torch
 from torch import Tensor
 
 from auxbench.errors import AuxbenchError
-from auxbench.problems import register_problem, split_seed
+from auxbench.problems import register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
+from auxbench.problems.sampling import split_seed, stratified_pick
 
 N_DIGITS_IMAGES = 1797
 TEST_SEED = 20_240_101  # constant: the test set is the same for every run seed
 HIERARCHY = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
-
-
-def stratified_pick(labels: Tensor, n: int, generator: torch.Generator) -> Tensor:
-    """``n`` row indices of ``labels``, class proportions kept (largest remainder), sorted.
-
-    Within each class the rows are chosen at random with ``generator``.
-    """
-    total = len(labels)
-    n = max(0, min(int(n), total))
-    perm = torch.randperm(total, generator=generator)
-    classes, counts = torch.unique(labels, return_counts=True)
-    exact = counts.double() * n / total
-    quota = exact.floor().long()
-    short = n - int(quota.sum())
-    if short > 0:
-        # Largest fractional remainder first; ties by class id (stable sort).
-        order = torch.argsort(-(exact - quota), stable=True)
-        quota[order[:short]] += 1
-    permuted = labels[perm]
-    picked = [perm[permuted == c][: int(q)] for c, q in zip(classes.tolist(), quota, strict=True)]
-    return torch.sort(torch.cat(picked)).values if picked else torch.empty(0, dtype=torch.long)
 
 
 @functools.lru_cache(maxsize=1)

@@ -31,8 +31,9 @@ import torch
 from torch import Tensor
 
 from auxbench.errors import AuxbenchError
-from auxbench.problems import register_problem, split_seed
+from auxbench.problems import register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
+from auxbench.problems.sampling import split_seed
 
 INPUT_DIM = 10
 EPS_STD = math.sqrt(3.5)

@@ -31,7 +31,7 @@ def build_trial(tmp_path: Path, method: str, **kwargs) -> Trial:
 
 def run_steps(trial: Trial, steps: int) -> list[float]:
     """``steps`` training steps over every pass of the method (epoch 0's data order)."""
-    from auxbench.engine import stream_seed
+    from auxbench.problems.sampling import stream_seed
 
     losses = []
     for pass_index, phase in enumerate(trial.method.epoch_passes):

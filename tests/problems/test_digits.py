@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from auxbench.problems import build_problem
-from auxbench.problems.digits import stratified_pick
+from auxbench.problems.sampling import stratified_pick
 from tests.problems.helpers import assert_hierarchy, assert_same_problem, assert_splits_basic
 
 
