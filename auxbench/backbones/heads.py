@@ -39,10 +39,6 @@ class AuxModel(nn.Module):
     def feature_dim(self) -> int:
         return self.backbone.feature_dim
 
-    @property
-    def task_names(self) -> list[str]:
-        return list(self.heads.keys())
-
     def features(self, x: Tensor) -> Tensor:
         """Backbone features ``[B, feature_dim]``."""
         return self.backbone(x)
