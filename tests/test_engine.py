@@ -224,3 +224,20 @@ def test_best_val_from_a_real_run_is_the_val_argmax(write_suite, tmp_path):
     assert result["best_val"]["epoch"] == vals.index(max(vals))
     assert result["final"]["epoch"] == 2
     assert {"test/coarse/accuracy", "val/coarse/accuracy", "train/loss", "lr"} <= set(rows[0])
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("method", ["stl", "maxl"])
+def test_trial_on_real_cifar100_20(real_data_dir, tmp_path, method):
+    """One short trial end to end on the real CIFAR-100 files: the real loader, augmentation and
+    evaluation path, not only fake data."""
+    from tests.methods.helpers import trial_config
+
+    config = trial_config(method, problem="cifar100_20", backbone="lenet5", epochs=1, batch_size=50)
+    config["fake_data"] = False
+    config["problem_options"] = {"n_train": 300, "val_size": 100, "n_test": 200}
+    result = run_trial(config, tmp_path)
+    assert result["status"] == "done"
+    rows = (tmp_path / METRICS_FILE).read_text().splitlines()
+    assert len(rows) == 2 and "test/coarse/accuracy" in rows[0].split(",")
+    assert 0.0 <= result["final"]["test/coarse/accuracy"] <= 1.0
