@@ -290,12 +290,16 @@ def render_markdown(df: pd.DataFrame, record: dict | None, metric: str = "primar
     ``("curves", column)`` to relative links; ``commit`` is printed as provenance when given."""
     board = T.build_board(df, record, metric, selection, baseline, alpha)
     cells = T.cell_table(board)
-    figures = figures or {}
+    return _markdown(board, cells, T.rank_summary(board, cells), df, record, figures or {}, commit)
+
+
+def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame,
+              record: dict | None, figures: dict, commit: str | None) -> str:
     lines = _header(board, record, commit, int(cells["p"].notna().sum()))
     lines += _main_table(board, cells)
     lines += _baseline_table(board, cells)
     lines += _pairwise_tables(board)
-    lines += _across_columns(board, cells, T.rank_summary(board, cells), figures)
+    lines += _across_columns(board, cells, ranks, figures)
     lines += _cost_section(board, df)
     lines += _reference_section(board, cells, record, df)
     lines += _figure_section(board, figures)
@@ -304,7 +308,8 @@ def render_markdown(df: pd.DataFrame, record: dict | None, metric: str = "primar
     return "\n".join(lines)
 
 
-def write_figures(board: T.Board, cells: pd.DataFrame, df: pd.DataFrame, run_dir: Path, folder: Path) -> dict:
+def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame, run_dir: Path,
+                  folder: Path) -> dict:
     """Draw every figure into ``folder``; return the figure keys of :func:`render_markdown` -> paths."""
     from auxbench.leaderboard import plots
 
@@ -315,7 +320,6 @@ def write_figures(board: T.Board, cells: pd.DataFrame, df: pd.DataFrame, run_dir
         if not curves.empty:
             paths["curves", column] = plots.curves_plot(curves, board.methods, column, key,
                                                         folder / f"curves_{_slug(column)}.png")
-    ranks = T.rank_summary(board, cells)
     if not ranks.ranks.empty:
         paths["cd"] = plots.cd_diagram(ranks.ranks, ranks.groups, "average rank (Wilcoxon + Holm groups)",
                                        folder / "cd.png")
@@ -344,11 +348,13 @@ def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None
         "alpha": alpha if alpha is not None else spec.get("alpha", 0.05),
     }
     df = load_results(run_dir)
-    board = T.build_board(df, record, **options)
-    paths = write_figures(board, T.cell_table(board), df, run_dir, out_path.with_suffix(""))
+    board = T.build_board(df, record, **options)  # computed once, for the figures and the text
+    cells = T.cell_table(board)
+    ranks = T.rank_summary(board, cells)
+    paths = write_figures(board, cells, ranks, df, run_dir, out_path.with_suffix(""))
     links = {key: path.relative_to(out_path.parent).as_posix() for key, path in paths.items()}
-    text = render_markdown(df, record, figures=links,
-                           commit=auxbench_commit() if commit is True else (commit or None), **options)
+    text = _markdown(board, cells, ranks, df, record, links,
+                     auxbench_commit() if commit is True else (commit or None))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_path, text.encode())
     return out_path
