@@ -11,17 +11,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from auxbench.backbones import BACKBONES
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.method import resolve_method
-from auxbench.problems import PROBLEMS, build_problem, check_problem
+from auxbench.problems import build_problem, check_problem
 
 
 class Strict(BaseModel):
@@ -179,25 +178,6 @@ def _check_backbone(name: str, where: str) -> None:
         raise unknown_name("backbone", name, [*BACKBONES, "timm:<model>"], f"{where}.backbone")
 
 
-def _check_problem_option_types(name: str, options: dict, where: str) -> None:
-    """Each option's value against the type annotation of the problem factory's parameter."""
-    factory = PROBLEMS[name]
-    try:
-        hints = typing.get_type_hints(factory)
-    except Exception:  # unresolvable annotations: leave the check to the factory
-        return
-    for key, value in options.items():
-        if key not in hints:
-            continue
-        try:
-            TypeAdapter(hints[key]).validate_python(value, strict=True)
-        except ValidationError as err:
-            msg = err.errors()[0]["msg"]
-            raise AuxbenchError(
-                f"{where}.problem_options.{key}: {msg} (got {value!r})"
-            ) from None
-
-
 def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[list[dict], list[dict]]:
     """The suite's trials (``{"id", "column", "method", "config"}``) and skipped pairs."""
     path = Path(path)
@@ -209,7 +189,6 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
     for i, exp in enumerate(suite.experiments):
         where = f"{path}: experiments[{i}]"
         check_problem(exp.problem, exp.problem_options, where)
-        _check_problem_option_types(exp.problem, exp.problem_options, where)
         _check_backbone(exp.backbone, where)
         try:
             training = TrainingConfig.model_validate(_merge(defaults, exp.training)).model_dump()

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import inspect
 import os
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from pydantic import TypeAdapter, ValidationError
 
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.problems.base import Batch, Problem, TaskSpec, TensorSplit, concat_splits
@@ -53,6 +55,18 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
             raise unknown_name(
                 f"option of problem {name!r}", key, accepted, f"{place}problem_options" if where else ""
             )
+    try:
+        hints = typing.get_type_hints(PROBLEMS[name])
+    except NameError:  # annotations that do not resolve: the factory checks its own options
+        hints = {}
+    for key, value in options.items():
+        if key not in hints:
+            continue
+        try:  # strict: "lots" for an int option is named here, not deep inside the factory
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError as err:
+            prefix = f"{place}problem_options.{key}" if where else f"problem {name!r} option {key!r}"
+            raise AuxbenchError(f"{prefix}: {err.errors()[0]['msg']} (got {value!r})") from None
 
 
 def build_problem(
