@@ -107,49 +107,49 @@ class MAXL(Method):
         )
         self._entropy_sum, self._steps, self._last = 0.0, 0, {}
 
-    def _inner_loss(self, outputs: dict[str, Tensor], batch: Batch, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean primary loss, mean primary + λ·auxiliary loss) of the multi-task network."""
-        primary = self.ctx.problem.primary.name
-        pri = self.ctx.classification_loss(outputs[primary], batch.y[primary]).mean()
+    def _primary_loss(self, outputs: dict[str, Tensor], y: Tensor) -> Tensor:
+        return self.ctx.classification_loss(outputs[self.ctx.problem.primary.name], y).mean()
+
+    def _training_loss(self, outputs: dict[str, Tensor], y: Tensor, targets: Tensor) -> Tensor:
+        """Mean primary loss + λ · mean loss on the generated auxiliary targets (Eq. 2)."""
         aux = self.ctx.classification_loss(outputs[AUX_TASK], targets).mean()
-        return pri, pri + self.hp["aux_weight"] * aux
+        return self._primary_loss(outputs, y) + self.hp["aux_weight"] * aux
 
     def train_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         y = batch.y[self.ctx.problem.primary.name]
         if phase == "theta":
-            return self._theta_step(batch, y)
-        return self._phi_step(batch, y)
+            return self._theta_step(batch.x, y)
+        return self._phi_step(batch.x, y)
 
-    def _theta_step(self, batch: Batch, y: Tensor) -> dict[str, Tensor]:
+    def _theta_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         model, optimizer = self.ctx.model, self.ctx.optimizer
         with torch.no_grad():
-            targets = self.label_net(batch.x, y)
-        _, loss = self._inner_loss(model(batch.x), batch, targets)
+            targets = self.label_net(x, y)
+        loss = self._training_loss(model(x), y, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return {"loss": loss.detach()}
 
-    def _phi_step(self, batch: Batch, y: Tensor) -> dict[str, Tensor]:
+    def _phi_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         model = self.ctx.model
         alpha = self.ctx.optimizer.param_groups[0]["lr"]
-        targets = self.label_net(batch.x, y)
+        targets = self.label_net(x, y)
         theta = params_of(model)
-        _, inner = self._inner_loss(functional_forward(model, theta, batch.x), batch, targets)
+        inner = self._training_loss(functional_forward(model, theta, x), y, targets)
         theta_plus = lookahead(theta, inner, alpha, create_graph=True)
-        outer_primary, _ = self._inner_loss(functional_forward(model, theta_plus, batch.x), batch, targets)
         entropy = negative_entropy(targets)
-        outer = outer_primary + self.hp["entropy_weight"] * entropy
+        outer = self._primary_loss(functional_forward(model, theta_plus, x), y) + self.hp["entropy_weight"] * entropy
         self.label_optimizer.zero_grad(set_to_none=True)
         outer.backward(inputs=list(self.label_net.parameters()))
         self.label_optimizer.step()
-        self._entropy_sum -= float(entropy.detach())
+        self._entropy_sum = self._entropy_sum - entropy.detach().double()  # a tensor: no sync per step
         self._steps += 1
         return {"loss": outer.detach()}
 
     def end_epoch(self, epoch: int) -> None:
         self.label_scheduler.step()
-        self._last = {"label_entropy": self._entropy_sum / max(self._steps, 1)}
+        self._last = {"label_entropy": float(self._entropy_sum) / max(self._steps, 1)}
         self._entropy_sum, self._steps = 0.0, 0
 
     def diagnostics(self) -> dict[str, float]:
