@@ -72,10 +72,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, epochs: int):
     raise ValueError(f"unknown scheduler {name!r}")
 
 
-def cycle_batches(split: TensorSplit, batch_size: int, seed: int, epoch: int, device) -> Iterator[Batch]:
-    """Endless shuffled batches of ``split`` for one epoch's meta stream (resumable per epoch)."""
+META_STREAM, AUX_INPUT_STREAM = 1_000, 1_000_000
+
+
+def cycle_batches(split: TensorSplit, batch_size: int, seed: int, epoch: int, device,
+                  stream: int = META_STREAM) -> Iterator[Batch]:
+    """Endless shuffled batches of ``split`` for one epoch of one stream (resumable per epoch)."""
     for round_ in itertools.count():
-        generator = stream_seed(seed, epoch, 1_000 + round_)
+        generator = stream_seed(seed, epoch, stream + round_)
         for batch in split.batches(batch_size, generator, shuffle=True, augment=True):
             yield batch.to(device)
 
@@ -196,6 +200,10 @@ class Trial:
         bs = self.training["batch_size"]
         if self.method.uses_meta_data:
             self.ctx.meta_batches = cycle_batches(self.problem.splits["meta"], bs, self.seed, epoch, self.device)
+        if self.problem.aux_input is not None:  # the "different input" scenario (DESIGN.md, Problem)
+            self.ctx.aux_batches = cycle_batches(
+                self.problem.aux_input, bs, self.seed, epoch, self.device, AUX_INPUT_STREAM
+            )
         totals: dict[str, torch.Tensor | float] = {}
         counts: dict[str, int] = {}
         for pass_index, phase in enumerate(self.method.epoch_passes):

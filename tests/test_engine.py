@@ -241,3 +241,32 @@ def test_trial_on_real_cifar100_20(real_data_dir, tmp_path, method):
     rows = (tmp_path / METRICS_FILE).read_text().splitlines()
     assert len(rows) == 2 and "test/coarse/accuracy" in rows[0].split(",")
     assert 0.0 <= result["final"]["test/coarse/accuracy"] <= 1.0
+
+
+class AuxInputProbe(Method):
+    """Records the auxiliary-input batches the engine hands it."""
+
+    name = "aux_input_probe"
+
+    def setup(self, ctx):
+        super().setup(ctx)
+        self.seen = []
+
+    def combine(self, losses):
+        self.seen.append(next(self.ctx.aux_batches).index.clone())
+        return losses[self.ctx.problem.primary.name].mean()
+
+
+def test_auxiliary_input_stream_is_served_and_seeded(tmp_path):
+    """A problem with a separate auxiliary input split gets an endless, seeded batch stream."""
+    from tests.methods.helpers import build_trial
+
+    def seen_in_epoch(folder):
+        trial = build_trial(folder, "tests.test_engine:AuxInputProbe")
+        trial.problem.aux_input = trial.problem.splits["val"]
+        trial._train_epoch(0)
+        return trial.method.seen
+
+    first, second = seen_in_epoch(tmp_path / "a"), seen_in_epoch(tmp_path / "b")
+    assert len(first) > 1 and all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not torch.equal(first[0], torch.arange(len(first[0])))  # shuffled, not in file order
