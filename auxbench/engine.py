@@ -23,11 +23,14 @@ from typing import Any
 import torch
 
 from auxbench.backbones import build_backbone, build_model
+from auxbench.determinism import trial_threads
+from auxbench.health import assess_health
 from auxbench.losses import TaskLosses, metric_sum
 from auxbench.memory import PeakMemory
 from auxbench.method import Method, TrainContext, resolve_method
 from auxbench.problems import Batch, Problem, TensorSplit, build_problem, concat_splits
 from auxbench.problems.sampling import stream_seed
+from auxbench.provenance import provenance
 from auxbench.results import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -36,6 +39,10 @@ from auxbench.results import (
     atomic_write_bytes,
     atomic_write_json,
 )
+
+# Part of every trial id (``engine_version`` in the config): bump it whenever a change here alters
+# what a trial computes, so new results never mix with old ones.
+ENGINE_VERSION = "2"
 
 
 class TrialDiverged(Exception):
@@ -227,9 +234,10 @@ class Trial:
         with PeakMemory(self.device) as memory:
             status, diverged_at = self._run_epochs(start_epoch, rows, report)
         result = summarise(rows, self.problem, status, diverged_at)
+        assess_health(result, rows, self.problem)
         result.update(
             run_wall_s=time.perf_counter() - started, peak_memory_mb=memory.peak_mb, memory_kind=memory.kind,
-            device=str(self.device),
+            device=str(self.device), provenance=provenance(self.config, self.device),
         )
         atomic_write_json(self.dir / RESULT_FILE, result)
         (self.dir / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -293,4 +301,5 @@ def run_trial(config: dict, trial_dir: Path, report: Callable[[dict], None] | No
     if config_path.exists() and json.loads(config_path.read_text()) != config:
         raise RuntimeError(f"{config_path} holds a different config; refusing to mix results")
     atomic_write_json(config_path, config)
-    return Trial(config, trial_dir).run(report)
+    with trial_threads(config["training"]["threads"]):  # the same count under every executor
+        return Trial(config, trial_dir).run(report)

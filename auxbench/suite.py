@@ -18,9 +18,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from auxbench.backbones import BACKBONES
+from auxbench.determinism import default_threads
+from auxbench.engine import ENGINE_VERSION
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.method import resolve_method
-from auxbench.problems import build_problem, check_problem
+from auxbench.problems import build_problem, check_problem, problem_version
 
 
 class Strict(BaseModel):
@@ -67,6 +69,7 @@ class TrainingConfig(Strict):
     meta_fraction: float = Field(0.1, ge=0, lt=1)
     head_hidden: int = Field(0, ge=0)
     device: str = "auto"
+    threads: int | None = Field(None, ge=1)  # intra-op threads; None: resources.cpu (auxbench.determinism)
 
 
 class MethodEntry(Strict):
@@ -194,6 +197,7 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
             training = TrainingConfig.model_validate(_merge(defaults, exp.training)).model_dump()
         except ValidationError as err:
             raise AuxbenchError(_format_errors(path, err, f"experiments[{i}].training")) from None
+        training["threads"] = training["threads"] or default_threads(suite.resources.cpu)
         column = exp.label or f"{exp.problem}/{exp.backbone}"
         seeds = list(range(exp.seeds)) if isinstance(exp.seeds, int) else exp.seeds
         try:  # fake data: the tasks are known without reading any data file
@@ -212,7 +216,9 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
                 continue
             for seed in seeds:
                 config = {
+                    "engine_version": ENGINE_VERSION,
                     "problem": exp.problem,
+                    "problem_version": problem_version(exp.problem),
                     "problem_options": exp.problem_options,
                     "backbone": exp.backbone,
                     "method": entry.name,

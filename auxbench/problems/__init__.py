@@ -20,21 +20,34 @@ from auxbench.problems.sampling import split_seed
 
 __all__ = [
     "Batch", "Problem", "TaskSpec", "TensorSplit", "concat_splits",
-    "PROBLEMS", "register_problem", "check_problem", "build_problem", "data_dir", "split_seed",
+    "PROBLEMS", "PROBLEM_VERSIONS", "register_problem", "problem_version", "check_problem", "build_problem",
+    "data_dir", "split_seed",
 ]
 
 ProblemFactory = Callable[..., Problem]
 PROBLEMS: dict[str, ProblemFactory] = {}
+PROBLEM_VERSIONS: dict[str, str] = {}
 
 
-def register_problem(name: str) -> Callable[[ProblemFactory], ProblemFactory]:
-    """Register ``factory(seed, fake, data_dir, **options) -> Problem`` (splits train/val/test)."""
+def register_problem(name: str, version: str = "1") -> Callable[[ProblemFactory], ProblemFactory]:
+    """Register ``factory(seed, fake, data_dir, **options) -> Problem`` (splits train/val/test).
+
+    ``version`` enters every trial id of the problem: bump it whenever the data, the splits or the
+    tasks change, so that new results never mix with results on the old data.
+    """
 
     def deco(factory: ProblemFactory) -> ProblemFactory:
         PROBLEMS[name] = factory
+        PROBLEM_VERSIONS[name] = version
         return factory
 
     return deco
+
+
+def problem_version(name: str) -> str:
+    """The registered ``version`` of problem ``name`` (registering the built-in problems first)."""
+    check_problem(name, {})
+    return PROBLEM_VERSIONS[name]
 
 
 def data_dir() -> Path:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auxbench.engine import Trial
+from auxbench.engine import ENGINE_VERSION, Trial
+from auxbench.problems import problem_version
 from auxbench.suite import TrainingConfig
 
 
@@ -13,7 +14,9 @@ def trial_config(method: str, problem: str = "digits_coarse", seed: int = 0, hpa
 
     cls = resolve_method(method)
     return {
+        "engine_version": ENGINE_VERSION,
         "problem": problem,
+        "problem_version": problem_version(problem),
         "problem_options": {},
         "backbone": backbone,
         "method": method,
@@ -21,7 +24,7 @@ def trial_config(method: str, problem: str = "digits_coarse", seed: int = 0, hpa
         "hparams": cls.resolve_hparams(hparams or {}),
         "seed": seed,
         "fake_data": True,
-        "training": TrainingConfig.model_validate({"epochs": 2, "batch_size": 16, "device": "cpu", **training}).model_dump(),
+        "training": TrainingConfig.model_validate({"epochs": 2, "batch_size": 16, "device": "cpu", "threads": 1, **training}).model_dump(),
     }
 
 
