@@ -20,6 +20,8 @@ METRICS_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
+# Statuses of a trial with a ``result.json``: never recomputed (see auxbench.health for "degenerate").
+FINISHED_STATUSES = ("done", "diverged", "degenerate")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -47,7 +49,7 @@ def load_run_record(run_dir: Path) -> dict[str, Any] | None:
 
 
 def trial_status(trial_dir: Path) -> str:
-    """``done``/``diverged`` (finished), ``failed`` (raised; will be retried), ``partial``, ``missing``."""
+    """``done``/``diverged``/``degenerate`` (finished), ``failed`` (raised; will be retried), ``partial``, ``missing``."""
     if (trial_dir / RESULT_FILE).exists():
         return json.loads((trial_dir / RESULT_FILE).read_text())["status"]
     if (trial_dir / ERROR_FILE).exists():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from auxbench.engine import run_trial
 from auxbench.errors import AuxbenchError
-from auxbench.results import ERROR_FILE, trial_status, write_run_record
+from auxbench.results import ERROR_FILE, FINISHED_STATUSES, trial_status, write_run_record
 from auxbench.suite import expand, load_suite
 
 EXECUTORS = ("local", "ray")
@@ -54,7 +54,7 @@ def run_suite(
         "suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data,
         "spec": suite.model_dump(mode="json"), "trials": trials, "skipped": skipped,
     })
-    todo = [t for t in trials if trial_status(run_dir / t["id"]) not in ("done", "diverged")]
+    todo = [t for t in trials if trial_status(run_dir / t["id"]) not in FINISHED_STATUSES]
     print(f"{suite.name}: {len(trials)} trials ({len(trials) - len(todo)} already finished), "
           f"{len(skipped)} skipped pairs; running {len(todo)} with the {executor} executor")
     if executor == "local":

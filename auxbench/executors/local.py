@@ -26,4 +26,6 @@ def run_local(trials: list[dict], run_dir: Path) -> list[str]:
             continue
         if result["status"] == "diverged":
             bar.write(f"trial {trial['id']} diverged at epoch {result['diverged_at_epoch']}")
+        elif result["status"] == "degenerate":
+            bar.write(f"trial {trial['id']} is degenerate: {result['degenerate_reason']}")
     return failed
