@@ -29,6 +29,15 @@ def _cmd_leaderboard(args: argparse.Namespace) -> None:
     print(f"leaderboard: {out}")
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from auxbench.reproduce import reproduce
+
+    outcomes = reproduce(args.path, None if args.trials == 0 else args.trials)
+    equal = sum(bool(o.get("equal")) for o in outcomes)
+    print(f"{equal} of {len(outcomes)} re-run trials bitwise equal to the published ones")
+    return 0 if equal == len(outcomes) else 1
+
+
 def _cmd_list(args: argparse.Namespace) -> None:
     if args.what == "methods":
         from auxbench.method import discover_methods
@@ -86,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--alpha", type=float, default=None, help="significance level (default: suite's, 0.05)")
     board.set_defaults(func=_cmd_leaderboard)
 
+    again = sub.add_parser("reproduce", help="re-run published trials and compare them bit for bit (exit 1 if any differs)")
+    again.add_argument("path", help="a leaderboard (leaderboards/<suite>.md) or a results folder (runs/<suite>)")
+    again.add_argument("--trials", type=int, default=3, help="how many trials, one per cell in turn (0: all; default 3)")
+    again.set_defaults(func=_cmd_reproduce)
+
     listing = sub.add_parser("list", help="list methods, problems, backbones or suites")
     listing.add_argument("what", choices=["methods", "problems", "backbones", "suites"])
     listing.add_argument("--suites-dir", default="suites")
@@ -100,11 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except AuxbenchError as err:
         print(f"auxbench: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Provenance of a result: the code that computed it and the machine it ran on.
 
-Recorded in every ``result.json`` (``provenance``) and summarised in the leaderboard header, so
+Recorded in every ``result.json`` (``provenance``) and summarised in the leaderboard header (which reads them without importing torch), so
 that a reader knows what produced a number and ``auxbench reproduce`` can say why a re-run
 differs. A CPU trial is bitwise reproducible only on the same kind of machine with the same
 thread count (DESIGN.md, "Conventions: reproducibility has two levels"): the fingerprint lists
@@ -18,9 +18,10 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # Environment variables that change which kernels run (and so the bits of a result). Thread-count
 # variables (OMP_NUM_THREADS...) are not listed: the engine sets the count from the trial config.
@@ -50,6 +51,8 @@ def _cpu() -> dict[str, Any]:
 
 def _torch_build() -> dict[str, Any]:
     """torch's version and the CPU math libraries it was built with (from ``torch.__config__``)."""
+    import torch
+
     config = torch.__config__.show()
 
     def find(pattern: str) -> str | None:
@@ -92,6 +95,8 @@ def code_version() -> dict[str, Any]:
 
 def machine_fingerprint(device: torch.device | str) -> dict[str, Any]:
     """What decides the bits of a trial's result on this machine (see the module docstring)."""
+    import torch  # imported here: the leaderboard reads fingerprints without torch
+
     device = torch.device(device)
     return {
         "cpu": _cpu(),

@@ -15,6 +15,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from auxbench.leaderboard import tables as T
+from auxbench.provenance import machine_summary
+from auxbench.reproduce import write_reproduction_record
 
 BETTER, WORSE, TIED = "▲", "▼", "≈"
 APPENDIX = "appendix-trials"
@@ -296,6 +298,8 @@ def render_markdown(df: pd.DataFrame, record: dict | None, metric: str = "primar
 def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame,
               record: dict | None, figures: dict, commit: str | None) -> str:
     lines = _header(board, record, commit, int(cells["p"].notna().sum()))
+    if machine := machine_summary(df):  # provenance of the results (auxbench.provenance)
+        lines.insert(-1, machine)
     lines += _main_table(board, cells)
     lines += _baseline_table(board, cells)
     lines += _pairwise_tables(board)
@@ -357,4 +361,5 @@ def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None
                      auxbench_commit() if commit is True else (commit or None))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_path, text.encode())
+    write_reproduction_record(run_dir, out_path.with_suffix(""))  # for `auxbench reproduce` (auxbench.reproduce)
     return out_path
