@@ -46,12 +46,17 @@ def _cmd_list(args: argparse.Namespace) -> None:
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             print(f"{name:12s} v{cls.version}  {doc}")
     elif args.what == "problems":
-        from auxbench.problems import PROBLEMS, check_problem
+        from auxbench.problems import PROBLEM_VERSIONS, PROBLEMS, build_problem, check_problem
 
         check_problem(next(iter(PROBLEMS), "toy_regression"), {})  # registers the built-in problems
         for name, factory in sorted(PROBLEMS.items()):
-            doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
-            print(f"{name:16s} {doc}")
+            module_doc = sys.modules[factory.__module__].__doc__ or factory.__doc__ or ""
+            problem = build_problem(name, seed=0, fake=True)  # fake data: the tasks, without any file
+            tasks = "; ".join(
+                f"{t.name} ({t.role}, {t.kind}, {t.num_outputs} output{'s' if t.num_outputs > 1 else ''}, {t.metric})"
+                for t in problem.tasks)
+            print(f"{name:16s} v{PROBLEM_VERSIONS[name]}  {module_doc.strip().splitlines()[0] if module_doc else ''}")
+            print(f"{'':16s} input {'x'.join(map(str, problem.input_shape))}; tasks: {tasks}")
     elif args.what == "backbones":
         from auxbench.backbones import BACKBONES
 

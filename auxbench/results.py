@@ -59,6 +59,16 @@ def trial_status(trial_dir: Path) -> str:
     return "missing"
 
 
+def epochs_done(trial_dir: Path) -> int:
+    """How many epochs an unfinished trial's checkpoint holds (0 without one): where it resumes."""
+    path = Path(trial_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        return 0
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+
+
 def _flatten(prefix: str, metrics: dict | None) -> dict[str, Any]:
     return {f"{prefix}:{k}": v for k, v in (metrics or {}).items()}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from auxbench.engine import run_trial
 from auxbench.errors import AuxbenchError
-from auxbench.results import ERROR_FILE, FINISHED_STATUSES, trial_status, write_run_record
+from auxbench.results import ERROR_FILE, FINISHED_STATUSES, epochs_done, trial_status, write_run_record
 from auxbench.suite import expand, load_suite
 
 EXECUTORS = ("local", "ray")
@@ -29,6 +29,26 @@ def execute_trial(trial: dict, run_dir: Path, report=None) -> dict:
         trial_dir.mkdir(parents=True, exist_ok=True)
         (trial_dir / ERROR_FILE).write_text(traceback.format_exc())
         raise
+
+
+def announce_resumes(todo: list[dict], run_dir: Path) -> None:
+    """Print ``resuming 2 trials from epoch 7 (7 of 15 epochs done)`` for each group of checkpointed trials."""
+    groups: dict[tuple[int, int], int] = {}
+    for trial in todo:
+        done = epochs_done(run_dir / trial["id"])
+        if done:
+            key = (done, trial["config"]["training"]["epochs"])
+            groups[key] = groups.get(key, 0) + 1
+    for (done, epochs), n in sorted(groups.items()):
+        print(f"resuming {n} trial{'s' if n > 1 else ''} from epoch {done} ({done} of {epochs} epochs done)")
+
+
+def main_table(markdown: str) -> str:
+    """The first table of a published leaderboard (its main one), to print in the terminal."""
+    lines = markdown.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[start:end])
 
 
 def run_suite(
@@ -57,6 +77,7 @@ def run_suite(
     todo = [t for t in trials if trial_status(run_dir / t["id"]) not in FINISHED_STATUSES]
     print(f"{suite.name}: {len(trials)} trials ({len(trials) - len(todo)} already finished), "
           f"{len(skipped)} skipped pairs; running {len(todo)} with the {executor} executor")
+    announce_resumes(todo, run_dir)
     if executor == "local":
         from auxbench.executors.local import run_local
 
@@ -71,7 +92,7 @@ def run_suite(
         leaderboard_path = run_dir / "leaderboard.md" if fake_data else Path("leaderboards") / f"{suite.name}.md"
     try:
         publish(run_dir, leaderboard_path)
-        print(f"leaderboard: {leaderboard_path}")
+        print(f"\n{main_table(Path(leaderboard_path).read_text())}\n\nleaderboard: {leaderboard_path}")
     except AuxbenchError as err:
         if not failed:
             raise

@@ -1,0 +1,34 @@
+"""What a user sees: the main table at the end of a run, resumes announced, problems described."""
+from __future__ import annotations
+
+import pytest
+
+from auxbench.engine import run_trial
+from tests.conftest import expanded_trials, tiny_suite
+from tests.test_engine import Killed, kill_after
+
+
+def test_run_announces_resumes_and_ends_with_the_main_table(cli, write_suite, in_tmp):
+    suite = tiny_suite(methods=["stl", "human_aux"])
+    suite["defaults"]["epochs"] = 3
+    path = write_suite(suite)
+    trials = expanded_trials(path)
+    for trial in trials:  # both killed after their second epoch (epochs 0 and 1 done)
+        with pytest.raises(Killed):
+            run_trial(trial["config"], in_tmp / "runs" / "tiny" / trial["id"], report=kill_after(1))
+    code, out, err = cli("run", path)
+    assert code == 0, err
+    assert "resuming 2 trials from epoch 2 (2 of 3 epochs done)" in out
+    table = out.split("leaderboard:")[0]
+    assert "| method" in table and "| stl " in table and "| human_aux " in table
+    assert "toy_regression/mlp" in table
+    code, out, err = cli("run", path)  # nothing to resume
+    assert code == 0 and "resuming" not in out
+
+
+def test_list_problems_shows_each_problems_tasks(cli):
+    code, out, err = cli("list", "problems")
+    assert code == 0, err
+    assert "coarse (primary, classification, 20 outputs, accuracy); fine (auxiliary, classification, 100 outputs" in out
+    assert "main (primary, regression, 1 output, mse)" in out
+    assert "input 3x32x32" in out
