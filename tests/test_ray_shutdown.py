@@ -40,7 +40,7 @@ def test_a_killed_ray_driver_leaves_no_process_behind(tmp_path, sig):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(lambda: any((tmp_path / "runs" / "tiny-fake").glob("*/metrics.csv")), 240, "the trial to train")
+        _wait_for(lambda: any((tmp_path / "runs" / "tiny-fake").glob("*/metrics.csv")), 600, "the trial to train")
         started = _descendants({driver.pid})  # the driver's processes while its trial runs
         assert sum(_is_ray(p) for p in started) >= 4, "expected the Ray processes of a local Ray"
         driver.send_signal(sig)
