@@ -67,11 +67,15 @@ def test_loss_rule_fires_only_past_two_orders_of_magnitude():
     assert healthy["status"] == "done"
     blown = _assess(_rows([0.5, 0.6, 0.7], losses=[2.0, 1.0, 201.0]), problem)
     assert blown["status"] == "degenerate"
-    # |value|: a negative objective (MAXL's φ loss) growing in magnitude counts too
-    negative = [{"epoch": 0, "train/phi/loss": -0.5}, {"epoch": 1, "train/phi/loss": -60.0}]
-    for row in negative:
-        row["val/coarse/accuracy"] = 0.9
+    # |value|: a negative objective growing in magnitude counts too
+    negative = [{"epoch": 0, "train/phi/loss": -0.5, "val/coarse/accuracy": 0.9},
+                {"epoch": 1, "train/phi/loss": -160.0, "val/coarse/accuracy": 0.9}]
     assert _assess(negative, problem)["status"] == "degenerate"
+    # ... but one that starts near zero is measured against 1: MAXL's φ loss on the quickstart's
+    # digits went from 0.00075 to -0.61 (a ratio of 800) in a healthy trial
+    maxl_phi = [{"epoch": 0, "train/phi/loss": 0.0007481, "val/coarse/accuracy": 0.7},
+                {"epoch": 19, "train/phi/loss": -0.6059, "val/coarse/accuracy": 0.92}]
+    assert _assess(maxl_phi, problem)["status"] == "done"
     assert _assess(_rows([0.5, 0.6], losses=[2.0, 1e9]), problem, status="diverged")["status"] == "diverged"
 
 
