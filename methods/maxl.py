@@ -70,9 +70,9 @@ class MAXL(Method):
 
     name = "maxl"
     version = "1"
-    needs_second_order = True
-    extra_networks = ("label_network",)
+    hook = "train_step"
     epoch_passes = ("theta", "phi")
+    reduces_to_stl_when = {"aux_weight": 0.0}
     hparams = {
         "psi": HParam(5, "auxiliary classes per primary class", low=2, space=IntDistribution(2, 10)),
         "aux_weight": HParam(1.0, "λ: weight of the generated auxiliary task", low=0.0),
@@ -99,11 +99,10 @@ class MAXL(Method):
         super().setup(ctx)
         hp = self.hp
         self.label_net = LabelNetwork(ctx.build_backbone(), ctx.problem.primary.num_outputs, hp["psi"]).to(ctx.device)
-        self.label_optimizer = torch.optim.SGD(
-            self.label_net.parameters(), lr=hp["label_lr"], weight_decay=hp["label_weight_decay"]
-        )
-        self.label_scheduler = torch.optim.lr_scheduler.StepLR(
-            self.label_optimizer, hp["label_step_size"], hp["label_gamma"]
+        self.learn(
+            "label_net", self.label_net,
+            optimizer={"name": "sgd", "lr": hp["label_lr"], "weight_decay": hp["label_weight_decay"]},
+            scheduler={"name": "step", "step_size": hp["label_step_size"], "gamma": hp["label_gamma"]},
         )
         self._entropy_sum, self._steps, self._last = 0.0, 0, {}
 
@@ -140,21 +139,18 @@ class MAXL(Method):
         theta_plus = lookahead(theta, inner, alpha, create_graph=True)
         entropy = negative_entropy(targets)
         outer = self._primary_loss(functional_forward(model, theta_plus, x), y) + self.hp["entropy_weight"] * entropy
-        self.label_optimizer.zero_grad(set_to_none=True)
+        label_optimizer = self.optimizer_of("label_net")
+        label_optimizer.zero_grad(set_to_none=True)
         outer.backward(inputs=list(self.label_net.parameters()))
-        self.label_optimizer.step()
+        label_optimizer.step()
         self._entropy_sum = self._entropy_sum - entropy.detach().double()  # a tensor: no sync per step
         self._steps += 1
         return {"loss": outer.detach()}
 
     def end_epoch(self, epoch: int) -> None:
-        self.label_scheduler.step()
         self._last = {"label_entropy": float(self._entropy_sum) / max(self._steps, 1)}
         self._entropy_sum, self._steps = 0.0, 0
 
     def diagnostics(self) -> dict[str, float]:
         """Mean entropy of the batch-mean generated label distribution in the last φ pass."""
         return self._last
-
-    def stateful(self) -> dict:
-        return {"label_net": self.label_net, "optimizer": self.label_optimizer, "scheduler": self.label_scheduler}

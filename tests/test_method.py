@@ -24,9 +24,11 @@ class SumGrads(Method):
     """Equal weights through the gradient hook: must take the same step as SumLosses."""
 
     name = "test_sum_grads"
+    hook = "combine_grads"
 
-    def combine_grads(self, task_grads: dict[str, list[Tensor]]) -> list[Tensor]:
-        return [sum(grads) for grads in zip(*task_grads.values(), strict=True)]
+    def combine_grads(self, task_grads: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        names = next(iter(task_grads.values()))
+        return {n: sum(grads[n] for grads in task_grads.values()) for n in names}
 
 
 class PrimaryGradsOnly(SumGrads):
@@ -39,7 +41,7 @@ class PrimaryGradsOnly(SumGrads):
 def one_step(tmp_path, cls: type[Method]) -> dict[str, Tensor]:
     trial = build_trial(tmp_path, f"tests.test_method:{cls.__name__}", problem="digits_coarse")
     batch = next(trial.train_split.batches(16))
-    trial.method.train_step(batch, "train")
+    trial.step(batch, "train")
     return {k: v.clone() for k, v in trial.model.state_dict().items()}
 
 
