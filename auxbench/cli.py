@@ -31,11 +31,14 @@ def _cmd_leaderboard(args: argparse.Namespace) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> None:
     if args.what == "methods":
-        from auxbench.method import discover_methods
+        from auxbench.method import discover_all
 
-        for name, cls in sorted(discover_methods().items()):
+        found, unavailable = discover_all()
+        for name, cls in sorted(found.items()):
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             print(f"{name:12s} v{cls.version}  {doc}")
+        for module, reason in sorted(unavailable.items()):
+            print(f"{module:12s} unavailable: {reason}")
     elif args.what == "problems":
         from auxbench.problems import PROBLEMS, check_problem
 

@@ -102,7 +102,7 @@ class Trial:
         self.method = method_cls(**config["hparams"])
         self.problem = build_problem(
             config["problem"], self.seed, meta_fraction=self.training["meta_fraction"],
-            fake=config["fake_data"], **config["problem_options"],
+            meta_source=self.training["meta_source"], fake=config["fake_data"], **config["problem_options"],
         )
         streams = self.method.uses_streams()
         stream_splits = self._stream_splits(streams)

@@ -65,6 +65,7 @@ class TrainingConfig(Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     loss: Literal["cross_entropy", "focal"] = "cross_entropy"
     meta_fraction: float = Field(0.1, ge=0, lt=1)
+    meta_source: Literal["train_fraction", "problem"] = "train_fraction"
     head_hidden: int = Field(0, ge=0)
     device: str = "auto"
 
@@ -197,9 +198,14 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
         column = exp.label or f"{exp.problem}/{exp.backbone}"
         seeds = list(range(exp.seeds)) if isinstance(exp.seeds, int) else exp.seeds
         try:  # fake data: the tasks are known without reading any data file
-            problem = build_problem(exp.problem, seed=0, fake=True, **exp.problem_options)
+            problem = build_problem(
+                exp.problem, seed=0, fake=True, meta_source=training["meta_source"], **exp.problem_options
+            )
         except (TypeError, ValueError) as err:
             raise AuxbenchError(f"{where}.problem_options: {err}") from None
+        except AuxbenchError as err:
+            key = "training.meta_source" if "meta_source" in str(err) else "problem_options"
+            raise AuxbenchError(f"{where}.{key}: {err}") from None
         for j, entry in enumerate(exp.methods):
             entry = MethodEntry(name=entry) if isinstance(entry, str) else entry
             method_where = f"{where}.methods[{j}]"

@@ -277,3 +277,15 @@ def test_leaderboard_baseline_must_be_a_method_of_the_suite(write_suite, cli):
     code, out, err = cli("validate", str(path))
     assert code == 2
     assert "leaderboard.baseline" in err and "'stl'" in err and "Traceback" not in err
+
+
+def test_meta_source_problem_needs_a_problem_with_its_own_meta_split(write_suite, cli):
+    from tests.conftest import tiny_suite
+
+    ok = tiny_suite(defaults={"epochs": 1, "batch_size": 32, "device": "cpu", "meta_source": "problem"})
+    assert cli("validate", write_suite(ok, "ok.yaml"))[0] == 0
+    bad = tiny_suite(problem="digits_coarse",
+                     defaults={"epochs": 1, "batch_size": 32, "device": "cpu", "meta_source": "problem"})
+    code, _, err = cli("validate", write_suite(bad, "bad.yaml"))
+    assert code == 2
+    assert "experiments[0].training.meta_source" in err and "no meta split of its own" in err

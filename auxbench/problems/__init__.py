@@ -20,7 +20,7 @@ from auxbench.problems.sampling import split_seed
 
 __all__ = [
     "Batch", "Problem", "TaskSpec", "TensorSplit", "concat_splits",
-    "PROBLEMS", "register_problem", "check_problem", "build_problem", "data_dir", "split_seed",
+    "PROBLEMS", "META_SOURCES", "register_problem", "check_problem", "build_problem", "data_dir", "split_seed",
 ]
 
 ProblemFactory = Callable[..., Problem]
@@ -69,19 +69,37 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
             raise AuxbenchError(f"{prefix}: {err.errors()[0]['msg']} (got {value!r})") from None
 
 
+META_SOURCES = ("train_fraction", "problem")
+
+
 def build_problem(
     name: str,
     seed: int,
     meta_fraction: float = 0.1,
     fake: bool = False,
+    meta_source: str = "train_fraction",
     **options,
 ) -> Problem:
-    """Build problem ``name`` for ``seed`` and carve ``meta`` out of its training split."""
+    """Build problem ``name`` for ``seed`` with its ``meta`` split.
+
+    ``meta_source="train_fraction"`` carves ``meta`` out of the training split (any meta split the
+    problem declares is unused); ``"problem"`` takes the problem's own meta split (e.g. the clean
+    one of ``toy_regression``) and leaves ``train`` whole.
+    """
     check_problem(name, options)
     if not 0.0 <= meta_fraction < 1.0:
         raise AuxbenchError(f"meta_fraction must be in [0, 1), got {meta_fraction}")
+    if meta_source not in META_SOURCES:
+        raise AuxbenchError(f"meta_source must be one of {', '.join(META_SOURCES)}, got {meta_source!r}")
     factory = PROBLEMS[name]
     problem = factory(seed=seed, fake=fake, data_dir=data_dir(), **options)
+    if meta_source == "problem":
+        if "meta" not in problem.splits:
+            raise AuxbenchError(
+                f"meta_source: problem, but problem {name!r} has no meta split of its own "
+                f"(use meta_source: train_fraction)"
+            )
+        return problem
     train = problem.splits["train"]
     order = torch.randperm(len(train), generator=split_seed(seed, "meta"))
     n_meta = int(round(meta_fraction * len(train)))

@@ -34,17 +34,20 @@ class TaskSpec:
 
 @dataclass
 class Batch:
-    """A mini-batch: inputs, one label tensor per task, and the dataset indices of its rows."""
+    """A mini-batch: inputs, one label tensor per task, the split indices of its rows, and the
+    split's per-row facts for those rows (``info``, e.g. toy ``noisy`` flags)."""
 
     x: Tensor
     y: dict[str, Tensor]
     index: Tensor
+    info: dict[str, Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
             self.x.to(device, non_blocking=True),
             {k: v.to(device, non_blocking=True) for k, v in self.y.items()},
             self.index.to(device),
+            {k: v.to(device, non_blocking=True) for k, v in self.info.items()},
         )
 
     def __len__(self) -> int:
@@ -63,8 +66,8 @@ class TensorSplit:
     input (float, normalised) and runs on every batch. ``augment`` (training only) runs before it
     with the caller's generator, so that data order and augmentation are functions of the seed.
     ``row_info`` holds per-row facts that are not labels (e.g. which toy labels are noisy); it
-    follows its rows through :meth:`subset` and :func:`concat_splits`, and a batch's ``index``
-    looks rows up in it.
+    follows its rows through :meth:`subset` and :func:`concat_splits`, and every batch carries
+    the rows' facts as ``batch.info``.
     """
 
     x: Tensor
@@ -101,7 +104,7 @@ class TensorSplit:
                 x = self.augment(x, generator)
             if self.preprocess is not None:
                 x = self.preprocess(x)
-            yield Batch(x, {k: v[idx] for k, v in self.y.items()}, idx)
+            yield Batch(x, {k: v[idx] for k, v in self.y.items()}, idx, {k: v[idx] for k, v in self.row_info.items()})
 
 
 def concat_splits(a: TensorSplit, b: TensorSplit) -> TensorSplit:
