@@ -146,7 +146,7 @@ class Trial:
             epochs=epochs,
             seed=self.seed,
             train_size=len(self.train_split),
-            steps_per_epoch=math.ceil(len(self.train_split) / batch_size) * len(self.method.epoch_passes),
+            steps_per_epoch=sum(math.ceil(len(self._pass_split(p)) / batch_size) for p in self.method.epoch_passes),
         )
         self.method.setup(self.ctx)
         # After setup: learned tensors may have joined the optimizer as groups of their own.
@@ -177,6 +177,18 @@ class Trial:
             else:  # extra_train: a second, independent stream over the method's own training split
                 out[name] = splits["train"] if "meta" in streams else concat_splits(splits["train"], splits["meta"])
         return out
+
+    def _pass_split(self, phase: str) -> TensorSplit:
+        """The split one pass of an epoch iterates (the training split unless the method says meta)."""
+        source = self.method.pass_data(phase)
+        if source == "train":
+            return self.train_split
+        if source == "meta" and "meta" in self.method.uses_streams():
+            return self.problem.splits["meta"]
+        raise AuxbenchError(
+            f"method {self.method.name!r}: pass {phase!r} iterates {source!r}, which must be 'train' or a "
+            f"declared 'meta' stream"
+        )
 
     def _attach_learned(self, entry: Learned) -> None:
         """Give learned tensors an optimizer: a group of the engine's, or a dedicated one."""
@@ -236,7 +248,8 @@ class Trial:
         for pass_index, phase in enumerate(self.method.epoch_passes):
             generator = stream_seed(self.seed, epoch, pass_index)
             prefix = "train/" if len(self.method.epoch_passes) == 1 else f"train/{phase}/"
-            for batch in self.train_split.batches(self.training["batch_size"], generator, shuffle=True, augment=True):
+            split = self._pass_split(phase)
+            for batch in split.batches(self.training["batch_size"], generator, shuffle=True, augment=True):
                 for key, value in self.step(batch.to(self.device), phase).items():
                     totals[prefix + key] = totals.get(prefix + key, 0.0) + value
                     counts[prefix + key] = counts.get(prefix + key, 0) + 1

@@ -110,8 +110,9 @@ class Method:
       of training batches). A method that reads ``meta`` trains on ``train``; every other method
       trains on ``train ∪ meta`` (same data budget). Override :meth:`uses_streams` when the
       choice depends on a hyperparameter;
-    - ``epoch_passes``: the passes over the training data per epoch, each handed to
-      :meth:`train_step` as ``phase`` (MAXL: one θ pass then one φ pass);
+    - ``epoch_passes``: the passes per epoch, each handed to :meth:`train_step` as ``phase``
+      (MAXL: one θ pass then one φ pass); each iterates the training split unless
+      :meth:`pass_data` names the declared ``meta`` split (WAMAL's Algorithm 1);
     - ``reduces_to_stl_when``: hyperparameters under which the method takes exactly STL's steps
       on the primary network (e.g. ``{"aux_weight": 0.0}``); conformance tests check it.
     """
@@ -150,6 +151,10 @@ class Method:
     def uses_streams(self) -> tuple[str, ...]:
         """The streams this instance reads (default: the class's ``streams``)."""
         return tuple(self.streams)
+
+    def pass_data(self, phase: str) -> str:
+        """The split pass ``phase`` iterates: ``"train"`` (default) or ``"meta"`` (declared stream)."""
+        return "train"
 
     def tasks(self, problem: Problem) -> list[TaskSpec]:
         """The tasks the model gets a head for (primary first). Default: all of the problem's."""
