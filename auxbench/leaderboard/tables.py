@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +67,21 @@ class Board:
         """Confidence level of every interval: 1 - alpha, so intervals and tests agree."""
         return 1.0 - self.alpha
 
+    @cached_property
+    def _cells(self) -> dict[tuple[str, str], pd.DataFrame]:
+        return {key: sub for key, sub in self.trials.groupby(["column", "method"], sort=False)}
+
+    @cached_property
+    def _counted(self) -> dict[tuple[str, str], pd.Series]:
+        return {key: sub[sub["counted"]].set_index("seed")["score"].sort_index() for key, sub in self._cells.items()}
+
     def cell(self, column: str, method: str) -> pd.DataFrame:
-        t = self.trials
-        return t[(t["column"] == column) & (t["method"] == method)]
+        """Every expected trial of one cell."""
+        return self._cells.get((column, method), self.trials.iloc[:0])
 
     def seeds(self, column: str, method: str) -> pd.Series:
         """Counted scores of one cell, indexed by seed (sorted)."""
-        sub = self.cell(column, method)
-        return sub[sub["counted"]].set_index("seed")["score"].sort_index()
+        return self._counted.get((column, method), pd.Series(dtype=float))
 
     def failures(self, column: str, method: str) -> int:
         """Trials of the cell that finished without a usable result (diverged, degenerate)."""
