@@ -25,7 +25,8 @@ def _cmd_leaderboard(args: argparse.Namespace) -> None:
     if not run_dir.is_dir():
         raise AuxbenchError(f"no results folder {run_dir}")
     out = args.output or Path("leaderboards") / f"{run_dir.name}.md"
-    publish(run_dir, out, metric=args.metric, selection=args.selection, baseline=args.baseline, alpha=args.alpha)
+    publish(run_dir, out, metric=args.metric, selection=args.selection, baseline=args.baseline, alpha=args.alpha,
+            higher_is_better={"higher": True, "lower": False, None: None}[args.direction])
     print(f"leaderboard: {out}")
 
 
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("runs", help="results folder, e.g. runs/quickstart")
     board.add_argument("-o", "--output", default=None, help="markdown path; figures go to a folder beside it")
     board.add_argument("--metric", default=None, help="'primary' or a key such as test/fine/accuracy")
+    board.add_argument("--direction", choices=["higher", "lower"], default=None,
+                       help="which --metric values are better (needed when the metric declares no direction)")
     board.add_argument("--selection", choices=["final", "best_val"], default=None)
     board.add_argument("--baseline", default=None, help="method the others are tested against (default: suite's, stl)")
     board.add_argument("--alpha", type=float, default=None, help="significance level (default: suite's, 0.05)")

@@ -29,6 +29,7 @@ from auxbench.memory import PeakMemory
 from auxbench.method import Learned, Method, check_declaration, resolve_method
 from auxbench.method_state import collect_state, restore_state
 from auxbench.optim import make_optimizer, make_scheduler
+from auxbench.predictions import save_test_predictions
 from auxbench.problems import Batch, Problem, TensorSplit, build_problem, concat_splits
 from auxbench.problems.sampling import stream_seed
 from auxbench.results import (
@@ -268,6 +269,8 @@ class Trial:
         started = time.perf_counter()
         with PeakMemory(self.device) as memory:
             status, diverged_at = self._run_epochs(start_epoch, rows, report)
+        if status == "done":  # per-example test scores for the leaderboard's bootstrap over test examples
+            save_test_predictions(self.dir, self.model, self.problem, self.training["eval_batch_size"], self.device)
         result = summarise(rows, self.problem, status, diverged_at)
         result.update(
             run_wall_s=time.perf_counter() - started, peak_memory_mb=memory.peak_mb, memory_kind=memory.kind,

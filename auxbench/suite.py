@@ -98,6 +98,7 @@ class LeaderboardSpec(Strict):
     baseline: str = "stl"
     selection: Literal["final", "best_val"] = "final"
     alpha: float = Field(0.05, gt=0, lt=1)
+    rope: float | None = Field(None, ge=0)  # region of practical equivalence, in % of the baseline's mean
 
 
 class Reference(Strict):

@@ -12,12 +12,30 @@ Role = Literal["primary", "auxiliary"]
 Kind = Literal["classification", "binary", "multilabel", "regression"]
 
 
+# Declared direction of every metric a task can be scored by, keyed by metric id (the
+# ``metric`` of a TaskSpec and the last part of a ``metrics.csv`` key such as
+# ``test/coarse/accuracy``). A new metric must be declared here (or given an explicit
+# ``higher_is_better``); nothing guesses a direction from a metric's name.
+METRIC_HIGHER_IS_BETTER: dict[str, bool] = {"accuracy": True, "mse": False}
+
+
+def metric_direction(metric: str) -> bool:
+    """``True`` when a higher value of the declared metric ``metric`` is better."""
+    try:
+        return METRIC_HIGHER_IS_BETTER[metric]
+    except KeyError:
+        raise ValueError(f"metric {metric!r} has no declared direction; add it to METRIC_HIGHER_IS_BETTER "
+                         f"in auxbench/problems/base.py (known: {', '.join(METRIC_HIGHER_IS_BETTER)})") from None
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One task: its head size, its loss and how it is scored.
 
     ``loss`` is ``"classification"`` (cross-entropy or focal, chosen per suite), ``"bce"`` or
-    ``"mse"``; ``metric`` is ``"accuracy"`` (higher is better) or ``"mse"`` (lower is better).
+    ``"mse"``; ``metric`` is a declared metric id (``"accuracy"``, ``"mse"``: see
+    :data:`METRIC_HIGHER_IS_BETTER`). ``higher_is_better`` defaults to the metric's declared
+    direction; an undeclared metric needs it given explicitly.
     """
 
     name: str
@@ -26,10 +44,11 @@ class TaskSpec:
     num_outputs: int
     loss: str
     metric: str
+    higher_is_better: bool | None = None
 
-    @property
-    def higher_is_better(self) -> bool:
-        return self.metric == "accuracy"
+    def __post_init__(self) -> None:
+        if self.higher_is_better is None:
+            object.__setattr__(self, "higher_is_better", metric_direction(self.metric))
 
 
 @dataclass
