@@ -64,3 +64,21 @@ def test_fd_hypergrad_of_a_zero_direction_is_zero():
     v = {n: torch.zeros_like(t) for n, t in theta.items()}
     out = fd_hypergrad(lambda th: inner_loss(p, functional_forward(p.f, th, p.x)), theta, v, list(p.g.parameters()), LR)
     assert all(torch.equal(o, torch.zeros_like(o)) for o in out)
+
+
+def test_fd_hypergrad_perturbs_by_eps_over_the_norm_of_v():
+    """DARTS: θ ± εv with ε = eps/‖v‖, i.e. the perturbation has norm eps whatever ‖v‖ is."""
+    p = mlp_problem()
+    theta = params_of(p.f)
+    v = {n: 50.0 * torch.ones_like(t) for n, t in theta.items()}
+    seen = []
+
+    def recording_loss(th):
+        seen.append(_flat([th[n] - theta[n].detach() for n in theta]))
+        return inner_loss(p, functional_forward(p.f, th, p.x))
+
+    fd_hypergrad(recording_loss, theta, v, list(p.g.parameters()), LR, eps=0.02)
+    assert len(seen) == 2
+    torch.testing.assert_close(seen[0], -seen[1])
+    torch.testing.assert_close(seen[0].norm(), torch.tensor(0.02, dtype=torch.float64))
+    torch.testing.assert_close(seen[0] / seen[0].norm(), _flat(v.values()) / _flat(v.values()).norm())

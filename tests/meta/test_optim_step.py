@@ -172,7 +172,8 @@ def test_adam_virtual_step_is_differentiable_through_a_zero_gradient_entry():
     w = nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
     phi = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.Adam([w], lr=0.1)
-    loss = phi * w[0] ** 2  # ∂loss/∂w[1] = 0
+    # ∂loss/∂w[1] = 0 through a product (indexing w[0] would drop entry 1 from the backward)
+    loss = (phi * w**2 * torch.tensor([1.0, 0.0], dtype=torch.float64)).sum()
     out = virtual_step_from_loss(opt, {"w": w}, loss)
     (d,) = torch.autograd.grad(out["w"].sum(), phi)
     assert torch.isfinite(d)
