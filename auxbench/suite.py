@@ -401,7 +401,10 @@ class _Labels:
         self.method_of: dict[str, tuple[type[Method], str]] = {}  # label -> (class, where)
         self.cells: dict[tuple[str, str], str] = {}                # (column, label) -> where
 
-    def label(self, entry: MethodEntry, cls: type[Method], column: str, where: str, here: dict[str, int]) -> str:
+    def label(self, entry: MethodEntry, cls: type[Method], column: str, path: Path, key: str,
+              here: dict[str, int]) -> str:
+        """The row label of ``entry`` (at key path ``key``), refused if it would merge rows or cells."""
+        where = f"{path}: {key}"
         label = entry.label or cls.name
         if entry.label is not None and entry.label != cls.name and entry.label in self.method_names:
             raise AuxbenchError(
@@ -428,8 +431,8 @@ class _Labels:
                 "give one of the experiments a label"
             )
         here[label] = len(here)
-        self.method_of.setdefault(label, (cls, where))
-        self.cells[column, label] = where
+        self.method_of.setdefault(label, (cls, key))
+        self.cells[column, label] = key
         return label
 
 
@@ -456,9 +459,10 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
         seeds = list(range(exp.seeds)) if isinstance(exp.seeds, int) else exp.seeds
         here: dict[str, int] = {}
         for j, entry in enumerate(exp.methods):
-            method_where = f"{where}.methods[{j}]"
+            key = f"experiments[{i}].methods[{j}]"
+            method_where = f"{path}: {key}"
             cls = resolve_method(entry.name, method_where)
-            label = labels.label(entry, cls, column, method_where, here)
+            label = labels.label(entry, cls, column, path, key, here)
             _reject_non_finite(entry.hparams, f"{method_where}.hparams")
             hparams = cls.resolve_hparams(entry.hparams, f"{method_where}.hparams")
             reason = cls.applicable(problem)
@@ -485,7 +489,7 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
                         f"{method_where}: seed {seed} is the same trial as {origin[tid]} (same problem, options, "
                         "backbone, method, hyperparameters, seed and training); remove one of them"
                     )
-                origin[tid] = method_where.removeprefix(f"{path}: ")
+                origin[tid] = key
                 trials.append({"id": tid, "column": column, "method": label, "config": config})
     all_labels = sorted({t["method"] for t in trials} | {s["method"] for s in skipped})
     if suite.leaderboard.baseline not in all_labels:

@@ -46,6 +46,7 @@ MEAN = 0.5
 STD = 0.2
 PAD = 4
 N_COARSE, N_FINE = 20, 100
+N_TRAIN_IMAGES = 50_000  # of the data set: val_size takes part of them
 FAKE_SIZES = {"train": 500, "val": 100, "test": 100}
 
 _HOW_TO = (
@@ -187,8 +188,8 @@ def make_cifar100_20(
     for key, v in (("n_train", n_train), ("n_test", n_test)):
         if v is not None and v < 1:
             raise ProblemOptionError("cifar100_20", key, f"must be >= 1 or null, got {v}")
-    if val_size < 1:
-        raise ProblemOptionError("cifar100_20", "val_size", f"must be >= 1, got {val_size}")
+    if not 1 <= val_size < N_TRAIN_IMAGES:
+        raise ProblemOptionError("cifar100_20", "val_size", f"must be >= 1 and < {N_TRAIN_IMAGES}, got {val_size}")
     aug_fn = crop_flip if augment else None
 
     def split(x: Tensor, coarse: Tensor, fine: Tensor, train: bool) -> TensorSplit:
@@ -213,8 +214,6 @@ def make_cifar100_20(
     else:
         data = _load(str(Path(data_dir).expanduser().resolve()))
         x_pool, c_pool, f_pool = data["train"]
-        if val_size >= len(f_pool):
-            raise ProblemOptionError("cifar100_20", "val_size", f"must be < {len(f_pool)}, got {val_size}")
         val_idx = stratified_pick(f_pool, val_size, split_seed(seed, "val"))
         keep = torch.ones(len(f_pool), dtype=torch.bool)
         keep[val_idx] = False
