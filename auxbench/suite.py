@@ -392,14 +392,29 @@ def _reject_non_finite(value: Any, where: str) -> None:
         _reject_non_finite(item, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}")
 
 
-class _Labels:
-    """Leaderboard rows and cells: a label names one method in the whole suite (never another
-    method's name), is used once per experiment, and fills a (column, label) cell once."""
+class _Layout:
+    """The leaderboard's columns, rows and cells, kept one-to-one with what they compare: a column
+    is one problem (with its options) on one backbone; a row label names one method in the whole
+    suite (never another method's name) and is used once per experiment; a (column, label) cell
+    is filled by one suite entry."""
 
     def __init__(self) -> None:
         self.method_names = set(discover_methods())
+        self.column_of: dict[str, tuple[tuple, int]] = {}         # column -> (what it holds, experiment)
         self.method_of: dict[str, tuple[type[Method], str]] = {}  # label -> (class, where)
         self.cells: dict[tuple[str, str], str] = {}                # (column, label) -> where
+
+    def column(self, exp: Experiment, i: int, path: Path) -> str:
+        """The column label of experiment ``i``."""
+        column = exp.label or f"{exp.problem}/{exp.backbone}"
+        holds = (exp.problem, json.dumps(exp.problem_options, sort_keys=True), exp.backbone)
+        if column in self.column_of and self.column_of[column][0] != holds:
+            raise AuxbenchError(
+                f"{path}: experiments[{i}]: column {column!r} is also experiments[{self.column_of[column][1]}]'s, "
+                "with another problem, problem options or backbone; give this experiment its own label"
+            )
+        self.column_of.setdefault(column, (holds, i))
+        return column
 
     def label(self, entry: MethodEntry, cls: type[Method], column: str, path: Path, key: str,
               here: dict[str, int]) -> str:
@@ -447,7 +462,7 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
     trials: list[dict] = []
     skipped: list[dict] = []
     origin: dict[str, str] = {}  # trial id -> where it came from
-    labels = _Labels()
+    layout = _Layout()
     problems = []
     for i, exp in enumerate(suite.experiments):
         where = f"{path}: experiments[{i}]"
@@ -455,14 +470,14 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
         problems.append(problem)
         _check_backbone(exp.backbone, problem, where)
         training = _training(defaults, exp.training, path, f"experiments[{i}].training")
-        column = exp.label or f"{exp.problem}/{exp.backbone}"
+        column = layout.column(exp, i, path)
         seeds = list(range(exp.seeds)) if isinstance(exp.seeds, int) else exp.seeds
         here: dict[str, int] = {}
         for j, entry in enumerate(exp.methods):
             key = f"experiments[{i}].methods[{j}]"
             method_where = f"{path}: {key}"
             cls = resolve_method(entry.name, method_where)
-            label = labels.label(entry, cls, column, path, key, here)
+            label = layout.label(entry, cls, column, path, key, here)
             _reject_non_finite(entry.hparams, f"{method_where}.hparams")
             hparams = cls.resolve_hparams(entry.hparams, f"{method_where}.hparams")
             reason = cls.applicable(problem)

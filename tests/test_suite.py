@@ -328,6 +328,10 @@ BAD_SUITES = [
      ["experiments[0].methods[1]", "same trial as experiments[0].methods[0]"]),
     ("cell-filled-twice", lambda: TWO_EXPERIMENTS,
      ["experiments[1].methods[0]", "cell (digits_coarse/convnet4, stl) is also filled by experiments[0].methods[0]"]),
+    ("column-with-two-problems", lambda: {**TWO_EXPERIMENTS, "experiments": [
+        {**TWO_EXPERIMENTS["experiments"][0], "label": "mine"},
+        {"problem": "toy_regression", "backbone": "mlp", "methods": ["human_aux"], "seeds": 1, "label": "mine"}]},
+     ["experiments[1]: column 'mine' is also experiments[0]'s", "another problem"]),
     ("label-with-pipe", _methods("stl", {"name": "human_aux", "label": "a|b"}),
      ["experiments[0].methods[1].label", "'a|b'"]),
     ("non-utf8", b"name: caf\xe9\nexperiments: []\n", ["not UTF-8", "0xe9", "offset 9"]),
