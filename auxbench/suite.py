@@ -260,7 +260,7 @@ def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
 def _key_path(loc: tuple, prefix: str = "") -> str:
     out = prefix
     for part in loc:
-        if part in ("int", "list[int]", "[key]"):  # union branches and dict-key markers, not keys
+        if part == "[key]":  # pydantic's marker for "the key itself", after the key
             continue
         if isinstance(part, int):
             out += f"[{part}]"
@@ -301,7 +301,7 @@ def load_suite(path: str | Path) -> Suite:
             f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save the suite as UTF-8"
         ) from None
     try:
-        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as err:
         raise AuxbenchError(_yaml_error(path, err)) from None
     except RecursionError:
