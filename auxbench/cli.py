@@ -20,11 +20,12 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 def _cmd_leaderboard(args: argparse.Namespace) -> None:
     from auxbench.leaderboard import publish
+    from auxbench.results import default_leaderboard
 
     run_dir = Path(args.runs)
     if not run_dir.is_dir():
         raise AuxbenchError(f"no results folder {run_dir}")
-    out = args.output or Path("leaderboards") / f"{run_dir.name}.md"
+    out = args.output or default_leaderboard(run_dir.resolve().name)
     publish(run_dir, out, metric=args.metric, selection=args.selection, baseline=args.baseline, alpha=args.alpha,
             higher_is_better={"higher": True, "lower": False, None: None}[args.direction])
     print(f"leaderboard: {out}")
@@ -59,10 +60,11 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
-    from auxbench.suite import expand, load_suite
+    from auxbench.suite import check_machine, expand, load_suite
 
     suite = load_suite(args.suite)
-    trials, skipped = expand(suite, args.suite)
+    trials, skipped = expand(suite, args.suite, fake_data=args.fake_data)
+    check_machine(suite, args.suite, data=not args.fake_data)
     print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
     for s in skipped:
         print(f"  skipped {s['method']} on {s['column']}: {s['reason']}")
@@ -97,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--suites-dir", default="suites")
     listing.set_defaults(func=_cmd_list)
 
-    validate = sub.add_parser("validate", help="check a suite without training")
+    validate = sub.add_parser("validate", help="check a suite, its data files and devices, without training")
     validate.add_argument("suite")
+    validate.add_argument("--fake-data", action="store_true", help="check as for run --fake-data (no data files needed)")
     validate.set_defaults(func=_cmd_validate)
     return parser
 

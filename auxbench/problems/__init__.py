@@ -2,10 +2,13 @@
 
 A problem is registered under a name with :func:`register_problem`; :func:`build_problem`
 builds it for a seed. The same seed gives the same split for every method (paired seeds).
+A problem that reads files registers a ``check_data`` hook beside its factory, so that a suite
+learns of a missing file before any training (:func:`check_problem_data`).
 """
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import typing
 from collections.abc import Callable
@@ -20,18 +23,38 @@ from auxbench.problems.sampling import split_seed
 
 __all__ = [
     "Batch", "Problem", "TaskSpec", "TensorSplit", "concat_splits",
-    "PROBLEMS", "META_SOURCES", "register_problem", "check_problem", "build_problem", "data_dir", "split_seed",
+    "PROBLEMS", "META_SOURCES", "MetaSourceError", "ProblemOptionError", "register_problem", "check_problem", "check_problem_data",
+    "build_problem", "data_dir", "split_seed",
 ]
 
 ProblemFactory = Callable[..., Problem]
+DataCheck = Callable[..., None]
 PROBLEMS: dict[str, ProblemFactory] = {}
+DATA_CHECKS: dict[str, DataCheck] = {}
 
 
-def register_problem(name: str) -> Callable[[ProblemFactory], ProblemFactory]:
-    """Register ``factory(seed, fake, data_dir, **options) -> Problem`` (splits train/val/test)."""
+class ProblemOptionError(AuxbenchError):
+    """A problem option's value is out of range. ``key`` names the option, so that a suite can
+    report it at its key path (``experiments[0].problem_options.n_train``)."""
+
+    def __init__(self, problem: str, key: str, message: str) -> None:
+        super().__init__(f"{problem}: option {key} {message}")
+        self.key = key
+        self.message = message
+
+
+def register_problem(name: str, check_data: DataCheck | None = None) -> Callable[[ProblemFactory], ProblemFactory]:
+    """Register ``factory(seed, fake, data_dir, **options) -> Problem`` (splits train/val/test).
+
+    ``check_data(data_dir, **options)``, for problems that read files, raises
+    :class:`~auxbench.errors.DataNotFoundError` naming the missing file, the folder and how to
+    provide it; it is cheap (presence, not contents) and never called for fake data.
+    """
 
     def deco(factory: ProblemFactory) -> ProblemFactory:
         PROBLEMS[name] = factory
+        if check_data is not None:
+            DATA_CHECKS[name] = check_data
         return factory
 
     return deco
@@ -60,6 +83,9 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
     except NameError:  # annotations that do not resolve: the factory checks its own options
         hints = {}
     for key, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            prefix = f"{place}problem_options.{key}" if where else f"problem {name!r} option {key!r}"
+            raise AuxbenchError(f"{prefix}: must be a finite number (got {value!r})")
         if key not in hints:
             continue
         try:  # strict: "lots" for an int option is named here, not deep inside the factory
@@ -69,7 +95,18 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
             raise AuxbenchError(f"{prefix}: {err.errors()[0]['msg']} (got {value!r})") from None
 
 
+def check_problem_data(name: str, options: dict) -> None:
+    """Raise :class:`~auxbench.errors.DataNotFoundError` if problem ``name`` lacks a data file."""
+    check_problem(name, options)
+    if name in DATA_CHECKS:
+        DATA_CHECKS[name](data_dir(), **options)
+
+
 META_SOURCES = ("train_fraction", "problem")
+
+
+class MetaSourceError(AuxbenchError):
+    """``meta_source: problem`` on a problem without a meta split of its own."""
 
 
 def build_problem(
@@ -95,7 +132,7 @@ def build_problem(
     problem = factory(seed=seed, fake=fake, data_dir=data_dir(), **options)
     if meta_source == "problem":
         if "meta" not in problem.splits:
-            raise AuxbenchError(
+            raise MetaSourceError(
                 f"meta_source: problem, but problem {name!r} has no meta split of its own "
                 f"(use meta_source: train_fraction)"
             )

@@ -35,14 +35,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from auxbench.errors import AuxbenchError
-from auxbench.problems import register_problem
+from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.sampling import split_seed
 
 INPUT_DIM = 10
 EPS_STD = math.sqrt(3.5)
 NOISE_STD = math.sqrt(2.0)
+# Bounds that keep a (fake) build of the problem small: the paper uses 1000/200/200 rows, 1 output.
+MAX_ROWS = 100_000
+MAX_OUTPUT_DIM = 100
 
 
 def toy_function(x: Tensor, basis: Tensor, eps: Tensor, sigma: float) -> Tensor:
@@ -67,12 +69,14 @@ def make_toy_regression(
 ) -> Problem:
     """SLGrad's toy regression: tasks ``main`` (primary) and ``aux``; see the module docstring."""
     if not 0.0 <= noise_fraction <= 1.0:
-        raise AuxbenchError(f"toy_regression: noise_fraction must be in [0, 1], got {noise_fraction}")
-    if output_dim < 1:
-        raise AuxbenchError(f"toy_regression: output_dim must be >= 1, got {output_dim}")
+        raise ProblemOptionError("toy_regression", "noise_fraction", f"must be in [0, 1], got {noise_fraction}")
+    if not 1 <= output_dim <= MAX_OUTPUT_DIM:
+        raise ProblemOptionError("toy_regression", "output_dim", f"must be in [1, {MAX_OUTPUT_DIM}], got {output_dim}")
     for key, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("n_meta", n_meta)):
-        if n < 1:
-            raise AuxbenchError(f"toy_regression: {key} must be >= 1, got {n}")
+        if not 1 <= n <= MAX_ROWS:
+            raise ProblemOptionError("toy_regression", key, f"must be in [1, {MAX_ROWS}], got {n}")
+    if not 0 <= task_seed < 2**32:
+        raise ProblemOptionError("toy_regression", "task_seed", f"must be in [0, 2**32), got {task_seed}")
 
     tg = torch.Generator().manual_seed(task_seed)
     basis = torch.randn(output_dim, INPUT_DIM, generator=tg)
