@@ -20,12 +20,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 def _cmd_leaderboard(args: argparse.Namespace) -> None:
     from auxbench.leaderboard import publish
+    from auxbench.results import default_leaderboard
 
     run_dir = Path(args.runs)
     if not run_dir.is_dir():
         raise AuxbenchError(f"no results folder {run_dir}")
-    out = args.output or Path("leaderboards") / f"{run_dir.name}.md"
-    publish(run_dir, out, metric=args.metric, selection=args.selection, baseline=args.baseline, alpha=args.alpha)
+    out = args.output or default_leaderboard(run_dir.resolve().name)
+    publish(run_dir, out, metric=args.metric, selection=args.selection, baseline=args.baseline, alpha=args.alpha,
+            higher_is_better={"higher": True, "lower": False, None: None}[args.direction])
     print(f"leaderboard: {out}")
 
 
@@ -40,11 +42,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> None:
     if args.what == "methods":
-        from auxbench.method import discover_methods
+        from auxbench.method import discover_all
 
-        for name, cls in sorted(discover_methods().items()):
+        found, unavailable = discover_all()
+        for name, cls in sorted(found.items()):
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             print(f"{name:12s} v{cls.version}  {doc}")
+        for module, reason in sorted(unavailable.items()):
+            print(f"{module:12s} unavailable: {reason}")
     elif args.what == "problems":
         from auxbench.problems import PROBLEM_VERSIONS, PROBLEMS, build_problem, check_problem
 
@@ -69,10 +74,11 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
-    from auxbench.suite import expand, load_suite
+    from auxbench.suite import check_machine, expand, load_suite
 
     suite = load_suite(args.suite)
-    trials, skipped = expand(suite, args.suite)
+    trials, skipped = expand(suite, args.suite, fake_data=args.fake_data)
+    check_machine(suite, args.suite, data=not args.fake_data)
     print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
     for s in skipped:
         print(f"  skipped {s['method']} on {s['column']}: {s['reason']}")
@@ -95,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("runs", help="results folder, e.g. runs/quickstart")
     board.add_argument("-o", "--output", default=None, help="markdown path; figures go to a folder beside it")
     board.add_argument("--metric", default=None, help="'primary' or a key such as test/fine/accuracy")
+    board.add_argument("--direction", choices=["higher", "lower"], default=None,
+                       help="which --metric values are better (needed when the metric declares no direction)")
     board.add_argument("--selection", choices=["final", "best_val"], default=None)
     board.add_argument("--baseline", default=None, help="method the others are tested against (default: suite's, stl)")
     board.add_argument("--alpha", type=float, default=None, help="significance level (default: suite's, 0.05)")
@@ -110,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--suites-dir", default="suites")
     listing.set_defaults(func=_cmd_list)
 
-    validate = sub.add_parser("validate", help="check a suite without training")
+    validate = sub.add_parser("validate", help="check a suite, its data files and devices, without training")
     validate.add_argument("suite")
+    validate.add_argument("--fake-data", action="store_true", help="check as for run --fake-data (no data files needed)")
     validate.set_defaults(func=_cmd_validate)
     return parser
 

@@ -5,29 +5,33 @@ everything, builds problem, model and method, trains for ``epochs`` and after ev
 evaluates every task on ``val`` and ``test``, rewrites ``metrics.csv`` and saves a checkpoint,
 each atomically. ``result.json`` is written last: it marks the trial finished. A run that is
 killed resumes from its last checkpoint and ends bit-identical to an uninterrupted one on CPU,
-because data order, augmentation and meta batches are functions of (seed, epoch, pass) and the
-global RNG state is checkpointed.
+because data order, augmentation and every stream are functions of (seed, epoch, stream), and
+the random generators, the method's state and its learned tensors are checkpointed.
 """
 from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from auxbench.backbones import build_backbone, build_model
+from auxbench.backbones import block_map, build_backbone, build_model
+from auxbench.context import STREAM_IDS, Streams, TrainContext
 from auxbench.determinism import trial_threads
+from auxbench.errors import AuxbenchError
 from auxbench.health import assess_health
 from auxbench.losses import TaskLosses, metric_sum
 from auxbench.memory import PeakMemory
-from auxbench.method import Method, TrainContext, resolve_method
+from auxbench.method import Learned, Method, check_declaration, resolve_method
+from auxbench.method_state import collect_state, restore_state
+from auxbench.optim import make_optimizer, make_scheduler
+from auxbench.predictions import save_test_predictions
 from auxbench.problems import Batch, Problem, TensorSplit, build_problem, concat_splits
 from auxbench.problems.sampling import stream_seed
 from auxbench.provenance import provenance
@@ -39,6 +43,8 @@ from auxbench.results import (
     atomic_write_bytes,
     atomic_write_json,
 )
+from auxbench.rng import rng_state, seed_everything, set_rng_state
+from auxbench.steps import Stepper, WeightLog
 
 # Part of every trial id (``engine_version`` in the config): bump it whenever a change here alters
 # what a trial computes, so new results never mix with old ones.
@@ -54,41 +60,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
-    name = cfg["name"]
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
-            nesterov=cfg["nesterov"],
-        )
-    if name == "adam":
-        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, epochs: int):
-    name = cfg["name"]
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, cfg["step_size"], cfg["gamma"])
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    if name == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    raise ValueError(f"unknown scheduler {name!r}")
-
-
-META_STREAM, AUX_INPUT_STREAM = 1_000, 1_000_000
-
-
-def cycle_batches(split: TensorSplit, batch_size: int, seed: int, epoch: int, device,
-                  stream: int = META_STREAM) -> Iterator[Batch]:
-    """Endless shuffled batches of ``split`` for one epoch of one stream (resumable per epoch)."""
-    for round_ in itertools.count():
-        generator = stream_seed(seed, epoch, stream + round_)
-        for batch in split.batches(batch_size, generator, shuffle=True, augment=True):
-            yield batch.to(device)
 
 
 @torch.no_grad()
@@ -135,26 +106,32 @@ class Trial:
         self.device = pick_device(self.training["device"])
 
         method_cls: type[Method] = resolve_method(config["method"])
+        check_declaration(method_cls)
         self.method = method_cls(**config["hparams"])
         self.problem = build_problem(
             config["problem"], self.seed, meta_fraction=self.training["meta_fraction"],
-            fake=config["fake_data"], **config["problem_options"],
+            meta_source=self.training["meta_source"], fake=config["fake_data"], **config["problem_options"],
         )
+        streams = self.method.uses_streams()
+        stream_splits = self._stream_splits(streams)
         splits = self.problem.splits
-        self.train_split = (
-            splits["train"] if method_cls.uses_meta_data else concat_splits(splits["train"], splits["meta"])
-        )
+        self.train_split = splits["train"] if "meta" in streams else concat_splits(splits["train"], splits["meta"])
 
         # Paired seeds: the backbone, then the heads in task order, from the same seed for every
         # method, so the shared model starts from identical weights.
-        torch.manual_seed(self.seed)
+        seed_everything(self.seed)
         tasks = self.method.tasks(self.problem)
         self.model = build_model(
             config["backbone"], self.problem.input_shape, tasks, head_hidden=self.training["head_hidden"],
         ).to(self.device)
         self.optimizer = make_optimizer(self.model.parameters(), self.training["optimizer"])
-        self.scheduler = make_scheduler(self.optimizer, self.training["scheduler"], self.training["epochs"])
         self.losses = TaskLosses(tasks, self.training["loss"])
+        self.weight_log = WeightLog()
+        self.own_optimizers: list[torch.optim.Optimizer] = [self.optimizer]
+        self.own_schedulers: list = []
+        batch_size = self.training["batch_size"]
+        epochs = self.training["epochs"]
+        block_of = block_map(self.model)
         self.ctx = TrainContext(
             model=self.model,
             problem=self.problem,
@@ -163,13 +140,84 @@ class Trial:
             build_backbone=lambda: build_backbone(config["backbone"], self.problem.input_shape).to(self.device),
             task_losses=self.losses,
             classification_loss=self.losses.classification_loss,
-            meta_batches=None,
-            aux_batches=None,
+            streams=Streams(self.method.name, stream_splits, batch_size, self.seed, self.device),
+            make_optimizer=make_optimizer,
+            make_scheduler=lambda optimizer, cfg: make_scheduler(optimizer, cfg, epochs),
+            log_weights=self.weight_log,
+            attach_learned=self._attach_learned,
+            shared_params={
+                name: p for name, p in self.model.named_parameters()
+                if p.requires_grad and not block_of[name].startswith("head:")
+            },
+            block_of=block_of,
             device=self.device,
-            epochs=self.training["epochs"],
+            epochs=epochs,
             seed=self.seed,
+            train_size=len(self.train_split),
+            steps_per_epoch=sum(math.ceil(len(self._pass_split(p)) / batch_size) for p in self.method.epoch_passes),
         )
         self.method.setup(self.ctx)
+        # After setup: learned tensors may have joined the optimizer as groups of their own.
+        self.scheduler = make_scheduler(self.optimizer, self.training["scheduler"], epochs)
+        self.own_schedulers.insert(0, self.scheduler)
+        self.stepper = Stepper(self.method, self.ctx, self.own_optimizers)
+        collect_state(self.method, self._engine_owned())  # unsavable state fails here, not at epoch 1
+
+    def _stream_splits(self, streams: tuple[str, ...]) -> dict[str, TensorSplit]:
+        """The split behind each declared stream, or a clear error before any training."""
+        where = f"method {self.method.name!r}"
+        unknown = [s for s in streams if s not in STREAM_IDS]
+        if unknown:
+            raise AuxbenchError(f"{where}: unknown streams {unknown} (valid: {', '.join(STREAM_IDS)})")
+        splits = self.problem.splits
+        out: dict[str, TensorSplit] = {}
+        for name in streams:
+            if name == "meta":
+                if len(splits["meta"]) == 0:
+                    raise AuxbenchError(f"{where} reads the meta split, which is empty (meta_fraction is 0)")
+                out[name] = splits["meta"]
+            elif name == "aux":
+                if self.problem.aux_input is None:
+                    raise AuxbenchError(
+                        f"{where} reads the 'aux' stream, but problem {self.problem.name!r} has no auxiliary-input split"
+                    )
+                out[name] = self.problem.aux_input
+            else:  # extra_train: a second, independent stream over the method's own training split
+                out[name] = splits["train"] if "meta" in streams else concat_splits(splits["train"], splits["meta"])
+        return out
+
+    def _pass_split(self, phase: str) -> TensorSplit:
+        """The split one pass of an epoch iterates (the training split unless the method says meta)."""
+        source = self.method.pass_data(phase)
+        if source == "train":
+            return self.train_split
+        if source == "meta" and "meta" in self.method.uses_streams():
+            return self.problem.splits["meta"]
+        raise AuxbenchError(
+            f"method {self.method.name!r}: pass {phase!r} iterates {source!r}, which must be 'train' or a "
+            f"declared 'meta' stream"
+        )
+
+    def _attach_learned(self, entry: Learned) -> None:
+        """Give learned tensors an optimizer: a group of the engine's, or a dedicated one."""
+        if entry.optimizer_cfg is None:
+            lr = self.training["optimizer"]["lr"] if entry.lr is None else entry.lr
+            self.optimizer.add_param_group({"params": entry.params, "lr": lr, "weight_decay": entry.weight_decay})
+            return
+        what = f"method {self.method.name!r} learned {entry.name!r}"
+        entry.optimizer = make_optimizer(entry.params, entry.optimizer_cfg, f"{what} optimizer")
+        if self.method.hook != "train_step":
+            self.own_optimizers.append(entry.optimizer)
+        if entry.scheduler_cfg is not None:
+            entry.scheduler = make_scheduler(entry.optimizer, entry.scheduler_cfg, self.training["epochs"], f"{what} scheduler")
+            self.own_schedulers.append(entry.scheduler)
+
+    def _engine_owned(self) -> tuple:
+        return (self.model, self.optimizer, self.ctx, *self.own_optimizers)
+
+    def step(self, batch: Batch, phase: str) -> dict[str, Any]:
+        """One training step at the method's hook level (``batch`` already on the device)."""
+        return self.stepper.run(batch, phase)
 
     # -- checkpoints --
     def _save_checkpoint(self, epoch: int, rows: list[dict]) -> None:
@@ -179,11 +227,9 @@ class Trial:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "method": self.method.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
+            "method": collect_state(self.method, self._engine_owned()),
+            "rng": rng_state(self.device),
         }
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         buf = io.BytesIO()
         torch.save(state, buf)
         atomic_write_bytes(self.dir / CHECKPOINT_FILE, buf.getvalue())
@@ -196,31 +242,28 @@ class Trial:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.method.load_state_dict(state["method"])
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        if "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
+        restore_state(self.method, state["method"])
+        set_rng_state(state["rng"], self.device)
         return state["epoch"] + 1, state["rows"]
 
     # -- training --
     def _train_epoch(self, epoch: int) -> dict[str, float]:
-        bs = self.training["batch_size"]
-        if self.method.uses_meta_data:
-            self.ctx.meta_batches = cycle_batches(self.problem.splits["meta"], bs, self.seed, epoch, self.device)
-        if self.problem.aux_input is not None:  # the "different input" scenario (DESIGN.md, Problem)
-            self.ctx.aux_batches = cycle_batches(
-                self.problem.aux_input, bs, self.seed, epoch, self.device, AUX_INPUT_STREAM
-            )
+        ctx = self.ctx
+        ctx.epoch, ctx.global_step = epoch, epoch * ctx.steps_per_epoch
+        ctx.streams.start_epoch(epoch)
         totals: dict[str, torch.Tensor | float] = {}
         counts: dict[str, int] = {}
         for pass_index, phase in enumerate(self.method.epoch_passes):
             generator = stream_seed(self.seed, epoch, pass_index)
             prefix = "train/" if len(self.method.epoch_passes) == 1 else f"train/{phase}/"
-            for batch in self.train_split.batches(bs, generator, shuffle=True, augment=True):
-                for key, value in self.method.train_step(batch.to(self.device), phase).items():
+            split = self._pass_split(phase)
+            for batch in split.batches(self.training["batch_size"], generator, shuffle=True, augment=True):
+                for key, value in self.step(batch.to(self.device), phase).items():
                     totals[prefix + key] = totals.get(prefix + key, 0.0) + value
                     counts[prefix + key] = counts.get(prefix + key, 0) + 1
-        self.scheduler.step()
+                ctx.global_step += 1
+        for scheduler in self.own_schedulers:
+            scheduler.step()
         self.method.end_epoch(epoch)
         means = {k: float(v) / counts[k] for k, v in totals.items()}
         if not all(math.isfinite(v) for v in means.values()):
@@ -233,6 +276,8 @@ class Trial:
         started = time.perf_counter()
         with PeakMemory(self.device) as memory:
             status, diverged_at = self._run_epochs(start_epoch, rows, report)
+        if status == "done":  # per-example test scores for the leaderboard's bootstrap over test examples
+            save_test_predictions(self.dir, self.model, self.problem, self.training["eval_batch_size"], self.device)
         result = summarise(rows, self.problem, status, diverged_at)
         assess_health(result, rows, self.problem)
         result.update(
@@ -260,7 +305,8 @@ class Trial:
                 for name, value in evaluate(self.model, self.problem.splits[split], self.problem, eval_bs, self.device).items():
                     row[f"{split}/{name}"] = value
             row["lr"] = self.optimizer.param_groups[0]["lr"]
-            row.update({f"diag/{k}": float(v) for k, v in self.method.diagnostics().items()})
+            diagnostics = {**self.weight_log.summary(), **self.method.diagnostics()}
+            row.update({f"diag/{k}": float(v) for k, v in diagnostics.items()})
             rows.append(row)
             write_metrics_csv(self.dir / METRICS_FILE, rows)
             self._save_checkpoint(epoch, rows)

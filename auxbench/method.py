@@ -1,13 +1,25 @@
-"""The ``Method`` base class: how an auxiliary-learning method plugs into the engine.
+"""The ``Method`` base class: what an auxiliary-learning method declares and overrides.
 
-A method overrides the smallest hook that fits (DESIGN.md, "Method"):
+A method is a declaration plus one hook. The engine (:mod:`auxbench.steps`), not this class,
+runs the hook the method names in ``hook`` (DESIGN.md, "Method"), from least to most power:
 
-1. :meth:`Method.combine` — per-task, per-sample losses to one scalar;
-2. :meth:`Method.combine_grads` — per-task gradients of the shared parameters to one update;
-3. :meth:`Method.train_step` — the whole step (extra networks, optimizers, meta batches).
+1. ``"combine"`` — :meth:`Method.combine`: per-task, per-sample losses to one scalar;
+2. ``"weights"`` — :meth:`Method.weights`: a weight per task (or per sample), applied by the
+   engine to shared and head parameters alike and logged as ``diag/weight/<task>``;
+3. ``"combine_grads"`` — :meth:`Method.combine_grads`: per-task gradients of the shared
+   parameters, by name, to the update; ``"aggregator"`` — :meth:`Method.aggregator`: a torchjd
+   aggregator applied to the task Jacobian of the shared parameters;
+4. ``"train_step"`` — :meth:`Method.train_step`: the whole step (extra networks, optimizers,
+   meta batches), once per batch of each pass in ``epoch_passes``.
 
-Methods are discovered by their ``name`` from the modules of the ``methods`` package, or
-named in a suite as ``package.module:Class``.
+What a method learns besides the model is declared with :meth:`Method.learn`; the engine puts
+it in an optimizer, steps and checkpoints it. Everything else a method keeps as attributes is
+its state: collected by :mod:`auxbench.method_state`, checked to survive a
+``torch.load(weights_only=True)`` and restored on resume, with no list to maintain.
+
+Methods are discovered by their ``name`` from the modules of the ``methods`` package (a module
+whose optional dependency is missing is listed as unavailable), or named in a suite as
+``package.module:Class``.
 """
 from __future__ import annotations
 
@@ -16,15 +28,19 @@ import inspect
 import os
 import pkgutil
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from auxbench.context import TrainContext
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.problems.base import Batch, Problem, TaskSpec
+
+HOOKS = ("combine", "weights", "combine_grads", "aggregator", "train_step")
+STREAMS = ("meta", "aux", "extra_train")
 
 
 @dataclass(frozen=True)
@@ -61,25 +77,23 @@ class HParam:
 
 
 @dataclass
-class TrainContext:
-    """What the engine hands a method in :meth:`Method.setup`.
+class Learned:
+    """Parameters a method learns (declared with :meth:`Method.learn`).
 
-    ``optimizer`` and its schedule belong to the engine (checkpointed by it); everything a
-    method creates itself is covered by :meth:`Method.stateful`.
+    ``optimizer is None``: they join the engine's optimizer as a parameter group of their own
+    (``lr``, ``weight_decay``) and move with every step the engine takes. Otherwise the engine
+    builds a dedicated optimizer (and ``scheduler``, stepped at each epoch's end) from the
+    suite-style configs; a ``train_step`` method steps it itself (``self.optimizer_of(name)``).
     """
 
-    model: nn.Module
-    problem: Problem
-    tasks: list[TaskSpec]
-    optimizer: torch.optim.Optimizer
-    build_backbone: Callable[[], nn.Module]
-    task_losses: Callable[[Mapping[str, Tensor], Batch], dict[str, Tensor]]
-    classification_loss: Callable[[Tensor, Tensor], Tensor]
-    meta_batches: Iterator[Batch] | None
-    aux_batches: Iterator[Batch] | None
-    device: torch.device
-    epochs: int
-    seed: int
+    name: str
+    params: list[nn.Parameter]
+    lr: float | None = None
+    weight_decay: float = 0.0
+    optimizer_cfg: dict | None = None
+    scheduler_cfg: dict | None = None
+    optimizer: torch.optim.Optimizer | None = field(default=None, repr=False)
+    scheduler: Any = field(default=None, repr=False)
 
 
 class Method:
@@ -90,23 +104,31 @@ class Method:
     - ``name``: how suites refer to it; ``version``: bump it when behaviour changes (it is part
       of every trial id, so old results are never mixed with new ones);
     - ``hparams``: name -> :class:`HParam` (defaults follow the paper);
-    - capabilities: ``uses_meta_data`` (trains on ``train`` and uses ``meta``; otherwise it
-      trains on ``train ∪ meta``), ``needs_second_order``, ``extra_networks``;
-    - ``epoch_passes``: the passes over the training data per epoch, each handed to
-      :meth:`train_step` as ``phase`` (MAXL: one θ pass then one φ pass).
+    - ``hook``: which of ``HOOKS`` the engine runs (module docstring);
+    - ``streams``: the engine-served data streams it reads (``meta``: the held-out meta split,
+      ``aux``: the problem's auxiliary-input split, ``extra_train``: a second, independent stream
+      of training batches). A method that reads ``meta`` trains on ``train``; every other method
+      trains on ``train ∪ meta`` (same data budget). Override :meth:`uses_streams` when the
+      choice depends on a hyperparameter;
+    - ``epoch_passes``: the passes per epoch, each handed to :meth:`train_step` as ``phase``
+      (MAXL: one θ pass then one φ pass); each iterates the training split unless
+      :meth:`pass_data` names the declared ``meta`` split (WAMAL's Algorithm 1);
+    - ``reduces_to_stl_when``: hyperparameters under which the method takes exactly STL's steps
+      on the primary network (e.g. ``{"aux_weight": 0.0}``); conformance tests check it.
     """
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     hparams: ClassVar[dict[str, HParam]] = {}
-    uses_meta_data: ClassVar[bool] = False
-    needs_second_order: ClassVar[bool] = False
-    extra_networks: ClassVar[tuple[str, ...]] = ()
+    hook: ClassVar[str] = "combine"
+    streams: ClassVar[tuple[str, ...]] = ()
     epoch_passes: ClassVar[tuple[str, ...]] = ("train",)
+    reduces_to_stl_when: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, **overrides: Any) -> None:
         self.hp = self.resolve_hparams(overrides)
         self.ctx: TrainContext | None = None
+        self.learned: dict[str, Learned] = {}
 
     # ----- declaration ---------------------------------------------------------------------
     @classmethod
@@ -126,110 +148,143 @@ class Method:
         """``None`` if the method can run on ``problem``, else the reason it cannot."""
         return None
 
+    def uses_streams(self) -> tuple[str, ...]:
+        """The streams this instance reads (default: the class's ``streams``)."""
+        return tuple(self.streams)
+
+    def pass_data(self, phase: str) -> str:
+        """The split pass ``phase`` iterates: ``"train"`` (default) or ``"meta"`` (declared stream)."""
+        return "train"
+
     def tasks(self, problem: Problem) -> list[TaskSpec]:
         """The tasks the model gets a head for (primary first). Default: all of the problem's."""
         return list(problem.tasks)
 
-    # ----- training hooks ------------------------------------------------------------------
+    def learn(
+        self,
+        name: str,
+        params: nn.Module | Tensor | Iterable[Tensor],
+        *,
+        lr: float | None = None,
+        weight_decay: float = 0.0,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+    ) -> list[nn.Parameter]:
+        """Declare tensors (or a module's parameters) this method learns; call it in :meth:`setup`.
+
+        Plain tensors become ``nn.Parameter`` on the trial's device. With no ``optimizer``
+        config they join the engine's optimizer as their own group (``lr`` defaults to the
+        suite's, ``weight_decay`` to 0 — not the suite's); with one (suite syntax, e.g.
+        ``{"name": "sgd", "lr": 1e-3, "weight_decay": 5e-4}``) they get a dedicated optimizer
+        and optional ``scheduler``. The engine checkpoints them either way. Returns the
+        parameters (the same objects the optimizer holds).
+        """
+        if self.ctx is None:
+            raise AuxbenchError(f"method {self.name!r}: learn({name!r}) must be called in setup()")
+        if name in self.learned:
+            raise AuxbenchError(f"method {self.name!r}: learned parameters {name!r} declared twice")
+        if isinstance(params, nn.Module):
+            found = list(params.parameters())
+        else:
+            tensors = [params] if isinstance(params, Tensor) else list(params)
+            found = []
+            for t in tensors:
+                if not isinstance(t, Tensor) or not t.is_floating_point():
+                    raise AuxbenchError(
+                        f"method {self.name!r}: learn({name!r}) needs floating-point tensors, got {type(t).__name__}"
+                    )
+                found.append(t if isinstance(t, nn.Parameter) else nn.Parameter(t.detach().to(self.ctx.device)))
+        if not found:
+            raise AuxbenchError(f"method {self.name!r}: learn({name!r}) was given no parameters")
+        entry = Learned(name, found, lr, weight_decay, optimizer, scheduler)
+        self.learned[name] = entry
+        self.ctx.attach_learned(entry)
+        return found
+
+    def optimizer_of(self, name: str) -> torch.optim.Optimizer:
+        """The dedicated optimizer the engine built for learned parameters ``name``."""
+        entry = self.learned.get(name)
+        if entry is None or entry.optimizer is None:
+            raise AuxbenchError(f"method {self.name!r}: no dedicated optimizer for learned {name!r}")
+        return entry.optimizer
+
+    # ----- hooks (the engine runs the one named by ``hook``) -------------------------------
     def setup(self, ctx: TrainContext) -> None:
-        """Receive the training context; build extra networks and optimizers here."""
+        """Receive the training context; build extra networks and declare learned tensors here."""
         self.ctx = ctx
 
     def combine(self, losses: dict[str, Tensor]) -> Tensor:
-        """Per-task per-sample losses (task -> shape ``[batch]``) to the scalar to minimise."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must override combine, combine_grads or train_step"
-        )
+        """``hook = "combine"``: task -> per-sample losses ``[batch]`` to the scalar to minimise."""
+        raise NotImplementedError
 
-    def combine_grads(self, task_grads: dict[str, list[Tensor]]) -> list[Tensor]:
-        """Per-task gradients of the shared parameters to the gradient to apply."""
+    def weights(self, losses: dict[str, Tensor]) -> dict[str, Tensor | float]:
+        """``hook = "weights"``: task -> a weight (scalar) or per-sample weights ``[batch]``.
+
+        The engine minimises ``Σ_task mean_i(w · ℓ)`` with the weights treated as constants;
+        tasks left out get weight 0.
+        """
+        raise NotImplementedError
+
+    def combine_grads(self, task_grads: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        """``hook = "combine_grads"``: task -> {shared parameter name: gradient} to the update.
+
+        Heads get their own task's gradient; ``self.ctx.block_of`` groups names by block.
+        """
+        raise NotImplementedError
+
+    def aggregator(self) -> Any:
+        """``hook = "aggregator"``: a ``torchjd.aggregation.Aggregator`` for the task Jacobian."""
         raise NotImplementedError
 
     def train_step(self, batch: Batch, phase: str) -> dict[str, Tensor | float]:
-        """One optimisation step on ``batch``. Returns metrics; ``"loss"`` is checked for NaN.
-
-        The default runs the model, takes per-sample task losses, and applies
-        :meth:`combine_grads` when the subclass overrides it, else :meth:`combine`.
-        """
-        ctx = self.ctx
-        losses = ctx.task_losses(ctx.model(batch.x), batch)
-        ctx.optimizer.zero_grad(set_to_none=True)
-        if type(self).combine_grads is not Method.combine_grads:
-            loss = self._step_with_combined_grads(losses)
-        else:
-            loss = self.combine(losses)
-            loss.backward()
-        ctx.optimizer.step()
-        return {"loss": loss.detach()}
-
-    def _step_with_combined_grads(self, losses: dict[str, Tensor]) -> Tensor:
-        """Shared parameters get ``combine_grads``; each head gets its own task's gradient."""
-        model = self.ctx.model
-        shared = [p for p in model.shared_parameters() if p.requires_grad]
-        means = {task: loss.mean() for task, loss in losses.items()}
-        task_grads = {
-            task: list(torch.autograd.grad(m, shared, retain_graph=True, allow_unused=True))
-            for task, m in means.items()
-        }
-        task_grads = {
-            task: [torch.zeros_like(p) if g is None else g for g, p in zip(grads, shared, strict=True)]
-            for task, grads in task_grads.items()
-        }
-        total = sum(means.values())
-        heads = [p for p in model.head_parameters() if p.requires_grad]
-        head_grads = torch.autograd.grad(total, heads, allow_unused=True)
-        for p, g in zip(shared, self.combine_grads(task_grads), strict=True):
-            p.grad = g
-        for p, g in zip(heads, head_grads, strict=True):
-            p.grad = g
-        return total
+        """``hook = "train_step"``: one whole step on ``batch``; returns metrics incl. ``"loss"``."""
+        raise NotImplementedError
 
     def end_epoch(self, epoch: int) -> None:
-        """Called after each epoch (step the method's own schedulers here)."""
-
-    # ----- state and reporting -------------------------------------------------------------
-    def stateful(self) -> dict[str, Any]:
-        """Objects with ``state_dict``/``load_state_dict`` that this method owns."""
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {key: obj.state_dict() for key, obj in self.stateful().items()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        objects = self.stateful()
-        if set(state) != set(objects):
-            raise ValueError(f"{self.name}: state has {sorted(state)}, expected {sorted(objects)}")
-        for key, obj in objects.items():
-            obj.load_state_dict(state[key])
+        """Called after each epoch, after the engine has stepped every scheduler it owns."""
 
     def diagnostics(self) -> dict[str, float]:
-        """What the method has learned (task weights, entropies...), logged every epoch."""
+        """What the method has learned, each epoch: keys like ``weight/<task>``, ``label_entropy``."""
         return {}
 
 
 # ----- discovery -----------------------------------------------------------------------------
-def discover_methods() -> dict[str, type[Method]]:
-    """Every ``Method`` subclass defined in a module of the ``methods`` package, by ``name``."""
+def _methods_in(module) -> list[type[Method]]:
+    return [
+        obj for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, Method) and obj is not Method
+        and obj.__module__ == module.__name__ and obj.name
+    ]
+
+
+def discover_all() -> tuple[dict[str, type[Method]], dict[str, str]]:
+    """Every ``Method`` of the ``methods`` package by name, and the modules that cannot import.
+
+    A module whose optional dependency is missing (``ImportError``) is reported with the reason
+    instead of breaking discovery of the others.
+    """
     import methods as package
 
     found: dict[str, type[Method]] = {}
+    unavailable: dict[str, str] = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        for obj in vars(module).values():
-            if (
-                inspect.isclass(obj)
-                and issubclass(obj, Method)
-                and obj is not Method
-                and obj.__module__ == module.__name__
-                and obj.name
-            ):
-                if obj.name in found and found[obj.name] is not obj:
-                    raise AuxbenchError(
-                        f"two methods are named {obj.name!r}: "
-                        f"{found[obj.name].__module__} and {obj.__module__}"
-                    )
-                found[obj.name] = obj
-    return found
+        try:
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+        except ImportError as err:
+            unavailable[info.name] = f"{type(err).__name__}: {err}"
+            continue
+        for obj in _methods_in(module):
+            if obj.name in found and found[obj.name] is not obj:
+                raise AuxbenchError(
+                    f"two methods are named {obj.name!r}: {found[obj.name].__module__} and {obj.__module__}"
+                )
+            found[obj.name] = obj
+    return found, unavailable
+
+
+def discover_methods() -> dict[str, type[Method]]:
+    """Every importable ``Method`` subclass of the ``methods`` package, by ``name``."""
+    return discover_all()[0]
 
 
 def resolve_method(spec: str, where: str = "") -> type[Method]:
@@ -250,7 +305,24 @@ def resolve_method(spec: str, where: str = "") -> type[Method]:
         if not (inspect.isclass(cls) and issubclass(cls, Method)):
             raise AuxbenchError(f"{place}{spec!r} is not a Method subclass")
         return cls
-    methods = discover_methods()
+    methods, unavailable = discover_all()
     if spec not in methods:
+        for module_name, reason in unavailable.items():
+            if spec == module_name:
+                raise AuxbenchError(f"{where + ': ' if where else ''}method {spec!r} is unavailable: {reason}")
         raise unknown_name("method", spec, methods, where)
     return methods[spec]
+
+
+def check_declaration(cls: type[Method]) -> None:
+    """Raise a clear error for a declaration the engine cannot run (before any training)."""
+    where = f"method {cls.name or cls.__name__!r}"
+    if cls.hook not in HOOKS:
+        raise AuxbenchError(f"{where}: hook = {cls.hook!r} is not one of {', '.join(HOOKS)}")
+    if getattr(cls, cls.hook) is getattr(Method, cls.hook):
+        raise AuxbenchError(f"{where}: declares hook = {cls.hook!r} but does not override {cls.hook}()")
+    unknown = [s for s in cls.streams if s not in STREAMS]
+    if unknown:
+        raise AuxbenchError(f"{where}: streams {unknown} are not engine streams (valid: {', '.join(STREAMS)})")
+    if cls.hook != "train_step" and tuple(cls.epoch_passes) != ("train",):
+        raise AuxbenchError(f"{where}: epoch_passes {cls.epoch_passes} need hook = 'train_step'")

@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from auxbench.errors import AuxbenchError
+
 RUN_RECORD = "run.json"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -22,6 +24,24 @@ RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
 # Statuses of a trial with a ``result.json``: never recomputed (see auxbench.health for "degenerate").
 FINISHED_STATUSES = ("done", "diverged", "degenerate")
+
+LEADERBOARDS = Path("leaderboards")
+
+
+def inside(path: str | Path, root: str | Path, what: str) -> Path:
+    """``path`` resolved, refused unless it lies inside ``root`` (resolved too): a suite's name
+    or a results folder's name must never send output elsewhere (``..``, a symbolic link)."""
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    if resolved == base or not resolved.is_relative_to(base):
+        raise AuxbenchError(f"{what} {path} resolves to {resolved}, which is not inside {base}")
+    return resolved
+
+
+def default_leaderboard(name: str) -> Path:
+    """``leaderboards/<name>.md``, checked to stay inside ``leaderboards/``."""
+    path = LEADERBOARDS / f"{name}.md"
+    inside(path, LEADERBOARDS, "the leaderboard")
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -43,15 +63,34 @@ def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:
     atomic_write_json(run_dir / RUN_RECORD, record)
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file of the store; one that cannot be read or parsed is an :class:`AuxbenchError`
+    naming it (results are read by hand-given paths, so a wrong file is user input)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AuxbenchError(f"{path}: not a readable JSON file of auxbench's results ({err})") from None
+
+
 def load_run_record(run_dir: Path) -> dict[str, Any] | None:
+    """``run.json`` of ``run_dir`` (``None`` if absent); one that is not a run record is an error."""
     path = Path(run_dir) / RUN_RECORD
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    record = read_json(path)
+    if not (isinstance(record, dict) and isinstance(record.get("trials"), list)
+            and isinstance(record.get("spec", {}), dict) and isinstance(record.get("skipped", []), list)):
+        raise AuxbenchError(f"{path}: no list of 'trials' (not a run record of auxbench)")
+    return record
 
 
 def trial_status(trial_dir: Path) -> str:
     """``done``/``diverged``/``degenerate`` (finished), ``failed`` (raised; will be retried), ``partial``, ``missing``."""
     if (trial_dir / RESULT_FILE).exists():
-        return json.loads((trial_dir / RESULT_FILE).read_text())["status"]
+        result = read_json(trial_dir / RESULT_FILE)
+        if not isinstance(result, dict) or not isinstance(result.get("status"), str):
+            raise AuxbenchError(f"{trial_dir / RESULT_FILE}: no 'status' (not a result of auxbench)")
+        return result["status"]
     if (trial_dir / ERROR_FILE).exists():
         return "failed"
     if (trial_dir / CHECKPOINT_FILE).exists():
@@ -81,31 +120,48 @@ def load_results(path: str | Path) -> pd.DataFrame:
     read, labelled by its config.
     """
     run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise AuxbenchError(f"no results folder {run_dir}")
     record = load_run_record(run_dir)
     if record is not None:
         entries = record["trials"]
     else:
         entries = []
         for config_path in sorted(run_dir.glob(f"*/{CONFIG_FILE}")):
-            config = json.loads(config_path.read_text())
-            entries.append({
-                "id": config_path.parent.name, "config": config, "method": config["method"],
-                "column": f"{config['problem']}/{config['backbone']}",
-            })
+            config = read_json(config_path)
+            entries.append({"id": config_path.parent.name, "config": config, "source": config_path})
+    if not entries:
+        raise AuxbenchError(f"{run_dir / RUN_RECORD} lists no trial" if record is not None else _no_results(run_dir))
     rows = []
     for entry in entries:
-        trial_dir = run_dir / entry["id"]
-        config = entry["config"]
-        row: dict[str, Any] = {
-            "trial_id": entry["id"], "column": entry["column"], "method": entry["method"],
-            "problem": config["problem"], "backbone": config["backbone"], "seed": config["seed"],
-            "status": trial_status(trial_dir),
-        }
+        try:
+            trial_dir = run_dir / entry["id"]
+            config = entry["config"]
+            row: dict[str, Any] = {
+                "trial_id": entry["id"],
+                "column": entry.get("column") or f"{config['problem']}/{config['backbone']}",
+                "method": entry.get("method") or config["method"],
+                "problem": config["problem"], "backbone": config["backbone"], "seed": config["seed"],
+            }
+        except (KeyError, TypeError) as err:
+            source = entry.get("source", run_dir / RUN_RECORD) if isinstance(entry, dict) else run_dir / RUN_RECORD
+            raise AuxbenchError(f"{source}: a trial without {err} (not a trial config of auxbench)") from None
+        row["status"] = trial_status(trial_dir)
         result_path = trial_dir / RESULT_FILE
         if result_path.exists():
-            result = json.loads(result_path.read_text())
+            result = read_json(result_path)
             row.update({k: v for k, v in result.items() if k not in ("final", "best_val", "status")})
-            row.update(_flatten("final", result["final"]))
-            row.update(_flatten("best_val", result["best_val"]))
+            row.update(_flatten("final", result.get("final")))
+            row.update(_flatten("best_val", result.get("best_val")))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _no_results(run_dir: Path) -> str:
+    """Why ``run_dir`` holds no trial, pointing at the suite folders when it is ``runs/`` itself."""
+    suites = sorted(p.parent for p in run_dir.glob(f"*/{RUN_RECORD}"))
+    if suites:
+        listing = ", ".join(str(p) for p in suites[:10]) + (", ..." if len(suites) > 10 else "")
+        return f"{run_dir} holds the results of {len(suites)} suite(s), not of one: give one of {listing}"
+    return (f"no results in {run_dir}: it has neither a {RUN_RECORD} nor trial folders (<id>/{CONFIG_FILE}); "
+            "give a suite's results folder, such as runs/<suite>")

@@ -4,31 +4,99 @@ A suite has training ``defaults``, ``experiments`` (problem, backbone, methods, 
 overrides), ``resources`` per trial, a ``leaderboard`` spec and optional paper ``references``.
 Expansion resolves every default, so a trial's config is complete and its id — a hash of that
 config, method version included — changes whenever anything that affects its result changes.
-Every error names the file, the key path and the offending value.
+
+Every malformed input is one :class:`AuxbenchError` naming the file, the key path and the
+offending value, raised before any training:
+
+* :func:`load_suite` reads UTF-8 YAML (a repeated key is an error, with both line numbers) and
+  validates the schema strictly: ``true`` is no number, ``1.0`` no integer, ``.inf`` and ``.nan``
+  no value at all, and every number has a bound (``MAX_EPOCHS``, ``MAX_SEEDS``, ...). A suite's
+  name is a slug, since it names the folders and files its results go to.
+* :func:`expand` checks what needs the registries: problems and their options (out-of-range
+  values are reported at ``problem_options.<key>``), backbones (built on the ``meta`` device and
+  run on one fake batch, so a backbone that cannot take the problem's inputs is named here),
+  methods and hyperparameters, labels (one leaderboard cell, one configuration), the baseline,
+  the references and the leaderboard metric.
+* :func:`check_machine` checks what needs this machine: every real data file present and every
+  device available.
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from auxbench.backbones import BACKBONES
 from auxbench.determinism import default_threads
 from auxbench.engine import ENGINE_VERSION
 from auxbench.errors import AuxbenchError, unknown_name
-from auxbench.method import resolve_method
-from auxbench.problems import build_problem, check_problem, problem_version
+from auxbench.method import Method, discover_methods, resolve_method
+from auxbench.problems import (
+    MetaSourceError,
+    Problem,
+    ProblemOptionError,
+    build_problem,
+    check_problem,
+    check_problem_data,
+    problem_version,
+)
+
+# Bounds on the numbers a suite gives: far beyond any sensible run, small enough that a typo
+# (``epochs: 1e23``, ``seeds: 100000000000000000000``) is an error rather than a run that never ends.
+MAX_EPOCHS = 100_000
+MAX_SEEDS = 10_000            # trials per method and experiment
+MAX_SEED = 2**31 - 1          # a seed, so that the seeded generators' arithmetic stays in range
+MAX_BATCH = 1_000_000
+MAX_TRIALS = 100_000          # trials per suite
+MAX_LABEL = 64
+SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,2})?")
+
+
+def _slug(value: str, what: str) -> str:
+    if not (0 < len(value) <= MAX_LABEL and SLUG.fullmatch(value)):
+        raise ValueError(
+            f"{what} must be a slug of at most {MAX_LABEL} characters: letters, digits, '-' and '_', "
+            f"starting with a letter or digit (it names the folders results are written to); got {value!r}"
+        )
+    return value
+
+
+def _label(value: str) -> str:
+    """A label is printed in markdown tables: one line, no ``|``, no surrounding blanks."""
+    if not (
+        0 < len(value) <= MAX_LABEL and value == value.strip()
+        and value.isprintable() and "|" not in value
+    ):
+        raise ValueError(
+            f"a label must be 1 to {MAX_LABEL} printable characters without '|' or surrounding blanks, "
+            f"got {value!r}"
+        )
+    return value
+
+
+Label = Annotated[str, AfterValidator(_label)]
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors that suggest the closest valid key."""
+    """Unknown keys are errors that suggest the closest valid key; types are strict (no ``true``
+    for a number, no ``1.5`` for an integer) and floats finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -45,61 +113,98 @@ class Strict(BaseModel):
 
 class OptimizerConfig(Strict):
     name: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.01, gt=0)
+    lr: float = Field(0.01, gt=0, le=1e6)
     momentum: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=10)
     nesterov: bool = False
 
 
 class SchedulerConfig(Strict):
     name: Literal["none", "step", "cosine"] = "step"
-    step_size: int = Field(50, gt=0)
+    step_size: int = Field(50, gt=0, le=MAX_EPOCHS)
     gamma: float = Field(0.5, gt=0, le=1)
 
 
 class TrainingConfig(Strict):
     """Training shared by every method of an experiment (MAXL's official defaults)."""
 
-    epochs: int = Field(200, gt=0)
-    batch_size: int = Field(100, gt=0)
-    eval_batch_size: int = Field(1000, gt=0)
+    epochs: int = Field(200, gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(100, gt=0, le=MAX_BATCH)
+    eval_batch_size: int = Field(1000, gt=0, le=MAX_BATCH)
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     loss: Literal["cross_entropy", "focal"] = "cross_entropy"
     meta_fraction: float = Field(0.1, ge=0, lt=1)
-    head_hidden: int = Field(0, ge=0)
+    meta_source: Literal["train_fraction", "problem"] = "train_fraction"
+    head_hidden: int = Field(0, ge=0, le=65_536)
     device: str = "auto"
     threads: int | None = Field(None, ge=1)  # intra-op threads; None: resources.cpu (auxbench.determinism)
 
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if not DEVICE.fullmatch(value):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:<index> or mps, got {value!r}")
+        return value
+
 
 class MethodEntry(Strict):
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     hparams: dict[str, Any] = {}
-    label: str | None = None
+    label: Label | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"name": data}
+        if not isinstance(data, dict):
+            raise ValueError(f"a method is a name or a mapping with name, hparams and label; got {data!r}")
+        return data
 
 
 class Experiment(Strict):
-    problem: str
-    backbone: str
-    methods: list[str | MethodEntry] = Field(min_length=1)
-    seeds: list[int] | int = 3
+    problem: str = Field(min_length=1, max_length=200)
+    backbone: str = Field(min_length=1, max_length=200)
+    methods: list[MethodEntry] = Field(min_length=1, max_length=100)
+    seeds: int | list[int] = 3
     problem_options: dict[str, Any] = {}
     training: dict[str, Any] = {}
-    label: str | None = None
+    label: Label | None = None
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, value: Any) -> Any:
+        """A count (seeds ``0 .. n-1``) or a list of distinct seeds; never empty."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 1 <= value <= MAX_SEEDS:
+                raise ValueError(f"the number of seeds must be in [1, {MAX_SEEDS}], got {value}")
+            return value
+        if not isinstance(value, list):
+            raise ValueError(f"seeds must be a number of seeds or a list of seeds, got {value!r}")
+        if not 1 <= len(value) <= MAX_SEEDS:
+            raise ValueError(f"a list of seeds must hold 1 to {MAX_SEEDS} seeds, got {len(value)}")
+        for k, seed in enumerate(value):
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"seeds[{k}] must be an integer in [0, {MAX_SEED}], got {seed!r}")
+            if seed in value[:k]:
+                raise ValueError(f"seed {seed} is listed twice (seeds[{value.index(seed)}] and seeds[{k}])")
+        return value
 
 
 class Resources(Strict):
-    cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0)
-    max_concurrent: int | None = Field(None, gt=0)
-    retries: int = Field(0, ge=0)
+    cpu: float = Field(1.0, gt=0, le=1024)
+    gpu: float = Field(0.0, ge=0, le=64)
+    max_concurrent: int | None = Field(None, gt=0, le=MAX_TRIALS)
+    retries: int = Field(0, ge=0, le=100)
 
 
 class LeaderboardSpec(Strict):
-    metric: str = "primary"
-    baseline: str = "stl"
+    metric: str = Field("primary", min_length=1, max_length=200)
+    baseline: str = Field("stl", min_length=1, max_length=200)
     selection: Literal["final", "best_val"] = "final"
     alpha: float = Field(0.05, gt=0, lt=1)
+    rope: float | None = Field(None, ge=0)  # region of practical equivalence, in % of the baseline's mean
 
 
 class Reference(Strict):
@@ -109,49 +214,111 @@ class Reference(Strict):
     method: str
     value: float
     backbone: str | None = None
-    std: float | None = None
-    source: str = ""
+    std: float | None = Field(None, ge=0)
+    source: str = Field("", max_length=1000)
 
 
 class Suite(Strict):
     name: str | None = None
-    description: str = ""
+    description: str = Field("", max_length=10_000)
     defaults: dict[str, Any] = {}
-    experiments: list[Experiment] = Field(min_length=1)
+    experiments: list[Experiment] = Field(min_length=1, max_length=1000)
     resources: Resources = Resources()
     leaderboard: LeaderboardSpec = LeaderboardSpec()
-    references: list[Reference] = []
+    references: list[Reference] = Field([], max_length=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str | None) -> str | None:
+        return None if value is None else _slug(value, "the suite name")
 
 
 # ----- loading ------------------------------------------------------------------------------
-def _format_errors(path: Path, err: ValidationError, prefix: str = "") -> str:
-    lines = []
-    for e in err.errors():
-        loc = prefix
-        for part in e["loc"]:
-            if part in ("str", "MethodEntry", "list[int]", "int"):  # union branch names, not keys
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with a repeated key (PyYAML keeps the last one
+    silently, so ``epochs: 5`` ... ``epochs: 50`` would run 50 epochs without a word).
+
+    Keys brought in by a merge (``<<: *defaults``) may still be overridden, as YAML intends.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            loc += f"[{part}]" if isinstance(part, int) else f".{part}" if loc else str(part)
-        loc = loc or "(top level)"
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = key in first_line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first_line[key] + 1})", key_node.start_mark
+                )
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
+    if isinstance(err, yaml.reader.ReaderError):
+        char = err.character if isinstance(err.character, int) else ord(err.character[:1] or b"\0")
+        return f"{path}: character #x{char:04x} at position {err.position} is not allowed in YAML ({err.reason})"
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or "malformed YAML"
+    kind = "YAML error" if isinstance(err, yaml.constructor.ConstructorError) else "YAML syntax error"
+    return f"{path}: {kind}{where}: {problem}"
+
+
+def _key_path(loc: tuple, prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key itself", after the key
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[\w-]+", str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{part!r}]"
+    return out or "(top level)"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _format_errors(path: Path, err: ValidationError, prefix: str = "") -> str:
+    """One line per key path (a union's other branches add nothing to the first complaint)."""
+    lines: dict[str, str] = {}
+    for e in err.errors():
+        loc = _key_path(e["loc"], prefix)
         msg = e["msg"].removeprefix("Value error, ")
-        got = "" if e["type"] in ("value_error", "missing") else f" (got {e.get('input')!r})"
-        lines.append(f"{path}: {loc}: {msg}{got}")
-    return "\n".join(dict.fromkeys(lines))
+        got = "" if e["type"] in ("value_error", "missing") else f" (got {_short(e.get('input'))})"
+        lines.setdefault(loc, f"{path}: {loc}: {msg}{got}")
+    return "\n".join(lines.values())
 
 
 def load_suite(path: str | Path) -> Suite:
     """Parse and validate a suite file; any problem is one :class:`AuxbenchError`."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as err:
         raise AuxbenchError(f"cannot read suite {path}: {err.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise AuxbenchError(
+            f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save the suite as UTF-8"
+        ) from None
+    try:
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AuxbenchError(f"{path}: YAML syntax error{where}: {getattr(err, 'problem', err)}") from None
+        raise AuxbenchError(_yaml_error(path, err)) from None
+    except RecursionError:
+        raise AuxbenchError(f"{path}: the YAML is nested too deeply") from None
     if not isinstance(raw, dict):
         raise AuxbenchError(f"{path}: a suite must be a mapping of keys, got {type(raw).__name__}")
     try:
@@ -159,10 +326,15 @@ def load_suite(path: str | Path) -> Suite:
     except ValidationError as err:
         raise AuxbenchError(_format_errors(path, err)) from None
     if suite.name is None:
-        suite = suite.model_copy(update={"name": path.stem})
+        try:
+            name = _slug(path.stem, "the suite name")
+        except ValueError as err:
+            raise AuxbenchError(f"{path}: name: {err} (taken from the file name; add a name: key)") from None
+        suite = suite.model_copy(update={"name": name})
     return suite
 
 
+# ----- expansion ------------------------------------------------------------------------------
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -176,44 +348,160 @@ def trial_id(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _check_backbone(name: str, where: str) -> None:
-    if not name.startswith("timm:") and name not in BACKBONES:
-        raise unknown_name("backbone", name, [*BACKBONES, "timm:<model>"], f"{where}.backbone")
+def _training(defaults: dict, override: dict, path: Path, key: str) -> dict:
+    try:
+        return TrainingConfig.model_validate(_merge(defaults, override)).model_dump()
+    except ValidationError as err:
+        raise AuxbenchError(_format_errors(path, err, key)) from None
+
+
+def _fake_problem(exp: Experiment, where: str, meta_source: str) -> Problem:
+    """The experiment's problem on fake data: its tasks and shapes, without reading a file."""
+    check_problem(exp.problem, exp.problem_options, where)
+    try:
+        return build_problem(exp.problem, seed=0, fake=True, meta_source=meta_source, **exp.problem_options)
+    except ProblemOptionError as err:
+        raise AuxbenchError(f"{where}.problem_options.{err.key}: {err.message} (problem {exp.problem})") from None
+    except MetaSourceError as err:
+        raise AuxbenchError(f"{where}.training.meta_source: {err}") from None
+    except (AuxbenchError, TypeError, ValueError) as err:
+        raise AuxbenchError(f"{where}.problem_options: {err}") from None
+
+
+def _check_backbone(name: str, problem: Problem, where: str) -> None:
+    """``name`` exists and takes ``problem``'s inputs (built and run on the ``meta`` device: no
+    memory, no arithmetic). A ``timm:`` model is looked up, not built: building some timm models
+    reads tensor values, which the meta device does not have."""
+    import torch
+
+    from auxbench.backbones import BACKBONES, build_backbone
+    from auxbench.backbones.base import image_shape
+    from auxbench.backbones.registry import TIMM_PREFIX
+    from auxbench.backbones.timm_backbone import check_timm_model
+
+    where = f"{where}.backbone"
+    try:
+        if name.startswith(TIMM_PREFIX):
+            check_timm_model(name[len(TIMM_PREFIX):])
+            image_shape(name, problem.input_shape)
+            return
+        if name not in BACKBONES:
+            raise unknown_name("backbone", name, [*BACKBONES, "timm:<model>"])
+        with torch.device("meta"):
+            build_backbone(name, problem.input_shape)(torch.empty(2, *problem.input_shape))
+    except AuxbenchError as err:
+        raise AuxbenchError(f"{where}: {err}") from None
+    except Exception as err:  # the backbone's own complaint about the input shape
+        raise AuxbenchError(
+            f"{where}: {name!r} cannot take the inputs of problem {problem.name!r} (shape "
+            f"{tuple(problem.input_shape)}): {type(err).__name__}: {err}"
+        ) from None
+
+
+def _reject_non_finite(value: Any, where: str) -> None:
+    """Hyperparameters are checked by their method; infinities and NaNs are refused for all."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AuxbenchError(f"{where}: must be a finite number (got {value!r})")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        _reject_non_finite(item, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}")
+
+
+class _Layout:
+    """The leaderboard's columns, rows and cells, kept one-to-one with what they compare: a column
+    is one problem (with its options) on one backbone; a row label names one method in the whole
+    suite (never another method's name) and is used once per experiment; a (column, label) cell
+    is filled by one suite entry."""
+
+    def __init__(self) -> None:
+        self.method_names = set(discover_methods())
+        self.column_of: dict[str, tuple[tuple, int]] = {}         # column -> (what it holds, experiment)
+        self.method_of: dict[str, tuple[type[Method], str]] = {}  # label -> (class, where)
+        self.cells: dict[tuple[str, str], str] = {}                # (column, label) -> where
+
+    def column(self, exp: Experiment, i: int, path: Path) -> str:
+        """The column label of experiment ``i``."""
+        column = exp.label or f"{exp.problem}/{exp.backbone}"
+        holds = (exp.problem, json.dumps(exp.problem_options, sort_keys=True), exp.backbone)
+        if column in self.column_of and self.column_of[column][0] != holds:
+            raise AuxbenchError(
+                f"{path}: experiments[{i}]: column {column!r} is also experiments[{self.column_of[column][1]}]'s, "
+                "with another problem, problem options or backbone; give this experiment its own label"
+            )
+        self.column_of.setdefault(column, (holds, i))
+        return column
+
+    def label(self, entry: MethodEntry, cls: type[Method], column: str, path: Path, key: str,
+              here: dict[str, int]) -> str:
+        """The row label of ``entry`` (at key path ``key``), refused if it would merge rows or cells."""
+        where = f"{path}: {key}"
+        label = entry.label or cls.name
+        if entry.label is not None and entry.label != cls.name and entry.label in self.method_names:
+            raise AuxbenchError(
+                f"{where}.label: {entry.label!r} is the name of another method; the leaderboard would "
+                f"merge {cls.name!r} into its row (choose another label)"
+            )
+        if label in here:
+            k = here[label]
+            if entry.label is None:
+                raise AuxbenchError(
+                    f"{where}: method {cls.name!r} is listed twice (methods[{k}] too); to compare two "
+                    "settings of it, give each its own label"
+                )
+            raise AuxbenchError(f"{where}.label: {label!r} is already the label of methods[{k}]")
+        if label in self.method_of and self.method_of[label][0] is not cls:
+            other, other_where = self.method_of[label]
+            raise AuxbenchError(
+                f"{where}: label {label!r} names method {cls.name!r} here but {other.name!r} at {other_where}; "
+                "a leaderboard row holds one method"
+            )
+        if (column, label) in self.cells:
+            raise AuxbenchError(
+                f"{where}: the leaderboard cell ({column}, {label}) is also filled by {self.cells[column, label]}; "
+                "give one of the experiments a label"
+            )
+        here[label] = len(here)
+        self.method_of.setdefault(label, (cls, key))
+        self.cells[column, label] = key
+        return label
 
 
 def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[list[dict], list[dict]]:
-    """The suite's trials (``{"id", "column", "method", "config"}``) and skipped pairs."""
+    """The suite's trials (``{"id", "column", "method", "config"}``) and skipped pairs.
+
+    Checks everything that the registries can tell without this machine's data or devices
+    (see :func:`check_machine` for those).
+    """
     path = Path(path)
-    try:
-        defaults = TrainingConfig.model_validate(suite.defaults).model_dump()
-    except ValidationError as err:
-        raise AuxbenchError(_format_errors(path, err, "defaults")) from None
-    trials, skipped = [], []
+    defaults = _training(suite.defaults, {}, path, "defaults")
+    trials: list[dict] = []
+    skipped: list[dict] = []
+    origin: dict[str, str] = {}  # trial id -> where it came from
+    layout = _Layout()
+    problems = []
     for i, exp in enumerate(suite.experiments):
         where = f"{path}: experiments[{i}]"
-        check_problem(exp.problem, exp.problem_options, where)
-        _check_backbone(exp.backbone, where)
-        try:
-            training = TrainingConfig.model_validate(_merge(defaults, exp.training)).model_dump()
-        except ValidationError as err:
-            raise AuxbenchError(_format_errors(path, err, f"experiments[{i}].training")) from None
+        training = _training(defaults, exp.training, path, f"experiments[{i}].training")
         training["threads"] = training["threads"] or default_threads(suite.resources.cpu)
-        column = exp.label or f"{exp.problem}/{exp.backbone}"
+        problem = _fake_problem(exp, where, training["meta_source"])
+        problems.append(problem)
+        _check_backbone(exp.backbone, problem, where)
+        column = layout.column(exp, i, path)
         seeds = list(range(exp.seeds)) if isinstance(exp.seeds, int) else exp.seeds
-        try:  # fake data: the tasks are known without reading any data file
-            problem = build_problem(exp.problem, seed=0, fake=True, **exp.problem_options)
-        except (TypeError, ValueError) as err:
-            raise AuxbenchError(f"{where}.problem_options: {err}") from None
+        here: dict[str, int] = {}
         for j, entry in enumerate(exp.methods):
-            entry = MethodEntry(name=entry) if isinstance(entry, str) else entry
-            method_where = f"{where}.methods[{j}]"
+            key = f"experiments[{i}].methods[{j}]"
+            method_where = f"{path}: {key}"
             cls = resolve_method(entry.name, method_where)
+            label = layout.label(entry, cls, column, path, key, here)
+            _reject_non_finite(entry.hparams, f"{method_where}.hparams")
             hparams = cls.resolve_hparams(entry.hparams, f"{method_where}.hparams")
-            label = entry.label or cls.name
             reason = cls.applicable(problem)
             if reason is not None:
                 skipped.append({"column": column, "method": label, "reason": reason})
                 continue
+            if len(trials) + len(seeds) > MAX_TRIALS:
+                raise AuxbenchError(f"{path}: the suite expands to more than {MAX_TRIALS} trials")
             for seed in seeds:
                 config = {
                     "engine_version": ENGINE_VERSION,
@@ -228,11 +516,92 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
                     "fake_data": fake_data,
                     "training": training,
                 }
-                trials.append({"id": trial_id(config), "column": column, "method": label, "config": config})
-    ids = [t["id"] for t in trials]
-    if len(set(ids)) != len(ids):
-        raise AuxbenchError(f"{path}: two experiments expand to the same trial (same problem, backbone, method, seed and training)")
-    labels = sorted({t["method"] for t in trials} | {s["method"] for s in skipped})
-    if suite.leaderboard.baseline not in labels:
-        raise unknown_name("baseline method", suite.leaderboard.baseline, labels, f"{path}: leaderboard.baseline")
+                tid = trial_id(config)
+                if tid in origin:
+                    raise AuxbenchError(
+                        f"{method_where}: seed {seed} is the same trial as {origin[tid]} (same problem, options, "
+                        "backbone, method, hyperparameters, seed and training); remove one of them"
+                    )
+                origin[tid] = key
+                trials.append({"id": tid, "column": column, "method": label, "config": config})
+    all_labels = sorted({t["method"] for t in trials} | {s["method"] for s in skipped})
+    if suite.leaderboard.baseline not in all_labels:
+        raise unknown_name("baseline method", suite.leaderboard.baseline, all_labels, f"{path}: leaderboard.baseline")
+    _check_references(suite, trials, skipped, path)
+    _check_metric(suite.leaderboard.metric, problems, path)
     return trials, skipped
+
+
+def _check_references(suite: Suite, trials: list[dict], skipped: list[dict], path: Path) -> None:
+    """A reference names a problem, (backbone) and method label of this suite, else it is never printed."""
+    for k, ref in enumerate(suite.references):
+        where = f"{path}: references[{k}]"
+        exps = [i for i, e in enumerate(suite.experiments) if e.problem == ref.problem]
+        if not exps:
+            raise unknown_name("problem of this suite", ref.problem, {e.problem for e in suite.experiments},
+                               f"{where}.problem")
+        if ref.backbone is not None:
+            backbones = {suite.experiments[i].backbone for i in exps}
+            exps = [i for i in exps if suite.experiments[i].backbone == ref.backbone]
+            if not exps:
+                raise unknown_name(f"backbone of {ref.problem!r} in this suite", ref.backbone, backbones,
+                                   f"{where}.backbone")
+        columns = {e.label or f"{e.problem}/{e.backbone}" for e in (suite.experiments[i] for i in exps)}
+        methods = {x["method"] for x in [*trials, *skipped] if x["column"] in columns}
+        if ref.method not in methods:
+            raise unknown_name(f"method of {ref.problem!r} in this suite", ref.method, methods, f"{where}.method")
+
+
+def _check_metric(metric: str, problems: list[Problem], path: Path) -> None:
+    """``primary`` or a key every experiment's results will have: ``test/<task>/<metric>`` or
+    ``val/<task>/<metric>`` (the engine's names, :func:`auxbench.engine.evaluate`)."""
+    if metric == "primary":
+        return
+    valid = [{f"{split}/{t.name}/{t.metric}" for split in ("test", "val") for t in p.tasks} for p in problems]
+    if not any(metric in keys for keys in valid):
+        raise unknown_name("leaderboard metric", metric, {"primary"}.union(*valid), f"{path}: leaderboard.metric")
+    for i, (keys, problem) in enumerate(zip(valid, problems, strict=True)):
+        if metric not in keys:
+            raise AuxbenchError(
+                f"{path}: leaderboard.metric: {metric!r} is not a metric of experiments[{i}] (problem "
+                f"{problem.name!r}: {', '.join(sorted(keys))}); use 'primary' or a metric every experiment has"
+            )
+
+
+# ----- this machine ---------------------------------------------------------------------------
+def device_unavailable(device: str) -> str | None:
+    """Why ``device`` (a valid name) cannot be used on this machine, or ``None``."""
+    import torch
+
+    if device in ("auto", "cpu"):
+        return None
+    if device == "mps":
+        return None if torch.backends.mps.is_available() else "this machine has no MPS device"
+    if not torch.cuda.is_available():
+        return "this machine has no CUDA device (torch.cuda.is_available() is False); use device: cpu or auto"
+    count = torch.cuda.device_count()
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        return f"this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+    return None
+
+
+def check_machine(suite: Suite, path: str | Path, data: bool = True, devices: bool = True) -> None:
+    """Raise before any training if this machine lacks what ``suite``'s trials need: a real data
+    file (``data``; off for fake data) or a device (``devices``; off when trials run elsewhere,
+    on a Ray cluster). Call after :func:`expand`, which has checked everything else."""
+    path = Path(path)
+    defaults = _training(suite.defaults, {}, path, "defaults")
+    for i, exp in enumerate(suite.experiments):
+        where = f"{path}: experiments[{i}]"
+        if data:
+            try:
+                check_problem_data(exp.problem, exp.problem_options)
+            except AuxbenchError as err:
+                raise AuxbenchError(f"{where} ({exp.problem}): {err}") from None
+        if devices:
+            device = _training(defaults, exp.training, path, f"experiments[{i}].training")["device"]
+            reason = device_unavailable(device)
+            if reason is not None:
+                key = f"{where}.training.device" if "device" in exp.training else f"{path}: defaults.device"
+                raise AuxbenchError(f"{key}: {device!r}: {reason}")

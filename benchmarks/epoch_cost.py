@@ -2,6 +2,7 @@
 
     python benchmarks/epoch_cost.py                                   # digits, convnet4, CPU
     python benchmarks/epoch_cost.py --problem cifar100_20 --backbone vgg16 --fake-data --device cuda
+    python benchmarks/epoch_cost.py --problem cifar100_20 --backbone lenet5 --fake-data --methods stl maxl wamal
 
 Each method trains the same problem, seed and data for ``--epochs`` epochs (after one warm-up
 epoch) in a fresh process of its own, so that peak memory is the method's: CUDA's peak
@@ -27,6 +28,10 @@ from auxbench.suite import TrainingConfig
 
 
 def epoch_times(method: str, args: argparse.Namespace, workdir: Path) -> tuple[list[float], float]:
+    if args.fake_train_size:  # more fake images than the default 500, so a GPU epoch is not all overhead
+        from auxbench.problems import cifar
+
+        cifar.FAKE_SIZES["train"] = args.fake_train_size
     cls = resolve_method(method)
     config = {
         "problem": args.problem, "problem_options": dict(args.option), "backbone": args.backbone,
@@ -63,11 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", default="digits_coarse")
     parser.add_argument("--backbone", default="convnet4")
-    parser.add_argument("--methods", nargs="+", default=["stl", "human_aux", "maxl"])
+    parser.add_argument("--methods", nargs="+", default=["stl", "human_aux", "maxl", "wamal"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fake-data", action="store_true")
+    parser.add_argument("--fake-train-size", type=int, default=0, help="fake CIFAR training images (default 500)")
     parser.add_argument("--option", nargs=2, action="append", default=[], metavar=("KEY", "INT"),
                         type=lambda v: int(v) if v.isdigit() else v, help="problem option, e.g. --option n_train 2000")
     args = parser.parse_args()
@@ -76,10 +82,13 @@ def main() -> None:
     base_time, base_mem = statistics.median(results["stl"][0]), results["stl"][1]
     print(f"{args.problem} / {args.backbone} on {args.device}, batch {args.batch_size}, median of {args.epochs} epochs")
     kind = "CUDA peak allocated" if args.device.startswith("cuda") else "process peak RSS"
-    print(f"{'method':12s} {'s/epoch':>9s} {'× STL':>7s} {'peak MiB':>9s} {'× STL':>7s}   (memory: {kind})")
+    maxl = results.get("maxl")
+    versus = f" {'× MAXL':>7s}" if maxl else ""
+    print(f"{'method':12s} {'s/epoch':>9s} {'× STL':>7s}{versus} {'peak MiB':>9s} {'× STL':>7s}   (memory: {kind})")
     for method, (times, memory) in results.items():
         t = statistics.median(times)
-        print(f"{method:12s} {t:9.3f} {t / base_time:7.2f} {memory:9.1f} {memory / base_mem:7.2f}")
+        vs = f" {t / statistics.median(maxl[0]):7.2f}" if maxl else ""
+        print(f"{method:12s} {t:9.3f} {t / base_time:7.2f}{vs} {memory:9.1f} {memory / base_mem:7.2f}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ class HumanAux(Method):
     """
 
     name = "human_aux"
+    reduces_to_stl_when = {"aux_weight": 0.0}
     hparams = {
         "aux_weight": HParam(1.0, "weight of every auxiliary task's loss", low=0.0,
                              space=FloatDistribution(0.01, 10.0, log=True)),

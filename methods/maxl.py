@@ -2,37 +2,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from optuna.distributions import FloatDistribution, IntDistribution
 from torch import Tensor, nn
 
-from auxbench.meta import functional_forward, lookahead, params_of
+from auxbench.meta import LabelGenerator, functional_forward, negative_entropy, params_of, virtual_step
 from auxbench.method import HParam, Method, TrainContext
 from auxbench.problems import Batch, Problem, TaskSpec
-
-AUX_TASK = "maxl_aux"
-
-
-class LabelNetwork(nn.Module):
-    """g_φ: a backbone like the primary network's and a linear layer to Σψ logits."""
-
-    def __init__(self, backbone: nn.Module, num_primary: int, psi: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(backbone.feature_dim, num_primary * psi)
-        self.num_primary, self.psi = num_primary, psi
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """Masked softmax: sample i's mass lies only on the ψ auxiliary classes of its class y_i."""
-        logits = self.head(self.backbone(x)).view(len(x), self.num_primary, self.psi)
-        inside = logits[torch.arange(len(x), device=x.device), y].softmax(dim=-1)
-        return (F.one_hot(y, self.num_primary).unsqueeze(-1) * inside.unsqueeze(1)).flatten(1)
-
-
-def negative_entropy(probs: Tensor) -> Tensor:
-    """Σ_k p̄_k log p̄_k of the batch-mean distribution p̄ (minimised: spreads the labels)."""
-    mean = probs.mean(dim=0)
-    return (mean * mean.clamp_min(torch.finfo(mean.dtype).tiny).log()).sum()
 
 
 class MAXL(Method):
@@ -44,8 +19,10 @@ class MAXL(Method):
 
     - each epoch is a θ pass then a φ pass over the training data (``epoch_passes``);
     - θ pass: SGD step of the primary network on mean ℓ_pri + λ·mean ℓ_aux(f_aux(x), g_φ(x, y));
-    - φ pass: θ⁺ = θ − α∇θ(ℓ_pri + λ ℓ_aux) kept in the graph (second order); φ takes an SGD
-      step on mean ℓ_pri(f(x; θ⁺), y) + w_H·Σ p̄ log p̄. The auxiliary loss is deliberately not
+    - φ pass: θ⁺ = step(θ, ∇θ(ℓ_pri + λ ℓ_aux)) kept in the graph (second order), where step is
+      the primary optimizer's own update (``auxbench.meta.virtual_step``: SGD with the trial's
+      momentum buffer, weight decay and current lr, or Adam); φ takes an SGD step on
+      mean ℓ_pri(f(x; θ⁺), y) + w_H·Σ p̄ log p̄. The auxiliary loss is deliberately not
       in φ's objective (maintainer, lorenmt/maxl issue #2). Both losses use the suite's
       classification loss (focal, γ = 2, in the MAXL family's suites).
 
@@ -59,8 +36,11 @@ class MAXL(Method):
     - the mask is exact (zero mass outside the block, as Eq. 7 states) rather than 1e-8, and
       probabilities come from log-space softmax (the official ``exp·mask/Σ`` overflows);
     - ψ is the same for every primary class (the official code accepts a list);
-    - the look-ahead step α is the primary optimizer's current learning rate (as the official
-      first-order file does), which removes the second-order file's off-by-one-epoch halving;
+    - the look-ahead is the step the primary optimizer would really take — its current lr (as the
+      official first-order file does, which removes the second-order file's off-by-one-epoch
+      halving of α), and its momentum buffer and weight decay (as the first-order file adds by
+      hand; the second-order file uses θ − α∇ whatever the optimizer). With the official
+      optimizer (SGD, no momentum, no weight decay) both coincide;
     - look-ahead passes use batch statistics but never update BatchNorm running statistics
       (auxbench convention; the official functional forward does the same);
     - the label network's trunk is the suite's backbone with that backbone's own initialisation
@@ -69,10 +49,11 @@ class MAXL(Method):
     """
 
     name = "maxl"
-    version = "1"
-    needs_second_order = True
-    extra_networks = ("label_network",)
+    version = "2"  # 2: the look-ahead mirrors the primary optimizer (virtual_step)
+    hook = "train_step"
     epoch_passes = ("theta", "phi")
+    reduces_to_stl_when = {"aux_weight": 0.0}
+    aux_task = "maxl_aux"
     hparams = {
         "psi": HParam(5, "auxiliary classes per primary class", low=2, space=IntDistribution(2, 10)),
         "aux_weight": HParam(1.0, "λ: weight of the generated auxiliary task", low=0.0),
@@ -93,27 +74,36 @@ class MAXL(Method):
 
     def tasks(self, problem: Problem) -> list[TaskSpec]:
         classes = problem.primary.num_outputs * self.hp["psi"]
-        return [problem.primary, TaskSpec(AUX_TASK, "auxiliary", "classification", classes, "classification", "accuracy")]
+        return [problem.primary, TaskSpec(self.aux_task, "auxiliary", "classification", classes, "classification", "accuracy")]
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         hp = self.hp
-        self.label_net = LabelNetwork(ctx.build_backbone(), ctx.problem.primary.num_outputs, hp["psi"]).to(ctx.device)
-        self.label_optimizer = torch.optim.SGD(
-            self.label_net.parameters(), lr=hp["label_lr"], weight_decay=hp["label_weight_decay"]
-        )
-        self.label_scheduler = torch.optim.lr_scheduler.StepLR(
-            self.label_optimizer, hp["label_step_size"], hp["label_gamma"]
+        self.label_net = self.label_network(ctx)
+        self.learn(
+            "label_net", self.label_net,
+            optimizer={"name": "sgd", "lr": hp["label_lr"], "weight_decay": hp["label_weight_decay"]},
+            scheduler={"name": "step", "step_size": hp["label_step_size"], "gamma": hp["label_gamma"]},
         )
         self._entropy_sum, self._steps, self._last = 0.0, 0, {}
+
+    def label_network(self, ctx: TrainContext) -> nn.Module:
+        """g_φ: a trunk like the primary network's and the masked-softmax label head (Eq. 7)."""
+        return LabelGenerator(ctx.build_backbone(), ctx.problem.primary.num_outputs, self.hp["psi"]).to(ctx.device)
+
+    def generate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Soft auxiliary targets and per-sample auxiliary weights (``None``: all 1)."""
+        return self.label_net(x, y), None
 
     def _primary_loss(self, outputs: dict[str, Tensor], y: Tensor) -> Tensor:
         return self.ctx.classification_loss(outputs[self.ctx.problem.primary.name], y).mean()
 
-    def _training_loss(self, outputs: dict[str, Tensor], y: Tensor, targets: Tensor) -> Tensor:
-        """Mean primary loss + λ · mean loss on the generated auxiliary targets (Eq. 2)."""
-        aux = self.ctx.classification_loss(outputs[AUX_TASK], targets).mean()
-        return self._primary_loss(outputs, y) + self.hp["aux_weight"] * aux
+    def _training_loss(self, outputs: dict[str, Tensor], y: Tensor, targets: Tensor, weights: Tensor | None) -> Tensor:
+        """Mean primary loss + λ · mean (weighted) loss on the generated targets (Eq. 2 / Eq. 5)."""
+        aux = self.ctx.classification_loss(outputs[self.aux_task], targets)
+        if weights is not None:
+            aux = weights * aux
+        return self._primary_loss(outputs, y) + self.hp["aux_weight"] * aux.mean()
 
     def train_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         y = batch.y[self.ctx.problem.primary.name]
@@ -124,8 +114,10 @@ class MAXL(Method):
     def _theta_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         model, optimizer = self.ctx.model, self.ctx.optimizer
         with torch.no_grad():
-            targets = self.label_net(x, y)
-        loss = self._training_loss(model(x), y, targets)
+            targets, weights = self.generate(x, y)
+        if weights is not None:
+            self.ctx.log_weights({self.aux_task: weights})
+        loss = self._training_loss(model(x), y, targets, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -133,28 +125,25 @@ class MAXL(Method):
 
     def _phi_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         model = self.ctx.model
-        alpha = self.ctx.optimizer.param_groups[0]["lr"]
-        targets = self.label_net(x, y)
+        targets, weights = self.generate(x, y)
         theta = params_of(model)
-        inner = self._training_loss(functional_forward(model, theta, x), y, targets)
-        theta_plus = lookahead(theta, inner, alpha, create_graph=True)
+        inner = self._training_loss(functional_forward(model, theta, x), y, targets, weights)
+        grads = torch.autograd.grad(inner, list(theta.values()), create_graph=True, allow_unused=True)
+        theta_plus = virtual_step(self.ctx.optimizer, theta, dict(zip(theta, grads, strict=True)))
         entropy = negative_entropy(targets)
         outer = self._primary_loss(functional_forward(model, theta_plus, x), y) + self.hp["entropy_weight"] * entropy
-        self.label_optimizer.zero_grad(set_to_none=True)
+        label_optimizer = self.optimizer_of("label_net")
+        label_optimizer.zero_grad(set_to_none=True)
         outer.backward(inputs=list(self.label_net.parameters()))
-        self.label_optimizer.step()
+        label_optimizer.step()
         self._entropy_sum = self._entropy_sum - entropy.detach().double()  # a tensor: no sync per step
         self._steps += 1
         return {"loss": outer.detach()}
 
     def end_epoch(self, epoch: int) -> None:
-        self.label_scheduler.step()
         self._last = {"label_entropy": float(self._entropy_sum) / max(self._steps, 1)}
         self._entropy_sum, self._steps = 0.0, 0
 
     def diagnostics(self) -> dict[str, float]:
         """Mean entropy of the batch-mean generated label distribution in the last φ pass."""
         return self._last
-
-    def stateful(self) -> dict:
-        return {"label_net": self.label_net, "optimizer": self.label_optimizer, "scheduler": self.label_scheduler}

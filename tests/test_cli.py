@@ -1,6 +1,7 @@
 """``auxbench list`` and ``auxbench validate`` on the shipped suites; the console script."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ def test_list_methods(cli):
     assert {"stl", "human_aux", "maxl"} <= set(names)
     assert names == sorted(names)
     maxl = next(line for line in out.splitlines() if line.startswith("maxl"))
-    assert "v1" in maxl and "Meta AuXiliary Learning" in maxl
+    assert "v2" in maxl and "Meta AuXiliary Learning" in maxl
 
 
 def test_list_problems(cli):
@@ -86,3 +87,40 @@ def test_console_script_from_repo_root(tmp_path):
     assert proc.stderr.count("auxbench: error:") == 1
     assert "bad.yaml" in proc.stderr and "experiments[0].methods[0].hparams" in proc.stderr
     assert "unknown hyperparameter of 'nan_test' 'fo'" in proc.stderr  # the module was imported
+
+
+# ----- auxbench leaderboard on folders that are not one suite's results (issue 7) ---------------
+def _board_error(cli, folder, *fragments):
+    code, out, err = cli("leaderboard", folder, "-o", folder / "board.md")
+    assert code == 2, out + err
+    assert "Traceback" not in out + err and err.count("auxbench: error:") == 1
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+    assert not (folder / "board.md").exists()
+
+
+def test_leaderboard_of_an_empty_folder(cli, tmp_path):
+    _board_error(cli, tmp_path, f"no results in {tmp_path}", "runs/<suite>")
+
+
+def test_leaderboard_of_the_runs_folder_names_its_suites(cli, tmp_path):
+    for name in ("quickstart", "tiny"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"suite": name, "trials": [], "skipped": []}))
+    _board_error(cli, tmp_path, "holds the results of 2 suite(s)", str(tmp_path / "quickstart"), str(tmp_path / "tiny"))
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("{not json", "not a readable JSON file"),
+    ('["a list"]', "no list of 'trials'"),
+    ('{"trials": [{"id": "abc"}]}', "a trial without 'config'"),
+])
+def test_leaderboard_of_a_malformed_run_record(cli, tmp_path, content, fragment):
+    (tmp_path / "run.json").write_text(content)
+    _board_error(cli, tmp_path, str(tmp_path / "run.json"), fragment)
+
+
+def test_leaderboard_of_a_malformed_trial(cli, tmp_path):
+    (tmp_path / "abc").mkdir()
+    (tmp_path / "abc" / "config.json").write_text('{"problem": "toy_regression"}')
+    _board_error(cli, tmp_path, str(tmp_path / "abc" / "config.json"), "a trial without 'backbone'")

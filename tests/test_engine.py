@@ -10,6 +10,7 @@ import torch
 
 from auxbench.engine import Trial, run_trial, summarise
 from auxbench.method import Method
+from auxbench.method_state import collect_state
 from auxbench.problems import build_problem
 from auxbench.results import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, atomic_write_bytes
 from tests.conftest import deterministic_result, expanded_trials, metric_rows, tiny_suite
@@ -121,9 +122,11 @@ def test_resume_after_kill_equals_uninterrupted_run(write_suite, tmp_path, metho
     assert deterministic_result(got) == deterministic_result(want)
     assert _state_equal(resumed.model.state_dict(), reference.model.state_dict())
     assert _state_equal(resumed.optimizer.state_dict(), reference.optimizer.state_dict())
-    assert _state_equal(resumed.method.state_dict(), reference.method.state_dict())
+    method_state = collect_state(resumed.method, resumed._engine_owned())
+    assert _state_equal(method_state, collect_state(reference.method, reference._engine_owned()))
     if method == "maxl":
-        assert set(resumed.method.state_dict()) == {"label_net", "optimizer", "scheduler"}
+        assert set(method_state["attributes"]) >= {"label_net", "_entropy_sum"}
+        assert set(method_state["learned"]["label_net"]) == {"params", "optimizer", "scheduler"}
         assert "diag/label_entropy" in metric_rows(killed / METRICS_FILE)[-1]
     assert not (killed / CHECKPOINT_FILE).exists()  # removed once finished
 
@@ -157,8 +160,9 @@ def test_checkpoint_is_atomic_and_weights_only(write_suite, tmp_path):
     assert not [f for f in os.listdir(tmp_path / "t") if f.endswith(".tmp")]
     state = torch.load(path, weights_only=True)  # no pickled code in a checkpoint
     assert state["epoch"] == 0
-    assert {"model", "optimizer", "scheduler", "method", "rng_cpu", "rows"} <= set(state)
-    assert set(state["method"]) == {"label_net", "optimizer", "scheduler"}
+    assert {"model", "optimizer", "scheduler", "method", "rng", "rows"} <= set(state)
+    assert {"torch_cpu", "python", "numpy"} <= set(state["rng"])
+    assert set(state["method"]["learned"]) == {"label_net"}
 
 
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
@@ -247,23 +251,40 @@ class AuxInputProbe(Method):
     """Records the auxiliary-input batches the engine hands it."""
 
     name = "aux_input_probe"
+    streams = ("aux",)
 
     def setup(self, ctx):
         super().setup(ctx)
         self.seen = []
 
     def combine(self, losses):
-        self.seen.append(next(self.ctx.aux_batches).index.clone())
+        self.seen.append(self.ctx.next_batch("aux").index.clone())
         return losses[self.ctx.problem.primary.name].mean()
 
 
-def test_auxiliary_input_stream_is_served_and_seeded(tmp_path):
+@pytest.fixture
+def digits_with_aux_input(monkeypatch):
+    """``digits_aux_input``: digits_coarse whose validation images double as an auxiliary input split."""
+    from auxbench.problems import PROBLEM_VERSIONS, PROBLEMS
+
+    digits = PROBLEMS["digits_coarse"]
+
+    def factory(seed, fake, data_dir):
+        problem = digits(seed=seed, fake=fake, data_dir=data_dir)
+        problem.aux_input = problem.splits["val"]
+        return problem
+
+    monkeypatch.setitem(PROBLEMS, "digits_aux_input", factory)
+    monkeypatch.setitem(PROBLEM_VERSIONS, "digits_aux_input", "1")
+    return "digits_aux_input"
+
+
+def test_auxiliary_input_stream_is_served_and_seeded(tmp_path, digits_with_aux_input):
     """A problem with a separate auxiliary input split gets an endless, seeded batch stream."""
     from tests.methods.helpers import build_trial
 
     def seen_in_epoch(folder):
-        trial = build_trial(folder, "tests.test_engine:AuxInputProbe")
-        trial.problem.aux_input = trial.problem.splits["val"]
+        trial = build_trial(folder, "tests.test_engine:AuxInputProbe", problem=digits_with_aux_input)
         trial._train_epoch(0)
         return trial.method.seen
 

@@ -5,26 +5,45 @@ import math
 import re
 from pathlib import Path
 
+import pytest
+
 import methods
 from auxbench.method import discover_methods
 
+from .methods import conformance
 from .methods.helpers import build_trial, run_steps
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_method_example_is_discovered_and_trains(tmp_path, monkeypatch):
-    text = README.read_text()
-    match = re.search(r"`methods/(\w+)\.py`:\n\n```python\n(.*?)```", text, re.S)
-    assert match, "README lost its method example"
-    filename, code = match.groups()
-    (tmp_path / f"{filename}.py").write_text(code)
+def readme_methods(tmp_path, monkeypatch) -> dict[str, str]:
+    """Every ```python block the README introduces as `methods/<file>.py`, written into a plug-in
+    folder on ``methods.__path__``: file name -> code."""
+    blocks = dict(re.findall(r"`methods/(\w+)\.py`:\n\n```python\n(.*?)```", README.read_text(), re.S))
+    for filename, code in blocks.items():
+        (tmp_path / f"{filename}.py").write_text(code)
     monkeypatch.setattr(methods, "__path__", [*methods.__path__, str(tmp_path)])
+    return blocks
 
+
+def test_readme_method_examples_are_discovered_and_train(tmp_path, monkeypatch):
+    (tmp_path / "plugins").mkdir()
+    blocks = readme_methods(tmp_path / "plugins", monkeypatch)
+    assert set(blocks) == {"uniform_half", "uncertainty_example"}, "README lost a method example"
     found = discover_methods()
-    assert "uniform_half" in found
-    losses = run_steps(build_trial(tmp_path / "trial", "uniform_half"), 3)
-    assert all(math.isfinite(v) for v in losses)
+    for name in ("uniform_half", "uncertainty_example"):
+        assert name in found
+        losses = run_steps(build_trial(tmp_path / name, name), 3)
+        assert all(math.isfinite(v) for v in losses)
+
+
+@pytest.mark.parametrize("check", conformance.ALL_CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+@pytest.mark.parametrize("name", ["uniform_half", "uncertainty_example"])
+def test_readme_method_examples_pass_conformance(name, check, tmp_path, monkeypatch):
+    (tmp_path / "plugins").mkdir()
+    readme_methods(tmp_path / "plugins", monkeypatch)
+    conformance.check_declaration_is_valid(name)
+    check(name, tmp_path)
 
 
 def test_readme_gives_the_two_setup_commands_and_ci_runs_the_test_one():

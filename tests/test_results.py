@@ -17,6 +17,7 @@ class FailingMethod(Method):
     """Raises in ``train_step`` (referenced as ``tests.test_results:FailingMethod``)."""
 
     name = "fail_test"
+    hook = "train_step"
 
     def train_step(self, batch, phase):
         raise RuntimeError("boom from FailingMethod")

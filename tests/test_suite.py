@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -277,3 +278,284 @@ def test_leaderboard_baseline_must_be_a_method_of_the_suite(write_suite, cli):
     code, out, err = cli("validate", str(path))
     assert code == 2
     assert "leaderboard.baseline" in err and "'stl'" in err and "Traceback" not in err
+
+
+def test_meta_source_problem_needs_a_problem_with_its_own_meta_split(write_suite, cli):
+    from tests.conftest import tiny_suite
+
+    ok = tiny_suite(defaults={"epochs": 1, "batch_size": 32, "device": "cpu", "meta_source": "problem"})
+    assert cli("validate", write_suite(ok, "ok.yaml"))[0] == 0
+    bad = tiny_suite(problem="digits_coarse",
+                     defaults={"epochs": 1, "batch_size": 32, "device": "cpu", "meta_source": "problem"})
+    code, _, err = cli("validate", write_suite(bad, "bad.yaml"))
+    assert code == 2
+    assert "experiments[0].training.meta_source" in err and "no meta split of its own" in err
+
+
+# ----- issue 7: names, labels, and every malformed input before any training ---------------------
+def _with(**changes):
+    """A tiny suite (stl + human_aux on the toy problem) with ``changes`` applied by key path:
+    ``{"defaults.epochs": 5}``; a value of ``DELETE`` removes the key."""
+    def build():
+        suite = tiny_suite(methods=["stl", "human_aux"])
+        for dotted, value in changes.items():
+            *parents, last = dotted.split(".")
+            node = suite
+            for part in parents:
+                node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+            node[last] = value
+        return suite
+    return build
+
+
+def _methods(*entries, problem="toy_regression"):
+    return lambda: tiny_suite(methods=list(entries), problem=problem)
+
+
+TWO_EXPERIMENTS = {  # digits twice under the same column: cells and trials may collide
+    "name": "twice", "defaults": {"epochs": 1, "device": "cpu"},
+    "experiments": [
+        {"problem": "digits_coarse", "backbone": "convnet4", "methods": ["stl"], "seeds": 1},
+        {"problem": "digits_coarse", "backbone": "convnet4", "methods": ["stl"], "seeds": 1,
+         "training": {"epochs": 2}},
+    ],
+}
+DUPLICATE_KEYS = "name: dup\ndefaults:\n  epochs: 5\n  device: cpu\n  epochs: 50\nexperiments:\n" \
+                 "  - {problem: toy_regression, backbone: mlp, methods: [stl], seeds: 1}\n"
+
+BAD_SUITES = [
+    # (id, suite: dict factory, YAML text or bytes, fragments the one message must hold)
+    ("name-dotdot", _with(name="../../etc"), ["name", "slug", "'../../etc'"]),
+    ("name-absolute", _with(name="/tmp/anywhere"), ["name", "slug"]),
+    ("name-empty", _with(name=""), ["name", "slug", "''"]),
+    ("name-nul", _with(name="a\0b"), ["name", "slug", "'a\\x00b'"]),
+    ("name-number", _with(name=12), ["name", "valid string"]),
+    ("label-is-another-method", _methods("stl", {"name": "human_aux", "label": "stl"}),
+     ["experiments[0].methods[1].label", "'stl' is the name of another method"]),
+    ("label-twice", _methods("stl", {"name": "human_aux", "label": "x"}, {"name": "human_aux", "label": "x"}),
+     ["experiments[0].methods[2].label", "'x' is already the label of methods[1]"]),
+    ("method-listed-twice", _methods("stl", "stl"),
+     ["experiments[0].methods[1]", "method 'stl' is listed twice"]),
+    ("same-trials-two-labels", _methods("stl", {"name": "stl", "label": "stl-again"}),
+     ["experiments[0].methods[1]", "same trial as experiments[0].methods[0]"]),
+    ("cell-filled-twice", lambda: TWO_EXPERIMENTS,
+     ["experiments[1].methods[0]", "cell (digits_coarse/convnet4, stl) is also filled by experiments[0].methods[0]"]),
+    ("column-with-two-problems", lambda: {**TWO_EXPERIMENTS, "experiments": [
+        {**TWO_EXPERIMENTS["experiments"][0], "label": "mine"},
+        {"problem": "toy_regression", "backbone": "mlp", "methods": ["human_aux"], "seeds": 1, "label": "mine"}]},
+     ["experiments[1]: column 'mine' is also experiments[0]'s", "another problem"]),
+    ("label-with-pipe", _methods("stl", {"name": "human_aux", "label": "a|b"}),
+     ["experiments[0].methods[1].label", "'a|b'"]),
+    ("non-utf8", b"name: caf\xe9\nexperiments: []\n", ["not UTF-8", "0xe9", "offset 9"]),
+    ("nul-character", "name: a\0\n", ["not allowed in YAML", "#x0000"]),
+    ("duplicate-keys", DUPLICATE_KEYS, ["duplicate key 'epochs'", "line 5", "first at line 3"]),
+    ("nested-too-deeply", "x: " + "[" * 20000 + "]" * 20000 + "\n", ["nested too deeply"]),
+    ("seeds-huge", _with(**{"experiments.0.seeds": 100000000000000000000}),
+     ["experiments[0].seeds", "number of seeds must be in [1, 10000]"]),
+    ("seeds-zero", _with(**{"experiments.0.seeds": 0}), ["experiments[0].seeds", "[1, 10000], got 0"]),
+    ("seeds-negative", _with(**{"experiments.0.seeds": -2}), ["experiments[0].seeds", "got -2"]),
+    ("seeds-empty-list", _with(**{"experiments.0.seeds": []}), ["experiments[0].seeds", "1 to 10000 seeds, got 0"]),
+    ("seeds-bool", _with(**{"experiments.0.seeds": True}), ["experiments[0].seeds", "got True"]),
+    ("seeds-repeated", _with(**{"experiments.0.seeds": [1, 2, 1]}), ["seed 1 is listed twice"]),
+    ("seed-negative", _with(**{"experiments.0.seeds": [0, -1]}), ["seeds[1] must be an integer in [0, "]),
+    ("epochs-1e23-string", _with(**{"defaults.epochs": "1e23"}), ["defaults.epochs", "valid integer", "'1e23'"]),
+    ("epochs-1e23-float", _with(**{"defaults.epochs": 1e23}), ["defaults.epochs", "valid integer"]),
+    ("epochs-too-many", _with(**{"defaults.epochs": 100001}), ["defaults.epochs", "less than or equal to 100000"]),
+    ("epochs-true", _with(**{"defaults.epochs": True}), ["defaults.epochs", "valid integer", "True"]),
+    ("batch-size-true", _with(**{"experiments.0.training": {"batch_size": True}}),
+     ["experiments[0].training.batch_size", "valid integer"]),
+    ("lr-inf", _with(**{"defaults.optimizer": {"lr": float("inf")}}), ["defaults.optimizer.lr", "finite number"]),
+    ("lr-nan", _with(**{"defaults.optimizer": {"lr": float("nan")}}), ["defaults.optimizer.lr", "finite number"]),
+    ("lr-huge", _with(**{"defaults.optimizer": {"lr": 1e300}}), ["defaults.optimizer.lr", "less than or equal"]),
+    ("alpha-bool", _with(**{"leaderboard.alpha": True}), ["leaderboard.alpha", "valid number"]),
+    ("resources-inf", _with(**{"resources": {"cpu": float("inf")}}), ["resources.cpu", "finite number"]),
+    ("hparam-inf", _methods("stl", {"name": "human_aux", "hparams": {"aux_weight": float("inf")}}),
+     ["experiments[0].methods[1].hparams.aux_weight", "finite number"]),
+    ("problem-option-inf", _with(**{"experiments.0.problem_options.sigma_main": float("-inf")}),
+     ["experiments[0].problem_options.sigma_main", "finite number"]),
+    ("problem-option-bool", _with(**{"experiments.0.problem_options.n_train": True}),
+     ["experiments[0].problem_options.n_train", "True"]),
+    ("n_train-negative-toy", _with(**{"experiments.0.problem_options.n_train": -5}),
+     ["experiments[0].problem_options.n_train", "must be in [1, 100000], got -5", "toy_regression"]),
+    ("n_train-negative-digits", lambda: tiny_suite(problem="digits_coarse", backbone="convnet4", options={"n_train": -5}),
+     ["experiments[0].problem_options.n_train", "must be >= 1 or null, got -5", "digits_coarse"]),
+    ("n_train-negative-cifar", lambda: tiny_suite(problem="cifar100_20", backbone="lenet5", options={"n_train": -5}),
+     ["experiments[0].problem_options.n_train", "got -5", "cifar100_20"]),
+    ("val_size-beyond-cifar", lambda: tiny_suite(problem="cifar100_20", backbone="lenet5", options={"val_size": 50000}),
+     ["experiments[0].problem_options.val_size", "must be >= 1 and < 50000"]),
+    ("reference-unknown-problem", _with(references=[{"problem": "cifar100_20", "method": "stl", "value": 0.7}]),
+     ["references[0].problem", "unknown problem of this suite 'cifar100_20'", "toy_regression"]),
+    ("reference-unknown-method", _with(references=[{"problem": "toy_regression", "method": "maxl", "value": 0.7}]),
+     ["references[0].method", "'maxl'", "human_aux, stl"]),
+    ("reference-unknown-backbone", _with(references=[{"problem": "toy_regression", "backbone": "vgg16",
+                                                       "method": "stl", "value": 0.7}]),
+     ["references[0].backbone", "'vgg16'", "mlp"]),
+    ("reference-value-nan", _with(references=[{"problem": "toy_regression", "method": "stl", "value": float("nan")}]),
+     ["references[0].value", "finite number"]),
+    ("metric-unknown", _with(**{"leaderboard.metric": "nosuchmetric"}),
+     ["leaderboard.metric", "unknown leaderboard metric 'nosuchmetric'", "test/main/mse"]),
+    ("metric-of-one-experiment-only", lambda: {**TWO_EXPERIMENTS, "experiments": [
+        TWO_EXPERIMENTS["experiments"][0],
+        {"problem": "toy_regression", "backbone": "mlp", "methods": ["stl"], "seeds": 1}],
+        "leaderboard": {"metric": "test/digit/accuracy"}},
+     ["leaderboard.metric", "not a metric of experiments[1]", "toy_regression"]),
+    ("device-tpu", _with(**{"defaults.device": "tpu"}), ["defaults.device", "'tpu'", "auto, cpu, cuda"]),
+    ("backbone-needs-images", _with(**{"experiments.0.backbone": "convnet4"}),
+     ["experiments[0].backbone", "needs image input", "(10,)"]),
+    ("timm-unknown-model", _with(**{"experiments.0.backbone": "timm:resnet1888"}),
+     ["experiments[0].backbone", "unknown timm model 'resnet1888'"]),
+    ("timm-needs-images", _with(**{"experiments.0.backbone": "timm:resnet18"}),
+     ["experiments[0].backbone", "needs image input"]),
+]
+
+
+@pytest.mark.parametrize("case, content, fragments", BAD_SUITES, ids=[c[0] for c in BAD_SUITES])
+def test_malformed_suite_is_one_message_naming_file_and_key(cli, write_suite, case, content, fragments):
+    if callable(content):
+        path = write_suite(content())
+    elif isinstance(content, bytes):
+        path = write_suite("")
+        path.write_bytes(content)
+    else:
+        path = write_suite(content)
+    _bad(cli, path, *fragments)
+
+
+def test_suite_name_from_a_file_name_that_is_not_a_slug(cli, write_suite):
+    suite = tiny_suite()
+    del suite["name"]
+    _bad(cli, write_suite(suite, "my suite.yaml"), "name", "'my suite'", "taken from the file name")
+
+
+def test_merge_keys_may_override_without_being_duplicates(write_suite):
+    """``<<: *anchor`` then a key of the anchor is YAML's override, not a repeated key."""
+    path = write_suite(
+        "name: merged\ndefaults: &d {epochs: 1, device: cpu, batch_size: 32}\nexperiments:\n"
+        "  - problem: toy_regression\n    backbone: mlp\n    methods: [stl]\n    seeds: 1\n"
+        "    training:\n      <<: *d\n      epochs: 2\n"
+    )
+    from tests.conftest import expanded_trials
+
+    assert expanded_trials(path)[0]["config"]["training"]["epochs"] == 2
+
+
+def test_labels_that_keep_cells_apart_are_accepted(cli, write_suite):
+    """Two settings of one method under their own labels, one experiment labelled apart: valid."""
+    suite = {**TWO_EXPERIMENTS}
+    suite["experiments"] = [dict(e) for e in TWO_EXPERIMENTS["experiments"]]
+    suite["experiments"][1]["label"] = "digits (2 epochs)"
+    suite["experiments"][0]["methods"] = ["stl", {"name": "maxl", "label": "maxl-psi2", "hparams": {"psi": 2}},
+                                          {"name": "maxl", "label": "maxl-psi5", "hparams": {"psi": 5}}]
+    code, out, err = cli("validate", write_suite(suite))
+    assert code == 0, err
+    assert "4 trials" in out
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_cuda_without_a_gpu_stops_before_training(cli, write_suite, in_tmp, no_gpu, command):
+    suite = tiny_suite()
+    suite["experiments"][0]["training"] = {"device": "cuda"}
+    _bad(cli, write_suite(suite), "experiments[0].training.device", "'cuda'", "no CUDA device", command=command)
+    assert not (in_tmp / "runs").exists()
+
+
+def test_cuda_index_beyond_the_devices(cli, write_suite, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    _bad(cli, write_suite(_with(**{"defaults.device": "cuda:3"})()), "defaults.device", "'cuda:3'",
+         "1 CUDA device(s), cuda:0 to cuda:0")
+
+
+def test_ray_cluster_devices_are_not_this_machines(write_suite, in_tmp, no_gpu, monkeypatch):
+    """With ``--address`` the trials run elsewhere: a cuda suite is not refused for this machine."""
+    import auxbench.executors.ray
+    from auxbench.executors import run_suite
+
+    suite = tiny_suite()
+    suite["defaults"]["device"] = "cuda"
+    calls = []
+    monkeypatch.setattr(auxbench.executors.ray, "run_ray", lambda todo, *a: calls.append(todo) or [])
+    run_suite(write_suite(suite), executor="ray", address="ray://cluster:10001")
+    assert len(calls) == 1 and len(calls[0]) == 1
+
+
+@pytest.fixture
+def no_cifar(in_tmp, monkeypatch):
+    """An empty AUXBENCH_DATA and no download: every CIFAR file is missing."""
+    import torchvision.datasets
+
+    empty = in_tmp / "empty_data"
+    empty.mkdir()
+    monkeypatch.setenv("AUXBENCH_DATA", str(empty))
+
+    def no_download(*args, **kwargs):
+        raise RuntimeError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", no_download)
+    return empty
+
+
+def _cifar_suite():
+    return tiny_suite(problem="cifar100_20", options={"n_train": 100, "val_size": 100, "n_test": 100},
+                      backbone="mlp", methods=["stl"], defaults={"epochs": 1, "batch_size": 50, "device": "cpu"})
+
+
+def test_validate_checks_data_presence_up_front(cli, write_suite, no_cifar):
+    err = _bad(cli, write_suite(_cifar_suite()), "experiments[0] (cifar100_20)", "CIFAR-100 file 'train' not found",
+               "AUXBENCH_DATA")
+    assert str(no_cifar / "cifar-100-python") in err
+
+
+def test_fake_data_never_needs_data(cli, write_suite, no_cifar, monkeypatch):
+    """``--fake-data`` validates and runs a real-data suite with no data file anywhere."""
+    path = write_suite(_cifar_suite())
+    code, out, err = cli("validate", path, "--fake-data")
+    assert code == 0, err
+    code, out, err = cli("run", path, "--fake-data")
+    assert code == 0, err
+    assert (no_cifar.parent / "runs" / "tiny-fake" / "leaderboard.md").is_file()
+
+
+def test_validate_never_trains_or_writes(cli, write_suite, in_tmp, monkeypatch):
+    import auxbench.engine
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("validate trained")
+
+    monkeypatch.setattr(auxbench.engine.Trial, "run", no_training)
+    path = write_suite(tiny_suite(methods=["stl", "human_aux"]))
+    before = sorted(p.name for p in in_tmp.iterdir())
+    code, out, err = cli("validate", path)
+    assert code == 0, err
+    assert sorted(p.name for p in in_tmp.iterdir()) == before
+
+
+def test_results_folder_must_stay_inside_runs_dir(cli, write_suite, in_tmp):
+    """A ``runs/<suite>`` that is a link elsewhere is refused before anything is written."""
+    outside = in_tmp / "outside"
+    outside.mkdir()
+    (in_tmp / "runs").mkdir()
+    (in_tmp / "runs" / "tiny").symlink_to(outside, target_is_directory=True)
+    _bad(cli, write_suite(tiny_suite()), "results folder", "not inside", command="run", names_suite=False)
+    assert list(outside.iterdir()) == []
+
+
+def test_leaderboard_path_must_stay_inside_leaderboards(in_tmp):
+    from auxbench.results import default_leaderboard
+
+    assert default_leaderboard("quickstart") == Path("leaderboards/quickstart.md")
+    (in_tmp / "leaderboards").mkdir()
+    (in_tmp / "leaderboards" / "evil.md").symlink_to(in_tmp / "elsewhere.md")
+    with pytest.raises(AuxbenchError, match="not inside"):
+        default_leaderboard("evil")
+    with pytest.raises(AuxbenchError, match="not inside"):
+        default_leaderboard("../escape")

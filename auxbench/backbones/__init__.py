@@ -5,7 +5,7 @@ ordered ``blocks``); ``build_model`` adds one head per task and returns an ``Aux
 """
 from auxbench.backbones.base import Backbone
 from auxbench.backbones.cifar import resnet18, vgg16
-from auxbench.backbones.heads import AuxModel, build_model, make_head
+from auxbench.backbones.heads import AuxModel, block_map, build_model, make_head
 from auxbench.backbones.registry import BACKBONES, build_backbone
 from auxbench.backbones.small import convnet4, lenet5, mlp
 from auxbench.backbones.timm_backbone import TimmBackbone, timm_backbone
@@ -14,6 +14,7 @@ __all__ = [
     "BACKBONES",
     "AuxModel",
     "Backbone",
+    "block_map",
     "TimmBackbone",
     "build_backbone",
     "build_model",

@@ -43,9 +43,12 @@ class AuxModel(nn.Module):
         """Backbone features ``[B, feature_dim]``."""
         return self.backbone(x)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        z = self.backbone(x)
+    def heads_forward(self, z: Tensor) -> dict[str, Tensor]:
+        """Every head on shared features ``z`` (the task-specific half of ``forward``)."""
         return {name: head(z) for name, head in self.heads.items()}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.heads_forward(self.backbone(x))
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Backbone parameters."""
@@ -72,3 +75,23 @@ def build_model(
     backbone = build_backbone(backbone_name, input_shape, pretrained)
     heads = {t.name: make_head(backbone.feature_dim, t, head_hidden) for t in tasks}
     return AuxModel(backbone, heads)
+
+
+def block_map(model: AuxModel) -> dict[str, str]:
+    """Every trainable parameter's name -> its block: ``block<i>`` (the backbone's ``blocks``),
+    ``root`` (backbone parameters held outside every block, e.g. a ViT's ``cls_token`` and
+    ``pos_embed``) or ``head:<task>``.
+
+    Module-level methods (MAOAL's importance per module, GradNorm's last shared layer) partition
+    the network with it; it covers every parameter, so nothing is silently left out.
+    """
+    block_by_id: dict[int, str] = {}
+    for i, block in enumerate(model.backbone.blocks):
+        for p in block.parameters():
+            block_by_id.setdefault(id(p), f"block{i}")
+    for task, head in model.heads.items():
+        for p in head.parameters():
+            block_by_id[id(p)] = f"head:{task}"
+    return {
+        name: block_by_id.get(id(p), "root") for name, p in model.named_parameters() if p.requires_grad
+    }

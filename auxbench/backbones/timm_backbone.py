@@ -29,6 +29,16 @@ class TimmBackbone(Backbone):
         return self.model(x).flatten(1)
 
 
+def check_timm_model(model_name: str) -> None:
+    """Raise a clear error, with the closest names, if timm has no model ``model_name``."""
+    import timm
+
+    if not timm.is_model(model_name):
+        close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr('timm:' + m) for m in close)}?" if close else ""
+        raise AuxbenchError(f"unknown timm model {model_name!r}{hint} (see timm.list_models())")
+
+
 def timm_backbone(model_name: str, input_shape: tuple[int, ...], pretrained: bool = False) -> TimmBackbone:
     """``timm.create_model(model_name, pretrained, num_classes=0, in_chans=C)``.
 
@@ -38,10 +48,7 @@ def timm_backbone(model_name: str, input_shape: tuple[int, ...], pretrained: boo
     import timm
 
     c, _, _ = image_shape(f"timm:{model_name}", input_shape)
-    if not timm.is_model(model_name):
-        close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr('timm:' + m) for m in close)}?" if close else ""
-        raise AuxbenchError(f"unknown timm model {model_name!r}{hint} (see timm.list_models())")
+    check_timm_model(model_name)
     model = timm.create_model(model_name, pretrained=pretrained, num_classes=0, in_chans=c)
     feature_dim = getattr(model, "head_hidden_size", None) or model.num_features
     return TimmBackbone(model, feature_dim)

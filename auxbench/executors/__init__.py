@@ -11,12 +11,18 @@ from pathlib import Path
 
 from auxbench.engine import run_trial
 from auxbench.errors import AuxbenchError
-from auxbench.results import ERROR_FILE, FINISHED_STATUSES, epochs_done, trial_status, write_run_record
-from auxbench.suite import expand, load_suite
+from auxbench.results import (
+    ERROR_FILE,
+    FINISHED_STATUSES,
+    default_leaderboard,
+    epochs_done,
+    inside,
+    trial_status,
+    write_run_record,
+)
+from auxbench.suite import check_machine, expand, load_suite
 
 EXECUTORS = ("local", "ray")
-
-
 def execute_trial(trial: dict, run_dir: Path, report=None) -> dict:
     """Run one trial; on an unexpected exception leave its traceback in ``error.txt`` and re-raise."""
     trial_dir = Path(run_dir) / trial["id"]
@@ -62,14 +68,21 @@ def run_suite(
     """Run every unfinished trial of a suite and publish its leaderboard; return the run folder.
 
     Fake-data runs go to ``runs/<suite>-fake`` and publish only inside it, so they can never be
-    mistaken for (or overwrite) a real leaderboard.
+    mistaken for (or overwrite) a real leaderboard. Before anything is written, the suite is
+    checked whole, including this machine's data files and, unless the trials run on a Ray
+    cluster at ``address``, its devices. ``leaderboard_path`` (the command line's ``-o``) is the
+    user's choice and goes where it says; the default is checked to stay in ``leaderboards/``.
     """
     from auxbench.leaderboard import publish
 
     suite = load_suite(suite_path)
     trials, skipped = expand(suite, suite_path, fake_data=fake_data)
+    check_machine(suite, suite_path, data=not fake_data, devices=address is None)
     name = suite.name + ("-fake" if fake_data else "")
     run_dir = Path(runs_dir) / name
+    inside(run_dir, runs_dir, "the results folder")
+    if leaderboard_path is None:
+        leaderboard_path = run_dir / "leaderboard.md" if fake_data else default_leaderboard(suite.name)
     write_run_record(run_dir, {
         "suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data,
         "spec": suite.model_dump(mode="json"), "trials": trials, "skipped": skipped,
@@ -88,8 +101,6 @@ def run_suite(
         failed = run_ray(todo, run_dir, suite.resources, address)
     else:
         raise AuxbenchError(f"unknown executor {executor!r} (valid: {', '.join(EXECUTORS)})")
-    if leaderboard_path is None:
-        leaderboard_path = run_dir / "leaderboard.md" if fake_data else Path("leaderboards") / f"{suite.name}.md"
     try:
         publish(run_dir, leaderboard_path)
         print(f"\n{main_table(Path(leaderboard_path).read_text())}\n\nleaderboard: {leaderboard_path}")

@@ -19,18 +19,39 @@ from auxbench.provenance import machine_summary
 from auxbench.reproduce import write_reproduction_record
 
 BETTER, WORSE, TIED = "▲", "▼", "≈"
+DIRECTION = {True: "higher is better", False: "lower is better", None: "direction unknown: no finished trial"}
 APPENDIX = "appendix-trials"
 
 
 # ----- formatting ------------------------------------------------------------------------------
-def _num(x, signed: bool = False) -> str:
-    """Fixed-format float: 4 decimals below 10, 2 above; '–' for a missing value."""
+def _decimals(scale: float | None, x: float) -> int:
+    """Decimals that show a number at the precision its uncertainty supports: two significant
+    digits of ``scale`` (an interval half-width or SD) when it is known and positive, else four
+    significant digits of ``x``."""
+    if scale is not None and math.isfinite(scale) and scale > 0:
+        return max(0, 1 - math.floor(math.log10(scale)))
+    if x == 0 or not math.isfinite(x):
+        return 4
+    return max(0, 3 - math.floor(math.log10(abs(x))))
+
+
+def _num(x, scale: float | None = None, signed: bool = False, decimals: int | None = None) -> str:
+    """A number at the precision of ``scale`` (see :func:`_decimals`); '–' for a missing value.
+    Beyond 6 decimals it switches to scientific notation, so 2e-5 never prints as 0.0000."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if math.isinf(x):
         return "+inf" if x > 0 else "-inf"
-    digits = 4 if abs(x) < 10 else 2
-    return format(round(x, digits) or 0.0, f"{'+' if signed else ''}.{digits}f")  # no "-0.0000"
+    d = _decimals(scale, x) if decimals is None else decimals
+    sign = "+" if signed else ""
+    if d <= 6 or x == 0:
+        return format(round(x, min(d, 6)) or 0.0, f"{sign}.{min(d, 6)}f")  # no "-0.0000"
+    significant = max(1, math.floor(math.log10(abs(x))) + d + 1)
+    return format(x, f"{sign}.{significant - 1}e")
+
+
+def _half(low: float, high: float) -> float:
+    return (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
 
 
 def _p(p: float) -> str:
@@ -42,8 +63,15 @@ def _g(g: float) -> str:
     return "–" if math.isnan(g) else ("+inf" if g == math.inf else "-inf" if g == -math.inf else f"{g:+.2f}")
 
 
-def _ci(low: float, high: float) -> str:
-    return "–" if math.isnan(low) else f"[{_num(low)}, {_num(high)}]"
+def _ci(low: float, high: float, scale: float | None = None) -> str:
+    if math.isnan(low):
+        return "–"
+    scale = _half(low, high) if scale is None else scale
+    return f"[{_num(low, scale)}, {_num(high, scale)}]"
+
+
+def _seeds(seeds) -> str:
+    return ", ".join(str(s) for s in seeds) if isinstance(seeds, list) and seeds else ""
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -75,11 +103,11 @@ def auxbench_commit() -> str:
 
 
 # ----- sections --------------------------------------------------------------------------------
-def _header(board: T.Board, record: dict | None, commit: str | None, n_tests: int) -> list[str]:
+def _header(board: T.Board, record: dict | None, commit: str | None) -> list[str]:
     record = record or {}
     metric = "test metric of each column's primary task" if board.metric == "primary" else f"`{board.metric}`"
     selection = "final epoch" if board.selection == "final" else "epoch with the best validation score"
-    direction = "; ".join(f"{c}: {'higher' if board.higher[c] else 'lower'} is better" for c in board.columns)
+    direction = "; ".join(f"{c}: {DIRECTION[board.higher[c]]}" for c in board.columns)
     lines = [
         f"# Leaderboard: {record.get('suite', 'results')}",
         "",
@@ -92,10 +120,18 @@ def _header(board: T.Board, record: dict | None, commit: str | None, n_tests: in
         f"- Epoch counted: {selection} (never chosen on test data)",
         f"- Baseline: `{board.baseline}`; α = {board.alpha:g}; intervals are {board.level:.0%} (t-interval "
         "over seeds, BCa bootstrap above 29 seeds)",
-        "- Test per pair of cells: paired t-test when both cells hold the same seeds (seeds share split, "
-        "data order and initial weights), Welch's t-test otherwise; each row names the one used",
-        f"- Correction: Holm over all {n_tests} testable (column, method) comparisons with the baseline; "
-        "Holm within each column for comparisons with the best and for the pairwise tables",
+        "- Scope: every seed is scored on the same test set, so intervals and tests over seeds cover "
+        "training randomness (split, data order, initialisation) only, not the sampling of the test set; "
+        "see *Bootstrap over test examples* for that",
+        "- Test per pair of cells: paired t-test on the seeds both cells hold (seeds share split, data order "
+        "and initial weights; seeds only one side holds are dropped and named), Welch's t-test when fewer "
+        "than 2 seeds pair; each row names the one used",
+        "- Families: each column is one family, all pairs of its methods, Holm-adjusted together; ▲/▼, ≈ and "
+        "the pairwise tables read the same adjusted p, so a pair has one verdict wherever it appears. "
+        "Nothing is corrected across columns (the across-column tests are separate)",
+        "- Failures: a trial that finished diverged (or degenerate) is a result, shown as *k/n diverged*; such "
+        "a cell earns no bold, ≈ or ▲ and is left out of the ranks, since its numbers describe only the "
+        "seeds that survived. Failed, partial and missing trials are missing evidence and only lower n",
         f"- Every trial behind a cell: [appendix](#{APPENDIX})",
         "",
     ]
@@ -105,17 +141,20 @@ def _header(board: T.Board, record: dict | None, commit: str | None, n_tests: in
 def _cell_text(board: T.Board, cell: pd.Series | None, column: str, method: str) -> str:
     if (column, method) in board.skipped:
         return "skipped (see below)"
-    t = board.trials
-    expected = int(((t["column"] == column) & (t["method"] == method)).sum())
+    expected = len(board.cell(column, method))
+    failures = board.failures(column, method)
+    diverged = [f"{failures}/{expected} diverged"] if failures else []
     if cell is None:
-        return f"– (0/{expected})"
+        return " ".join([f"– (0/{expected})", *diverged])
     n = f"{cell['n']}" if cell["n"] == expected else f"{cell['n']}/{expected}"
-    text = f"{_num(cell['mean'])} ± {_num(cell['std'])} ({n})"
+    scale = _half(cell["ci_low"], cell["ci_high"])
+    d = _decimals(scale if math.isfinite(scale) and scale > 0 else cell["std"], cell["mean"])
+    text = f"{_num(cell['mean'], decimals=d)} ± {_num(cell['std'], decimals=d)} ({n})"
     text = f"**{text}**" if cell["best"] else text
     marks = {"better": BETTER, "worse": WORSE, "n too small to test": "n too small to test"}
     extra = [marks[cell["verdict"]]] if cell["verdict"] in marks else []
     extra += [TIED] if cell["tied_best"] else []
-    return " ".join([text, *extra])
+    return " ".join([text, *diverged, *extra])
 
 
 def _main_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
@@ -124,11 +163,15 @@ def _main_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
     return [
         "## Leaderboard",
         "",
-        "Cells: mean ± std (n seeds counted, /expected when some did not count). **Bold**: best mean of "
-        f"the column. {BETTER} / {WORSE}: significantly better / worse than `{board.baseline}` "
-        f"(Holm-adjusted p < {board.alpha:g}). {TIED}: not significantly different from the best "
-        "(or not testable against it). *n too small to test*: the test cannot be run (fewer than 2 "
-        "seeds on a side, or no spread), so no mark can be earned.",
+        "Cells: mean ± std (n seeds counted, /expected when some did not count), printed to the precision "
+        "of the cell's interval. **Bold**: best mean of the column among the cells with no diverged trial "
+        "and as many counted seeds as any other cell of the column. "
+        f"{BETTER} / {WORSE}: significantly better / worse than `{board.baseline}` "
+        f"(Holm-adjusted p < {board.alpha:g} in the column's family). {TIED}: not shown different from the "
+        "best — the test against the bold cell has Holm-adjusted p ≥ α or cannot be run; it is not a "
+        "claim of equivalence. *k/n diverged*: k of the n expected trials diverged (see the legend above). "
+        "*n too small to test*: the test cannot be run (fewer than 2 seeds on a side, or no spread), so no "
+        "mark can be earned.",
         "",
         _table(rows, ["method", *board.columns]),
         "",
@@ -138,82 +181,149 @@ def _main_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
 def _baseline_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
     rows = []
     for _, c in cells.iterrows():
-        rows.append([c["column"], c["method"], str(c["n"]), _num(c["mean"]), _ci(c["ci_low"], c["ci_high"]),
-                     _num(c["diff"], signed=True), _ci(c["diff_low"], c["diff_high"]), _g(c["g"]),
-                     c["test"] if isinstance(c["test"], str) else "–", _p(c["p"]), _p(c["p_holm"]),
-                     _num(c["mde"]), c["verdict"], _p(c["p_best_holm"]) if not c["best"] else "best"])
+        scale = _half(c["ci_low"], c["ci_high"])
+        dscale = _half(c["diff_low"], c["diff_high"])
+        rows.append([c["column"], c["method"], str(c["n"]), _num(c["mean"], scale), _ci(c["ci_low"], c["ci_high"]),
+                     _num(c["diff"], dscale, signed=True), _ci(c["diff_low"], c["diff_high"]), _g(c["g"]),
+                     c["test"] if isinstance(c["test"], str) else "–", _seeds(c["dropped"]) or "–", _p(c["p"]),
+                     _p(c["p_holm"]), _num(c["mde"], dscale), c["verdict"],
+                     _p(c["p_best_holm"]) if not c["best"] else "best"])
     level = f"{board.level:.0%}"
     return [
         f"## Against the baseline ({board.baseline})",
         "",
-        f"Δ = mean − mean of `{board.baseline}`, with its {level} CI from the same test; g = Hedges' g "
-        "(paired: d_z of the seed differences); p = two-sided; p Holm = adjusted over the whole table; "
-        f"MDE = minimum detectable |Δ| at α = {board.alpha:g} with 80% power given the observed standard "
-        "error; vs best = Holm-adjusted p of the test against the column's best method.",
+        f"Δ = mean − mean of `{board.baseline}` over the seeds compared, with its {level} CI from the same test; "
+        "g = Hedges' g, Δ over the pooled SD of the two cells' seeds with the small-sample correction, the same "
+        "definition for paired and Welch rows, positive when the method is better (also for lower-is-better "
+        "metrics), '–' with fewer than 3 seeds a side; dropped = seeds left out to pair; p = two-sided; "
+        "p Holm = adjusted over the column's family; MDE = the |Δ| this test would detect with 80% power "
+        "(noncentral t, observed standard error) at α / (testable pairs in the column), the strictest level "
+        "Holm can judge it at; vs best = Holm-adjusted p of the test against the column's bold cell.",
         "",
-        _table(rows, ["column", "method", "n", "mean", f"{level} CI", "Δ", f"Δ {level} CI", "g", "test", "p",
-                      "p Holm", "MDE", "verdict", "vs best"]),
+        _table(rows, ["column", "method", "n", "mean", f"{level} CI", "Δ", f"Δ {level} CI", "g", "test", "dropped",
+                      "p", "p Holm", "MDE", "verdict", "vs best"]),
         "",
     ]
 
 
 def _pairwise_tables(board: T.Board) -> list[str]:
     lines = ["## Pairwise comparisons per column", "",
-             "Every pair of methods on a column (Δ = mean a − mean b, as in WAMAL's appendix tables); "
-             "p Holm: adjusted over the pairs of that column.", ""]
+             "Every pair of methods on a column (Δ = mean a − mean b over the seeds compared, as in WAMAL's "
+             "appendix tables; g positive when a is better); p Holm: adjusted over the pairs of that column, "
+             "the family every mark on the column reads.", ""]
     for column in board.columns:
         pairs = T.pairwise_table(board, column)
         if pairs.empty:
             continue
-        rows = [[f"{r.a} vs {r.b}", _num(r.diff, signed=True), _ci(r.low, r.high), _g(r.g),
-                 r.test, _p(r.p), _p(r.p_holm)] for r in pairs.itertuples()]
+        rows = [[f"{r.a} vs {r.b}", _num(r.diff, _half(r.low, r.high), signed=True), _ci(r.low, r.high), _g(r.g),
+                 r.test, _seeds(r.dropped) or "–", _p(r.p), _p(r.p_holm)] for r in pairs.itertuples()]
         lines += [f"### {column}", "",
-                  _table(rows, ["comparison", "Δ", f"{board.level:.0%} CI", "g", "test", "p", "p Holm"]), ""]
+                  _table(rows, ["comparison", "Δ", f"{board.level:.0%} CI", "g", "test", "dropped", "p", "p Holm"]),
+                  ""]
     return lines
+
+
+def _friedman_line(board: T.Board, f, ranks: T.RankSummary) -> str:
+    if f is None:
+        return f"Friedman test not run: {ranks.why_no_friedman}."
+    if math.isnan(f.p_perm):
+        return (f"Friedman test (k = {f.k} methods, N = {f.N} columns): – (every column ties all methods, "
+                "so there is nothing to test).")
+    line = (f"Friedman test (k = {f.k} methods, N = {f.N} columns): χ² = {f.chi2:.3f}, {f.p_perm_method} "
+            f"permutation p = {_p(f.p_perm)} (the χ² and Iman–Davenport F approximations are not printed: with "
+            "few columns they give p-values these data cannot produce).")
+    if f.min_p_perm >= board.alpha:
+        line += (f" With N = {f.N} columns the smallest p this test can produce is {f.min_p_perm:.4g} ≥ α, so it "
+                 f"cannot reach α; that needs N ≥ {T.friedman_columns_needed(f.k, board.alpha)} columns.")
+    return line
 
 
 def _across_columns(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, figures: dict[str, str]) -> list[str]:
     lines = ["## Across columns", ""]
-    if ranks.ranks.empty:
-        return lines + [f"No ranking: {ranks.why_no_friedman}.", ""]
-    lines += [f"Average rank over {len(ranks.scores)} column(s) of the column means (1 = best; ties share "
-              "the average rank)."]
     if ranks.excluded:
-        lines += [f"Left out because they lack a score on some column: {', '.join(ranks.excluded)}."]
-    rows = [[m, f"{ranks.ranks[m]:.2f}"] for m in ranks.ranks.sort_values(kind="stable").index]
-    lines += ["", _table(rows, ["method", "average rank"]), ""]
-    f = ranks.friedman
-    if f is None:
-        lines += [f"Friedman test not run: {ranks.why_no_friedman}.", ""]
+        left = "; ".join(f"{m} ({why})" for m, why in ranks.excluded.items())
+        lines += [f"Left out of the ranks: {left}.", ""]
+    if ranks.ranks.empty:
+        lines += [f"No ranking: {ranks.why_no_friedman}.", ""]
     else:
-        lines += [f"Friedman test (k = {f.k} methods, N = {f.N} columns): χ² = {f.chi2:.3f}, p = {_p(f.p_chi2)}; "
-                  f"Iman–Davenport F = {_num(f.F_iman_davenport)}, p = {_p(f.p_F)}.", ""]
-    groups = "; ".join("{" + ", ".join(g) + "}" for g in ranks.groups) or "none"
-    n_cols = len(ranks.scores)
-    min_p = 2.0 ** (1 - n_cols)  # exact two-sided Wilcoxon, all N differences of one sign
-    lines += [f"Critical-difference diagram: methods joined by a bar are not significantly different by "
-              f"pairwise Wilcoxon signed-rank tests over columns with Holm (α = {board.alpha:g}; Benavoli "
-              f"et al. 2016). Groups: {groups}."]
-    if min_p >= board.alpha:
-        lines[-1] += (f" With N = {n_cols} columns the smallest possible Wilcoxon p is {min_p:.4g} ≥ α, so no "
-                      "two methods can be separated this way: read the ranks and normalised scores instead.")
-    if "cd" in figures:
-        lines += ["", f"![critical-difference diagram]({figures['cd']})"]
-    lines += [""]
+        lines += [f"Average rank over {len(ranks.scores)} column(s) of the column means (1 = best; ties share "
+                  "the average rank)."]
+        rows = [[m, f"{ranks.ranks[m]:.2f}"] for m in ranks.ranks.sort_values(kind="stable").index]
+        lines += ["", _table(rows, ["method", "average rank"]), "", _friedman_line(board, ranks.friedman, ranks), ""]
+        groups = "; ".join("{" + ", ".join(g) + "}" for g in ranks.groups) or "none"
+        k, n_cols = len(ranks.ranks), len(ranks.scores)
+        lines += [f"Critical-difference diagram: a bar joins a largest set of methods in which no two are "
+                  f"significantly different by pairwise Wilcoxon signed-rank tests over columns with Holm over "
+                  f"the {k * (k - 1) // 2} pairs (α = {board.alpha:g}; Benavoli et al. 2016). Groups: {groups}."]
+        if ranks.cd_min_p >= board.alpha:
+            lines[-1] += (f" With N = {n_cols} columns and k = {k} methods the smallest Holm-adjusted Wilcoxon p is "
+                          f"{k * (k - 1) // 2}·2^(1−{n_cols}) = {ranks.cd_min_p:.4g} ≥ α, so no two methods can be "
+                          f"separated this way; that needs N ≥ {ranks.cd_columns_needed} columns.")
+        if "cd" in figures:
+            lines += ["", f"![critical-difference diagram]({figures['cd']})"]
+        lines += [""]
+    return lines + _normalised_section(board, cells)
+
+
+def _normalised_section(board: T.Board, cells: pd.DataFrame) -> list[str]:
+    _, left_out = T.normalised_scores(board, cells)
     robust = T.robust_summary(board, cells)
+    lines = [f"Normalised scores: each seed's score as the % by which it improves on the column's `{board.baseline}` "
+             "mean (a fixed reference, so adding a method moves no one else's score; lower-is-better metrics "
+             f"negated, so positive is better everywhere). IQM = interquartile mean over all seeds × columns with a "
+             f"{board.level:.0%} stratified bootstrap CI (2000 resamples); P(> {board.baseline}) = probability that "
+             f"the method beats `{board.baseline}`, averaged over the shared columns: over paired seeds on the "
+             "columns where seeds pair (count in *paired*), over all pairs of runs elsewhere. *diverged*: trials "
+             "of the method that diverged, which have no score and are not in the IQM."]
+    if left_out:
+        lines += ["Columns left out: " + "; ".join(f"{c} ({why})" for c, why in left_out.items()) + "."]
     if robust.empty:
-        return lines + [f"No normalised scores: no column has `{board.baseline}` and another method.", ""]
-    rows = [[r.method, str(r.columns), str(r.runs), _num(r.iqm), _ci(r.low, r.high),
-             "–" if math.isnan(r.poi) else f"{r.poi:.2f} ({r.poi_columns})"] for r in robust.itertuples()]
-    lines += [f"Normalised scores (per column: `{board.baseline}` mean = 0, best other method's mean = +1, or −1 "
-              "when it is worse than the baseline; lower-is-better metrics negated first, so higher is always "
-              "better; a column where no other method's mean differs from the baseline's is left out). "
-              f"IQM = interquartile mean over all seeds × columns with a {board.level:.0%} stratified "
-              f"bootstrap CI (2000 resamples); P(> {board.baseline}) = probability that a run of the method beats "
-              "a run of the baseline, averaged over the shared columns (count in brackets).", "",
-              _table(rows, ["method", "columns", "runs", "IQM", f"{board.level:.0%} CI", f"P(> {board.baseline})"]),
-              ""]
-    return lines
+        return lines + ["", f"No normalised scores: no column has `{board.baseline}` scores.", ""]
+    rows = [[r.method, str(r.columns), str(r.runs), str(r.failures), _num(r.iqm, _half(r.low, r.high)) + " %",
+             _ci(r.low, r.high), "–" if math.isnan(r.poi) else f"{r.poi:.2f}",
+             f"{r.poi_paired}/{r.poi_columns}" if r.poi_columns else "–"]
+            for r in robust.itertuples()]
+    return lines + ["", _table(rows, ["method", "columns", "runs", "diverged", "IQM", f"{board.level:.0%} CI",
+                                      f"P(> {board.baseline})", "paired"]), ""]
+
+
+def _bayesian_section(board: T.Board) -> list[str]:
+    table = T.bayesian_table(board)
+    rope = (f"ROPE = ±{board.rope:g}% of the `{board.baseline}` mean (the suite's `leaderboard: rope`)"
+            if board.rope else "no ROPE declared (set `rope:` in the suite's `leaderboard:` block, in % of the "
+            "baseline mean), so P(equivalent) is 0 and the rest is P(Δ < 0) / P(Δ > 0)")
+    lines = ["## Bayesian comparison with the baseline", "",
+             f"Posterior probabilities that the method is worse than, practically equivalent to, or better than "
+             f"`{board.baseline}` ({rope}; Benavoli et al. 2017). Per column: Bayesian correlated t-test on the "
+             "paired seeds' differences (ρ = 0: seeds are independent re-draws; same scope as the intervals). "
+             "*all*: Bayesian signed-rank test on the columns' mean differences (P of the region with the largest "
+             "posterior mass, as baycomp reports it). These answer “how likely is a difference that matters”, "
+             "which p-values do not; they are beside the verdicts, not a replacement.", ""]
+    if table.empty:
+        return lines + [f"No comparison: no column has seeds paired with `{board.baseline}`.", ""]
+    rows = [[r.column, r.method, r.test, str(r.n), _prob(r.worse), _prob(r.equivalent), _prob(r.better)]
+            for r in table.itertuples()]
+    return lines + [_table(rows, ["column", "method", "test", "n", "P(worse)", "P(equivalent)", "P(better)"]), ""]
+
+
+def _prob(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.3f}"
+
+
+def _test_example_section(board: T.Board, df: pd.DataFrame, run_dir: Path | None) -> list[str]:
+    lines = ["## Bootstrap over test examples", "",
+             "The intervals above cover training randomness only. Here the test examples are resampled instead "
+             f"(2000 times, the same draw for every seed; {board.level:.0%} percentile interval of the mean "
+             "accuracy over seeds), from the per-example predictions stored with each trial, so both sources "
+             "of uncertainty can be seen.", ""]
+    if run_dir is None:
+        return lines + ["Not computed: no results folder was given to read the predictions from.", ""]
+    table, why = T.example_bootstrap_intervals(board, df, run_dir)
+    if table.empty:
+        return lines + [f"Not available: {why}.", ""]
+    rows = [[r.column, r.method, str(r.seeds), str(r.examples), _num(r.mean, _half(r.low, r.high)), _ci(r.low, r.high)]
+            for r in table.itertuples()]
+    return lines + [_table(rows, ["column", "method", "seeds", "test examples", "mean", f"{board.level:.0%} CI"]), ""]
 
 
 def _cost_section(board: T.Board, df: pd.DataFrame) -> list[str]:
@@ -241,13 +351,18 @@ def _reference_section(board: T.Board, cells: pd.DataFrame, record: dict | None,
     if not refs:
         return []
     table = T.reference_table(board, cells, refs, df)
-    rows = [[r.column, r.method, _num(r.value) + ("" if r.std is None or pd.isna(r.std) else f" ± {_num(r.std)}"),
-             r.source or "–", str(r.n), _num(r.mean), _ci(r.ci_low, r.ci_high), _num(r.diff, signed=True),
-             {True: "yes", False: "no", None: "–"}[r.inside]] for r in table.itertuples()]
+    rows = []
+    for r in table.itertuples():
+        scale = _half(r.ci_low, r.ci_high)
+        paper = _num(r.value, scale) + ("" if r.std is None or pd.isna(r.std) else f" ± {_num(r.std, scale)}")
+        rows.append([r.column, r.method, paper, r.source or "–", str(r.n), _num(r.mean, scale), _ci(r.ci_low, r.ci_high),
+                     _num(r.diff, scale, signed=True), {True: "yes", False: "no", None: "–"}[r.inside]])
     return ["## Paper numbers", "",
-            f"Reproduction: Δ = our mean − paper value; *inside*: the paper value lies in our {board.level:.0%} CI.",
+            f"Reproduction: Δ = our mean − paper value; *consistent*: without a paper SD, the paper value lies in "
+            f"our {board.level:.0%} CI; with one, a Welch test between our seeds and the paper's (assumed as many "
+            f"as ours) does not reject at α = {board.alpha:g}, so the paper's own spread is counted.",
             "", _table(rows, ["column", "method", "paper", "source", "n", "ours", f"{board.level:.0%} CI", "Δ",
-                              "inside"]), ""]
+                              "consistent"]), ""]
 
 
 def _figure_section(board: T.Board, figures: dict[str, str]) -> list[str]:
@@ -268,7 +383,10 @@ def _not_counted(board: T.Board) -> list[str]:
         lines += [f"- {m} on {c}: {r}" for (c, m), r in board.skipped.items()] + [""]
     lost = t[~t["counted"]]
     if len(lost):
-        lines += ["## Trials not counted", ""]
+        lines += ["## Trials not counted", "",
+                  "Diverged (or degenerate): a result of the method, counted against it as *k/n diverged*. "
+                  "Failed (raised an error), partial (interrupted) or missing (not run): no result yet; rerun "
+                  "the suite to fill them.", ""]
         for (column, method), sub in lost.groupby(["column", "method"], sort=False):
             reasons = sub["status"].where(sub["status"] != T.COUNTED, "done without this metric")
             counts = ", ".join(f"{n} {s}" for s, n in reasons.value_counts().sort_index().items())
@@ -287,23 +405,27 @@ def _appendix(board: T.Board) -> list[str]:
 # ----- entry points ----------------------------------------------------------------------------
 def render_markdown(df: pd.DataFrame, record: dict | None, metric: str = "primary", selection: str = "final",
                     baseline: str = "stl", alpha: float = 0.05, figures: dict | None = None,
-                    commit: str | None = None) -> str:
+                    commit: str | None = None, rope: float | None = None, higher_is_better: bool | None = None,
+                    run_dir: Path | None = None) -> str:
     """The full leaderboard as markdown; ``figures`` maps ``"cd"``, ``"forest"`` and
-    ``("curves", column)`` to relative links; ``commit`` is printed as provenance when given."""
-    board = T.build_board(df, record, metric, selection, baseline, alpha)
+    ``("curves", column)`` to relative links; ``commit`` is printed as provenance when given;
+    ``run_dir`` is where the trials' per-example predictions are read from (None: not read)."""
+    board = T.build_board(df, record, metric, selection, baseline, alpha, rope, higher_is_better)
     cells = T.cell_table(board)
-    return _markdown(board, cells, T.rank_summary(board, cells), df, record, figures or {}, commit)
+    return _markdown(board, cells, T.rank_summary(board, cells), df, record, figures or {}, commit, run_dir)
 
 
 def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame,
-              record: dict | None, figures: dict, commit: str | None) -> str:
-    lines = _header(board, record, commit, int(cells["p"].notna().sum()))
+              record: dict | None, figures: dict, commit: str | None, run_dir: Path | None) -> str:
+    lines = _header(board, record, commit)
     if machine := machine_summary(df):  # provenance of the results (auxbench.provenance)
         lines.insert(-1, machine)
     lines += _main_table(board, cells)
     lines += _baseline_table(board, cells)
     lines += _pairwise_tables(board)
     lines += _across_columns(board, cells, ranks, figures)
+    lines += _bayesian_section(board)
+    lines += _test_example_section(board, df, run_dir)
     lines += _cost_section(board, df)
     lines += _reference_section(board, cells, record, df)
     lines += _figure_section(board, figures)
@@ -334,11 +456,14 @@ def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df:
 
 
 def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None, selection: str | None = None,
-            baseline: str | None = None, alpha: float | None = None, commit: str | bool = True) -> Path:
+            baseline: str | None = None, alpha: float | None = None, commit: str | bool = True,
+            higher_is_better: bool | None = None) -> Path:
     """Render the leaderboard of ``run_dir`` to ``out_path`` and its figures to ``<out_path stem>/``.
 
-    Unset options come from the suite's ``leaderboard`` spec. ``commit``: True detects the auxbench
-    commit, a string is printed as given, False leaves it out (stable bytes for golden tests).
+    Unset options come from the suite's ``leaderboard`` spec (which also gives the ROPE).
+    ``higher_is_better`` states the direction of a ``metric`` that declares none. ``commit``:
+    True detects the auxbench commit, a string is printed as given, False leaves it out (stable
+    bytes for golden tests).
     """
     from auxbench.results import atomic_write_bytes, load_results, load_run_record
 
@@ -350,6 +475,8 @@ def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None
         "selection": selection or spec.get("selection", "final"),
         "baseline": baseline or spec.get("baseline", "stl"),
         "alpha": alpha if alpha is not None else spec.get("alpha", 0.05),
+        "rope": spec.get("rope"),
+        "higher_is_better": higher_is_better,
     }
     df = load_results(run_dir)
     board = T.build_board(df, record, **options)  # computed once, for the figures and the text
@@ -358,7 +485,7 @@ def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None
     paths = write_figures(board, cells, ranks, df, run_dir, out_path.with_suffix(""))
     links = {key: path.relative_to(out_path.parent).as_posix() for key, path in paths.items()}
     text = _markdown(board, cells, ranks, df, record, links,
-                     auxbench_commit() if commit is True else (commit or None))
+                     auxbench_commit() if commit is True else (commit or None), run_dir)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_path, text.encode())
     write_reproduction_record(run_dir, out_path.with_suffix(""))  # for `auxbench reproduce` (auxbench.reproduce)

@@ -7,17 +7,20 @@ Protocol (research/frameworks.md section 3): intervals and effect sizes first, t
 second, with the minimum detectable effect printed, because with 3-5 seeds and 3-10
 datasets most tests cannot reach alpha = 0.05 at all.
 
-Per dataset (over seeds):  :func:`mean_ci`, :func:`hedges_g`, :func:`compare`, :func:`holm`.
-Across datasets:           :func:`average_ranks`, :func:`friedman`, :func:`nemenyi_cd`,
-                           :func:`pairwise_wilcoxon_holm`, :func:`cd_groups`.
+Per dataset (over seeds):  :func:`mean_ci`, :func:`hedges_g`, :func:`compare`,
+                           :func:`min_detectable_effect`, :func:`holm`, :func:`bootstrap_over_test_examples`.
+Across datasets:           :func:`average_ranks`, :func:`friedman`, :func:`friedman_permutation_p`,
+                           :func:`nemenyi_cd`, :func:`pairwise_wilcoxon_holm`, :func:`cd_groups`.
 rliable-style summaries:   :func:`iqm`, :func:`stratified_bootstrap_iqm`,
-                           :func:`probability_of_improvement`, :func:`normalise_scores`.
+                           :func:`probability_of_improvement`, :func:`percent_of_baseline`.
+Bayesian (with a ROPE):    :func:`bayesian_correlated_ttest`, :func:`bayesian_signed_rank`.
 Costs:                     :func:`cost_ratio`.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 __all__ = [
     "Interval",
@@ -34,16 +37,23 @@ __all__ = [
     "mean_ci",
     "hedges_g",
     "compare",
+    "min_detectable_effect",
     "holm",
+    "bootstrap_over_test_examples",
     "average_ranks",
     "friedman",
+    "friedman_permutation_p",
     "nemenyi_cd",
     "pairwise_wilcoxon_holm",
     "cd_groups",
     "iqm",
     "stratified_bootstrap_iqm",
     "probability_of_improvement",
-    "normalise_scores",
+    "paired_probability_of_improvement",
+    "percent_of_baseline",
+    "BayesianVerdict",
+    "bayesian_correlated_ttest",
+    "bayesian_signed_rank",
     "cost_ratio",
 ]
 
@@ -88,7 +98,10 @@ class Comparison:
 class FriedmanResult:
     """Friedman test over N datasets (blocks) and k methods (treatments).
 
-    ``enough`` is False (and every statistic NaN) when N < 2 or k < 3.
+    ``enough`` is False (and every statistic NaN) when N < 2 or k < 3. ``p_perm`` is the
+    permutation p of :func:`friedman_permutation_p` (``p_perm_method`` says exact or Monte
+    Carlo) and ``min_p_perm`` the smallest p it can produce at this N and k; both NaN when
+    every dataset ties all methods (nothing to test).
     """
 
     chi2: float
@@ -98,6 +111,9 @@ class FriedmanResult:
     k: int
     N: int
     enough: bool = True
+    p_perm: float = math.nan
+    p_perm_method: str = ""
+    min_p_perm: float = math.nan
 
 
 def _finite_1d(values) -> np.ndarray:
@@ -177,27 +193,24 @@ def _ratio(num: float, den: float) -> float:
     return math.nan if num == 0 else math.copysign(math.inf, num)
 
 
-def hedges_g(a, b, paired: bool) -> float:
-    """Hedges' g of a versus b (positive when mean(a) > mean(b)); NaN when n is too small.
+def hedges_g(a, b, min_n: int = 3) -> float:
+    """Hedges' g of a versus b (positive when mean(a) > mean(b)); NaN with fewer than ``min_n``
+    values on a side.
 
-    * Unpaired: Cohen's d with the pooled SD,
-      ``d = (mean_a - mean_b) / s_p``, ``s_p^2 = ((n_a-1)s_a^2 + (n_b-1)s_b^2)/(n_a+n_b-2)``,
-      times ``J = 1 - 3/(4(n_a+n_b) - 9)`` (Hedges 1981; df = n_a+n_b-2). Needs n >= 2 a side.
-    * Paired: ``d_z = mean(a-b) / sd(a-b)`` (Cohen's d_z, the standardised mean difference
-      of the pairs, which is what the paired t-test tests: ``t = d_z sqrt(n)``), times
-      ``J = 1 - 3/(4(n-1) - 1)`` with df = n-1. Needs n >= 2 pairs; pairs with a NaN are dropped.
-
-    With zero spread: NaN when the means are equal, otherwise +/-inf.
+    One definition for every comparison, paired or not, so that g means the same in every row:
+    Cohen's d with the pooled SD, ``d = (mean_a - mean_b) / s_p``,
+    ``s_p^2 = ((n_a-1)s_a^2 + (n_b-1)s_b^2)/(n_a+n_b-2)``, times
+    ``J = 1 - 3/(4(n_a+n_b) - 9)`` (Hedges 1981; df = n_a+n_b-2). For paired seeds the caller
+    passes the paired values only, so g is the mean difference over the pairs in units of the
+    seeds' spread (not Cohen's d_z, which divides by the spread of the differences and so
+    changes meaning between paired and unpaired rows). ``min_n = 3`` by default: with 2 values a
+    side J(2) = 1/7 and s_p rests on 2 degrees of freedom, so g says nothing (with 1 pair,
+    J(0) is undefined). NaNs are dropped. With zero spread: NaN when the means are equal,
+    otherwise +/-inf.
     """
-    if paired:
-        d = _paired_differences(a, b)
-        n = d.size
-        if n < 2:
-            return math.nan
-        return _ratio(float(np.mean(d)), float(np.std(d, ddof=1))) * _hedges_j(n - 1)
     x, y = _finite_1d(a), _finite_1d(b)
     na, nb = x.size, y.size
-    if na < 2 or nb < 2:
+    if na < max(min_n, 2) or nb < max(min_n, 2):
         return math.nan
     sp2 = ((na - 1) * np.var(x, ddof=1) + (nb - 1) * np.var(y, ddof=1)) / (na + nb - 2)
     return _ratio(float(np.mean(x) - np.mean(y)), float(np.sqrt(sp2))) * _hedges_j(na + nb - 2)
@@ -218,6 +231,7 @@ def compare(
     paired: bool | None = None,
     alpha: float = 0.05,
     power: float = 0.8,
+    mde_alpha: float | None = None,
 ) -> Comparison:
     """Compare a with b: difference of means, its (1 - alpha) CI, a t-test and the MDE.
 
@@ -235,10 +249,10 @@ def compare(
     and NaN below. (Rank tests differ: see the research note, e.g. Wilcoxon with 5 pairs
     can never go below 0.0625.)
 
-    ``mde``: minimum detectable effect, two-sided level ``alpha`` with power ``power``,
-    normal-shift t approximation using the observed standard error:
-    ``mde = (t_{1-alpha/2, df} + t_{power, df}) * SE`` (e.g. Cohen 1988, ch. 2; Colas et al.
-    2018), with SE and df of the test actually used. It is in the units of the score.
+    ``mde``: minimum detectable effect of :func:`min_detectable_effect` (noncentral t, power
+    ``power``) at level ``mde_alpha`` (default ``alpha``; pass the stricter level a multiple-
+    comparison correction will judge the p-value at), with SE and df of the test actually used.
+    It is in the units of the score.
 
     When the test cannot be run, ``p``, ``low``, ``high`` and ``mde`` are NaN (``diff`` is
     still reported when both sides have data).
@@ -270,10 +284,33 @@ def compare(
         test = "Welch t"
     ci = res.confidence_interval(confidence_level=1.0 - alpha)
     df = float(res.df)
-    mde = (stats.t.ppf(1.0 - alpha / 2.0, df) + stats.t.ppf(power, df)) * se
+    mde = min_detectable_effect(se, df, alpha if mde_alpha is None else mde_alpha, power)
     return Comparison(
         diff, float(ci.low), float(ci.high), float(res.pvalue), test, n_a, n_b, min_p, True, float(mde)
     )
+
+
+def min_detectable_effect(se: float, df: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest true difference a two-sided t-test with standard error ``se`` and ``df`` degrees
+    of freedom detects at level ``alpha`` with probability ``power``.
+
+    Exact under the t model: with ``c = t_{1-alpha/2, df}`` and T' ~ noncentral t(df, lambda),
+    solve ``P(T' > c) + P(T' < -c) = power`` for the noncentrality lambda and return
+    ``lambda * se`` (what ``statsmodels.stats.power.TTestPower.solve_power`` solves, in units of
+    the score: its effect size times sqrt(nobs) is lambda). The normal-shift shortcut
+    ``(t_{1-alpha/2} + t_{power}) * se`` it replaces is close for large df but too small for 2-4 df.
+    """
+    if not (se > 0 and df > 0):
+        return math.nan
+    c = stats.t.ppf(1.0 - alpha / 2.0, df)
+
+    def shortfall(lam: float) -> float:  # scipy's nct lower tail can be NaN where it is ~0
+        return float(stats.nct.sf(c, df, lam) + np.nan_to_num(stats.nct.cdf(-c, df, lam))) - power
+
+    high = 2.0 * (c + stats.norm.ppf(power)) + 1.0
+    while shortfall(high) < 0:
+        high *= 2.0
+    return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-10)) * se
 
 
 def holm(pvalues):
@@ -337,12 +374,22 @@ def friedman(scores: pd.DataFrame, higher_is_better: bool = True, tie_correction
     * ``F_iman_davenport = (N-1) chi2 / (N(k-1) - chi2)`` ~ F(k-1, (k-1)(N-1))
       (Iman & Davenport 1980); +inf with p_F = 0 when every dataset ranks the methods the same.
 
+    Both p-values are large-sample approximations; with few datasets they can be far below
+    anything the data can produce (N = 2, k = 3 in perfect agreement: p_F = 0, exact p = 1/6),
+    so the result also carries the permutation p of :func:`friedman_permutation_p`, which is
+    what a small-sample report should print.
+
     Needs N >= 2 and k >= 3 (scipy's requirement; with two methods use a Wilcoxon test);
-    otherwise returns ``enough=False`` with NaN statistics.
+    otherwise returns ``enough=False`` with NaN statistics. When every dataset ties all methods
+    the statistic is undefined: every field is NaN.
     """
     N, k = scores.shape
     if N < 2 or k < 3:
         return FriedmanResult(math.nan, math.nan, math.nan, math.nan, k, N, enough=False)
+    ranks = _ranks(scores, higher_is_better).to_numpy()
+    if np.all(ranks == ranks[:, :1]):
+        return FriedmanResult(math.nan, math.nan, math.nan, math.nan, k, N, enough=True)
+    p_perm, method, min_p = friedman_permutation_p(ranks)
     if tie_correction:
         _check_complete(scores)
         values = scores.to_numpy(dtype=float)  # chi2 is the same for either ranking direction
@@ -357,7 +404,46 @@ def friedman(scores: pd.DataFrame, higher_is_better: bool = True, tie_correction
     else:
         f = (N - 1) * chi2 / den
         p_f = float(stats.f.sf(f, k - 1, (k - 1) * (N - 1)))
-    return FriedmanResult(chi2, p_chi2, float(f), p_f, k, N, enough=True)
+    return FriedmanResult(chi2, p_chi2, float(f), p_f, k, N, True, p_perm, method, min_p)
+
+
+def friedman_permutation_p(
+    ranks: np.ndarray, exact_limit: int = 200_000, n_resamples: int = 20_000, seed: int = 0
+) -> tuple[float, str, float]:
+    """Permutation p-value of the Friedman statistic; returns ``(p, "exact" | "Monte Carlo", min_p)``.
+
+    ``ranks``: N datasets x k methods, ranks within each row (ties averaged). Under the null
+    hypothesis the methods are exchangeable within each dataset, so every within-row
+    permutation of the ranks is equally likely. The Friedman statistic (with or without tie
+    correction, which is the same for every permutation) is an increasing function of
+    ``S = sum_j R_j^2`` (R_j: rank sum of method j), so p = P(S >= S_observed).
+
+    * Exact while the distinct rank-sum vectors stay below ``exact_limit``: the distribution
+      of the rank-sum vector is built row by row (the first row fixed, which changes nothing by
+      symmetry), merging equal vectors; ``min_p`` is the mass of the largest S.
+      Without ties this is ``(k!)^-(N-1)`` (N = 2, k = 3: 1/6).
+    * Otherwise Monte Carlo: ``n_resamples`` independent within-row shuffles,
+      ``p = (1 + #{S* >= S}) / (1 + n_resamples)`` (Phipson & Smyth 2010), never 0;
+      ``min_p = 1 / (1 + n_resamples)``.
+    """
+    r2 = np.rint(np.asarray(ranks, dtype=float) * 2).astype(np.int64)  # average ranks are halves
+    N, k = r2.shape
+    observed = int(np.sum(r2.sum(axis=0) ** 2))
+    states, weights = r2[:1], np.array([1.0])
+    for row in r2[1:]:
+        perms = np.array(list(itertools.permutations(row)), dtype=np.int64)
+        if states.shape[0] * perms.shape[0] > exact_limit:
+            break
+        merged = (states[:, None, :] + perms[None, :, :]).reshape(-1, k)
+        states, inverse = np.unique(merged, axis=0, return_inverse=True)
+        weights = np.bincount(inverse.ravel(), weights=np.repeat(weights, perms.shape[0])) / perms.shape[0]
+    else:
+        s = np.sum(states**2, axis=1)
+        return float(weights[s >= observed].sum()), "exact", float(weights[s == s.max()].sum())
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permuted(np.broadcast_to(r2, (n_resamples, N, k)), axis=2)
+    s = np.sum(shuffled.sum(axis=1) ** 2, axis=1)
+    return float((1 + np.sum(s >= observed)) / (1 + n_resamples)), "Monte Carlo", 1.0 / (1 + n_resamples)
 
 
 def nemenyi_cd(k: int, N: int, alpha: float = 0.05) -> float:
@@ -415,23 +501,33 @@ def pairwise_wilcoxon_holm(scores: pd.DataFrame, zero_method: str = "wilcox") ->
 def cd_groups(avg_ranks: pd.Series, pvals: pd.DataFrame, alpha: float = 0.05) -> list[list[str]]:
     """Groups of methods to join with a bar in a critical-difference diagram.
 
-    Methods are ordered by average rank (best first). A group is a run of consecutive
-    methods in that order in which every pair has adjusted p >= alpha (not significantly
-    different); only maximal runs (not contained in another) with at least two methods are
-    returned, best-ranked group first. Same convention as Demsar's CD diagrams and
-    scikit-posthocs' ``critical_difference_diagram``.
+    A group is a maximal clique of the graph whose edges are the non-significant pairs
+    (adjusted p >= alpha): every two members are not significantly different, and no other
+    method could join. Cliques with at least two methods are returned, each ordered by average
+    rank (best first), the groups sorted by their best and then worst member's rank. This is
+    how scikit-posthocs' ``critical_difference_diagram`` and autorank form their bars; a run of
+    rank neighbours would miss a group such as {A, C} when B differs from A but not from C.
+    Cliques are found with Bron-Kerbosch (k is small).
     """
     order = list(avg_ranks.sort_values(kind="stable").index)
     p = pvals.loc[order, order].to_numpy(dtype=float)
     n = len(order)
-    groups: list[tuple[int, int]] = []
-    for i in range(n):
-        j = i
-        while j + 1 < n and np.all(p[i : j + 1, j + 1] >= alpha):
-            j += 1
-        if j > i and not any(s <= i and j <= e for s, e in groups):
-            groups.append((i, j))
-    return [order[s : e + 1] for s, e in groups]
+    near = [{j for j in range(n) if j != i and p[i, j] >= alpha} for i in range(n)]
+    cliques: list[list[int]] = []
+
+    def extend(clique: set[int], candidates: set[int], done: set[int]) -> None:
+        if not candidates and not done:
+            if len(clique) >= 2:
+                cliques.append(sorted(clique))
+            return
+        for v in sorted(candidates):
+            extend(clique | {v}, candidates & near[v], done & near[v])
+            candidates = candidates - {v}
+            done = done | {v}
+
+    extend(set(), set(range(n)), set())
+    cliques.sort(key=lambda c: (c[0], c[-1]))
+    return [[order[i] for i in c] for c in cliques]
 
 
 # --------------------------------------------------------------------------------------
@@ -517,34 +613,120 @@ def probability_of_improvement(x, y) -> float:
     return float(np.mean(per_task))
 
 
-def normalise_scores(
-    df: pd.DataFrame,
-    baseline: str,
-    reference: str,
-    *,
-    task: str = "task",
-    method: str = "method",
-    score: str = "score",
-) -> pd.DataFrame:
-    """Put every task's scores on a common scale: baseline -> 0, reference -> 1.
+def paired_probability_of_improvement(x, y) -> float:
+    """P(X > Y) + 1/2 P(X = Y) over paired runs: the fraction of pairs (x_s, y_s) that x wins,
+    ties counting half. With paired seeds this is the question asked ("does the method beat the
+    baseline on the same seed?"), and it does not mix seed s of one method with seed t of the
+    other as :func:`probability_of_improvement` does. Pairs with a NaN are dropped."""
+    d = _paired_differences(x, y)
+    return float(np.mean((np.sign(d) + 1.0) / 2.0)) if d.size else math.nan
 
-    ``df`` is long format (one row per run) with columns ``task``, ``method``, ``score``.
-    Per task t: ``(score - mean_baseline_t) / (mean_reference_t - mean_baseline_t)``,
-    the means taken over the baseline's (e.g. STL) and reference method's runs on t
-    (rliable-style baseline/reference normalisation). The direction of the metric drops
-    out: if the reference is better, "better" is > 0 whether the metric is an accuracy
-    or an error. Tasks where either method is missing or the two means are equal get NaN.
-    Returns a copy with ``score`` replaced.
+
+def percent_of_baseline(values, baseline_mean: float, higher_is_better: bool) -> np.ndarray:
+    """Scores as the percentage by which they improve on a fixed reference, the baseline's mean:
+    ``100 * (v - b) / |b|``, negated when lower is better, so positive means better everywhere.
+
+    The reference is fixed by the suite (its baseline), not by which other method happened to
+    do best on the same data, so a method's normalised score does not move when another method
+    is added or removed. NaN when ``b`` is 0 or NaN (no scale).
     """
-    means = df.groupby([task, method])[score].mean().unstack(method)
-    for m in (baseline, reference):
-        if m not in means.columns:
-            raise KeyError(f"method {m!r} not in df[{method!r}]")
-    base = df[task].map(means[baseline])
-    span = df[task].map(means[reference] - means[baseline])
-    out = df.copy()
-    out[score] = (df[score] - base) / span.where(span != 0)
-    return out
+    v = np.asarray(values, dtype=float)
+    if not np.isfinite(baseline_mean) or baseline_mean == 0:
+        return np.full(v.shape, math.nan)
+    sign = 1.0 if higher_is_better else -1.0
+    return sign * 100.0 * (v - baseline_mean) / abs(baseline_mean)
+
+
+# --------------------------------------------------------------------------------------
+# Bayesian comparisons with a region of practical equivalence (Benavoli et al., JMLR 2017)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BayesianVerdict:
+    """Posterior probabilities that a - b lies below -rope (``worse``), within [-rope, rope]
+    (``equivalent``) or above rope (``better``); ``n`` is the number of differences used."""
+
+    worse: float
+    equivalent: float
+    better: float
+    n: int
+
+
+def bayesian_correlated_ttest(differences, rope: float, rho: float = 0.0) -> BayesianVerdict:
+    """Bayesian correlated t-test on the per-seed differences a_s - b_s (Corani & Benavoli 2015).
+
+    With the non-informative prior the posterior of the mean difference is Student t with
+    n - 1 df, location mean(d) and scale ``sqrt((1/n + rho/(1-rho)) * var(d))``; the
+    probabilities are its mass below -rope, within +/-rope and above rope. ``rho`` is the
+    correlation between differences: Nadeau and Bengio's test fraction for overlapping
+    cross-validation folds. auxbench's seeds re-draw split, data order and initialisation
+    independently, so rho = 0 (the plain Bayesian paired t-test); all seeds share one test set,
+    which this, like every interval over seeds, does not cover. Needs n >= 2 differences; with
+    zero spread the posterior is a point mass at mean(d). NaNs are dropped.
+    """
+    d = _finite_1d(differences)
+    n = d.size
+    if n < 2:
+        return BayesianVerdict(math.nan, math.nan, math.nan, n)
+    mean, var = float(np.mean(d)), float(np.var(d, ddof=1))
+    if var == 0:
+        return BayesianVerdict(float(mean < -rope), float(-rope <= mean <= rope), float(mean > rope), n)
+    scale = math.sqrt((1.0 / n + rho / (1.0 - rho)) * var)
+    post = stats.t(n - 1, loc=mean, scale=scale)
+    worse, better = float(post.cdf(-rope)), float(post.sf(rope))
+    return BayesianVerdict(worse, max(0.0, 1.0 - worse - better), better, n)
+
+
+def bayesian_signed_rank(
+    differences, rope: float, prior: float = 1.0, n_samples: int = 50_000, seed: int = 0
+) -> BayesianVerdict:
+    """Bayesian signed-rank test over datasets (Benavoli et al. 2014, 2017; baycomp's ``SignedRankTest``).
+
+    The differences z_1..z_n (one per dataset) get a Dirichlet-process posterior with one
+    pseudo-observation z_0 = 0 of weight ``prior``: each posterior sample is a weight vector
+    w ~ Dirichlet(prior, 1, ..., 1). For a sample, the mass of each region is that of the
+    Walsh averages (z_i + z_j)/2 (all i, j, weighted w_i w_j) below -rope, within +/-rope and
+    above rope. The returned probabilities are the fractions of ``n_samples`` samples in which
+    each region has the largest mass, as baycomp reports them. Needs n >= 2 datasets.
+    """
+    z = _finite_1d(differences)
+    n = z.size
+    if n < 2:
+        return BayesianVerdict(math.nan, math.nan, math.nan, n)
+    z = np.concatenate([[0.0], z])
+    walsh = z[:, None] + z[None, :]
+    regions = [walsh < -2 * rope, np.abs(walsh) <= 2 * rope, walsh > 2 * rope]
+    w = np.random.default_rng(seed).dirichlet(np.r_[prior, np.ones(n)], size=n_samples)
+    mass = np.stack([np.einsum("si,ij,sj->s", w, r.astype(float), w) for r in regions], axis=1)
+    winner = np.bincount(np.argmax(mass, axis=1), minlength=3) / n_samples
+    return BayesianVerdict(float(winner[0]), float(winner[1]), float(winner[2]), n)
+
+
+# --------------------------------------------------------------------------------------
+# Test-set sampling: a bootstrap over test examples
+# --------------------------------------------------------------------------------------
+
+
+def bootstrap_over_test_examples(per_example, reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """Percentile interval of the mean score over seeds when the test examples are resampled.
+
+    ``per_example``: seeds x examples (e.g. 1 where a seed's model classified the example
+    correctly). Every seed is scored on the same test set, so intervals over seeds cover
+    training randomness only; this one covers the other source, the sampling of the test set
+    from its population. Each replicate draws the examples with replacement once (the same
+    draw for every seed, since they share the test set) and takes the mean over seeds of each
+    seed's mean; the seeds themselves are not resampled.
+    """
+    m = np.atleast_2d(np.asarray(per_example, dtype=float))
+    n = m.shape[1]
+    point = float(m.mean())
+    rng = np.random.default_rng(seed)
+    per_seed_mean = m.mean(axis=0)  # mean over seeds of each example: same for every draw
+    boot = np.concatenate([rng.choice(per_seed_mean, size=(min(200, reps - i), n)).mean(axis=1)
+                           for i in range(0, reps, 200)])
+    low, high = np.percentile(boot, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return Interval(point, float(low), float(high), "test-set bootstrap", n)
 
 
 def cost_ratio(values, baseline_values) -> float:

@@ -4,24 +4,39 @@ Everything the markdown shows is computed here, from :class:`Board` (the scores 
 expected trial) with the functions of :mod:`.stats`, so each number can be checked on its own.
 
 Pairing rule (DESIGN.md: seed s means the same split, data order and initial weights for every
-method): two cells are compared with a paired t-test when they hold scores for exactly the same
-seeds, with Welch's t-test otherwise (a missing or diverged seed breaks the pairing).
+method): two cells are compared on the seeds both hold, with a paired t-test; the seeds only
+one side holds are dropped from that comparison (and named). Welch's t-test is used only when
+fewer than 2 seeds pair.
+
+Multiple comparisons: each column is one family, all pairs of its methods, Holm-adjusted
+together (:func:`column_pairs`). The verdict against the baseline (▲/▼), the "not shown
+different from the best" mark (≈) and the pairwise table all read their p-value from that one
+family, so a pair has one verdict wherever it appears; because Holm controls the family-wise
+error over every pair, reading the pairs with the best after choosing the best from the same
+data is still covered.
+
+Failures (docs/leaderboard.md, "Failures"): a trial that finished with a status other than
+``done`` (diverged, degenerate) is a result of the method: it stays in the cell's count as
+``k/n diverged`` and the cell can earn no favourable mark (best, ≈, ▲) nor enter the ranks. A
+trial that never finished (failed, partial, missing) is missing evidence, not a result.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from auxbench.errors import AuxbenchError
 from auxbench.leaderboard import stats as S
 
 SELECTIONS = ("final", "best_val")
 COUNTED = "done"
-LOWER_IS_BETTER_WORDS = ("loss", "mse", "mae", "rmse", "error", "err")
+UNFINISHED = ("failed", "partial", "missing")  # results.trial_status: no result.json (yet)
 
 
 @dataclass(frozen=True)
@@ -29,43 +44,73 @@ class Board:
     """The scores of one run folder under one reading (metric, epoch selection, baseline, alpha).
 
     ``trials``: one row per expected trial, columns ``column, method, seed, status, trial_id,
-    score, counted, note``; a trial counts when it finished (``done``) with a finite score.
-    ``columns``/``methods`` keep the suite's order; ``skipped`` maps (column, method) to the reason.
+    score, counted, failure, note``; a trial counts when it finished (``done``) with a finite
+    score; ``failure`` marks a trial that finished any other way (diverged, degenerate).
+    ``columns``/``methods`` keep the suite's order; ``skipped`` maps (column, method) to the
+    reason; ``higher`` maps a column to its metric's direction (None: no finished trial says).
+    ``rope``: region of practical equivalence in % of the baseline's mean (None: not declared).
     """
 
     trials: pd.DataFrame
     columns: list[str]
     methods: list[str]
-    higher: dict[str, bool]
+    higher: dict[str, bool | None]
     skipped: dict[tuple[str, str], str]
     metric: str
     selection: str
     baseline: str
     alpha: float
+    rope: float | None = None
 
     @property
     def level(self) -> float:
         """Confidence level of every interval: 1 - alpha, so intervals and tests agree."""
         return 1.0 - self.alpha
 
+    @cached_property
+    def _cells(self) -> dict[tuple[str, str], pd.DataFrame]:
+        return {key: sub for key, sub in self.trials.groupby(["column", "method"], sort=False)}
+
+    @cached_property
+    def _counted(self) -> dict[tuple[str, str], pd.Series]:
+        return {key: sub[sub["counted"]].set_index("seed")["score"].sort_index() for key, sub in self._cells.items()}
+
+    def cell(self, column: str, method: str) -> pd.DataFrame:
+        """Every expected trial of one cell."""
+        return self._cells.get((column, method), self.trials.iloc[:0])
+
     def seeds(self, column: str, method: str) -> pd.Series:
         """Counted scores of one cell, indexed by seed (sorted)."""
-        t = self.trials
-        sub = t[(t["column"] == column) & (t["method"] == method) & t["counted"]]
-        return sub.set_index("seed")["score"].sort_index()
+        return self._counted.get((column, method), pd.Series(dtype=float))
+
+    def failures(self, column: str, method: str) -> int:
+        """Trials of the cell that finished without a usable result (diverged, degenerate)."""
+        return int(self.cell(column, method)["failure"].sum())
 
 
-def metric_higher_is_better(metric: str) -> bool:
-    """Direction of a metric given by key (``test/fine/accuracy``): lower for losses and errors."""
-    last = metric.rsplit("/", 1)[-1].lower()
-    return not any(word in last.split("_") for word in LOWER_IS_BETTER_WORDS)
+def metric_direction(metric: str, higher_is_better: bool | None = None) -> bool:
+    """Direction of a ``metrics.csv`` key such as ``test/fine/accuracy``: ``higher_is_better``
+    when given, else the declared direction of its metric id (the part after the last ``/``,
+    :data:`auxbench.problems.base.METRIC_HIGHER_IS_BETTER`); an undeclared metric is an error."""
+    if higher_is_better is not None:
+        return higher_is_better
+    from auxbench.problems.base import METRIC_HIGHER_IS_BETTER
+
+    metric_id = metric.rsplit("/", 1)[-1]
+    if metric_id not in METRIC_HIGHER_IS_BETTER:
+        raise AuxbenchError(f"metric {metric!r}: {metric_id!r} declares no direction; say which values are "
+                            "better with --direction higher or --direction lower")
+    return METRIC_HIGHER_IS_BETTER[metric_id]
 
 
 def build_board(df: pd.DataFrame, record: dict | None, metric: str = "primary", selection: str = "final",
-                baseline: str = "stl", alpha: float = 0.05) -> Board:
+                baseline: str = "stl", alpha: float = 0.05, rope: float | None = None,
+                higher_is_better: bool | None = None) -> Board:
     """Score every expected trial of ``df`` (:func:`auxbench.results.load_results`).
 
-    ``metric="primary"`` is each trial's primary task's test metric; otherwise a metrics key.
+    ``metric="primary"`` is each trial's primary task's test metric, its direction the one the
+    trial recorded (``higher_is_better`` in result.json, from the problem's declared task);
+    otherwise a metrics key whose direction is ``higher_is_better`` or its declared metric's.
     ``selection`` is the epoch that counts: ``final`` or ``best_val``; choosing by test is refused.
     """
     if selection not in SELECTIONS:
@@ -89,18 +134,21 @@ def build_board(df: pd.DataFrame, record: dict | None, metric: str = "primary", 
         "note": [_note(row) for _, row in df.iterrows()],
     })
     trials["counted"] = (trials["status"] == COUNTED) & trials["score"].notna()
+    trials["failure"] = ~trials["status"].isin([COUNTED, *UNFINISHED])
     trials["_c"] = trials["column"].map(columns.index)
     trials["_m"] = trials["method"].map(methods.index)
     trials = trials.sort_values(["_c", "_m", "seed"], kind="stable").drop(columns=["_c", "_m"])
-    higher = {}
+    higher: dict[str, bool | None] = {}
     for column in columns:
-        flags = df.loc[df["column"] == column, "higher_is_better"].dropna() if "higher_is_better" in df else []
         if metric != "primary":
-            higher[column] = metric_higher_is_better(metric)
-        else:
-            higher[column] = bool(flags.iloc[0]) if len(flags) else True
+            higher[column] = metric_direction(metric, higher_is_better)
+            continue
+        flags = df.loc[df["column"] == column, "higher_is_better"].dropna() if "higher_is_better" in df else []
+        if len(set(flags)) > 1:
+            raise AuxbenchError(f"column {column}: trials disagree on whether higher scores are better")
+        higher[column] = bool(flags.iloc[0]) if len(flags) else None
     return Board(trials.reset_index(drop=True), columns, methods, higher, skipped, metric, selection,
-                 baseline, alpha)
+                 baseline, alpha, rope)
 
 
 def _scores(df: pd.DataFrame, metric: str, selection: str) -> pd.Series:
@@ -111,113 +159,175 @@ def _scores(df: pd.DataFrame, metric: str, selection: str) -> pd.Series:
     for _, row in df.iterrows():
         key = row.get("primary_metric")
         value = row.get(f"{selection}:test/{key}") if isinstance(key, str) else None
-        values.append(math.nan if value is None else float(value))
+        values.append(math.nan if value is None or pd.isna(value) else float(value))
     return pd.Series(values, index=df.index, dtype=float)
 
 
 def _note(row: pd.Series) -> str:
     at = row.get("diverged_at_epoch")
-    if row.get("status") == "diverged" and at is not None and not pd.isna(at):
-        return f"diverged at epoch {int(at)}"
+    status = row.get("status")
+    if status not in (COUNTED, *UNFINISHED) and at is not None and not pd.isna(at):
+        return f"{status} at epoch {int(at)}"
     return ""
 
 
-# ----- per column: cells and tests against the baseline and the best --------------------------
-def compare_cells(board: Board, column: str, a: str, b: str) -> tuple[S.Comparison, float]:
-    """Cell a versus cell b on ``column`` (paired when both hold the same seeds) and Hedges' g."""
+# ----- per column: one family of pairwise comparisons ------------------------------------------
+@dataclass(frozen=True)
+class PairComparison:
+    """Cell a versus cell b on one column: the test (paired on the shared seeds when at least
+    2 pair), Hedges' g oriented so that positive means a is better, and the seeds dropped to pair."""
+
+    comp: S.Comparison
+    g: float
+    paired_on: list
+    dropped: list
+
+
+def compare_cells(board: Board, column: str, a: str, b: str, mde_alpha: float | None = None) -> PairComparison:
+    """Cell a versus cell b on ``column``: paired on the seeds both hold when at least 2 do
+    (the others dropped and named), Welch on all seeds otherwise."""
     x, y = board.seeds(column, a), board.seeds(column, b)
-    paired = len(x) > 0 and list(x.index) == list(y.index)
-    comp = S.compare(x.to_numpy(), y.to_numpy(), paired=paired, alpha=board.alpha)
-    return comp, S.hedges_g(x.to_numpy(), y.to_numpy(), paired=paired)
+    shared = [s for s in x.index if s in y.index]
+    if len(shared) >= 2:
+        dropped = sorted(set(x.index) ^ set(y.index))
+        xs, ys = x.loc[shared].to_numpy(), y.loc[shared].to_numpy()
+        comp = S.compare(xs, ys, paired=True, alpha=board.alpha, mde_alpha=mde_alpha)
+        paired_on = shared
+    else:
+        xs, ys, dropped, paired_on = x.to_numpy(), y.to_numpy(), [], []
+        comp = S.compare(xs, ys, paired=False, alpha=board.alpha, mde_alpha=mde_alpha)
+    sign = 1.0 if board.higher[column] is not False else -1.0
+    return PairComparison(comp, sign * S.hedges_g(xs, ys), paired_on, dropped)
 
 
-def _verdict(comp: S.Comparison, p_holm: float, higher: bool, alpha: float) -> str:
+def column_pairs(board: Board, column: str) -> pd.DataFrame:
+    """Every pair of methods with scores on ``column`` (suite order, a before b): Δ = mean a - mean b
+    over the seeds compared, its CI, g (+ = a better), the test, the seeds dropped to pair, the raw
+    p and the Holm-adjusted p over the column's pairs (the family every verdict on the column
+    reads), and the MDE at the strictest level Holm can judge a pair at, α / (testable pairs)."""
+    present = [m for m in board.methods if not board.seeds(column, m).empty]
+    pairs = [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
+    first = [compare_cells(board, column, a, b) for a, b in pairs]
+    m = sum(c.comp.testable for c in first)
+    rows = []
+    for (a, b), c in zip(pairs, first, strict=True):
+        mde = compare_cells(board, column, a, b, mde_alpha=board.alpha / max(m, 1)).comp.mde
+        rows.append({"a": a, "b": b, "diff": c.comp.diff, "low": c.comp.low, "high": c.comp.high, "g": c.g,
+                     "test": c.comp.test, "n_pairs": len(c.paired_on), "dropped": c.dropped, "p": c.comp.p,
+                     "mde": mde, "comp": c.comp})
+    out = pd.DataFrame(rows, columns=["a", "b", "diff", "low", "high", "g", "test", "n_pairs", "dropped", "p",
+                                      "mde", "comp"])
+    out["p_holm"] = S.holm(out["p"].astype(float))
+    return out
+
+
+def pair_row(pairs: pd.DataFrame, a: str, b: str) -> tuple[pd.Series, float]:
+    """The row of a vs b in ``pairs`` and the sign that turns it into a - b (its rows hold one order)."""
+    hit = pairs[(pairs["a"] == a) & (pairs["b"] == b)]
+    if len(hit):
+        return hit.iloc[0], 1.0
+    return pairs[(pairs["a"] == b) & (pairs["b"] == a)].iloc[0], -1.0
+
+
+def _verdict(comp: S.Comparison, diff: float, p_holm: float, higher: bool, alpha: float, failures: int,
+             expected: int) -> str:
     if not comp.testable:
         return "n too small to test" if math.isnan(comp.min_p) or comp.min_p >= alpha else "no spread, not testable"
     if p_holm >= alpha:
         return "n.s."
-    return "better" if (comp.diff > 0) == higher else "worse"
+    verdict = "better" if (diff > 0) == higher else "worse"
+    if verdict == "better" and failures:
+        return f"better on finished seeds, {failures}/{expected} diverged: not credited"
+    return verdict
 
 
 def cell_table(board: Board) -> pd.DataFrame:
-    """One row per (column, method) with scores: mean, std, CI, and Δ/g/test vs the baseline.
+    """One row per (column, method) with scores: mean, std, CI, failures, and Δ/g/test vs the baseline.
 
-    Holm runs over every testable (column, method) pair against the baseline in the table.
-    ``best``: highest (or lowest) mean in the column. ``tied_best``: not significantly different
-    from the best (same pairing rule; Holm over the column's other methods; a pair that cannot
-    be tested counts as not different, because nothing separates it from the best).
+    Every p-value comes from the column's family (:func:`column_pairs`). ``best``: the best mean
+    among the column's *eligible* cells: no failed (diverged) trial, and as many counted seeds as
+    the column's best-evidenced cell, so "best" rests on the same evidence as everyone else.
+    ``tied_best``: a cell without failures that is not shown different from the best (its
+    Holm-adjusted p against the best is >= alpha, or the pair cannot be tested).
     """
     rows = []
     for column in board.columns:
+        pairs = column_pairs(board, column)
         for method in board.methods:
             x = board.seeds(column, method)
             if (column, method) in board.skipped or x.empty:
                 continue
             iv = S.mean_ci(x.to_numpy(), confidence=board.level)
-            row = {"column": column, "method": method, "n": iv.n, "mean": iv.mean,
+            row = {"column": column, "method": method, "n": iv.n, "expected": len(board.cell(column, method)),
+                   "failures": board.failures(column, method), "mean": iv.mean,
                    "std": float(x.std(ddof=1)) if iv.n > 1 else math.nan, "ci_low": iv.low, "ci_high": iv.high,
                    "seeds": list(x.index)}
-            has_base = not board.seeds(column, board.baseline).empty
-            if method != board.baseline and has_base:
-                comp, g = compare_cells(board, column, method, board.baseline)
-                row.update(diff=comp.diff, diff_low=comp.low, diff_high=comp.high, g=g, test=comp.test,
-                           p=comp.p, mde=comp.mde, comp=comp)
+            if method != board.baseline and not board.seeds(column, board.baseline).empty:
+                r, sign = pair_row(pairs, method, board.baseline)
+                row.update(diff=sign * r["diff"], diff_low=sign * (r["low"] if sign > 0 else r["high"]),
+                           diff_high=sign * (r["high"] if sign > 0 else r["low"]), g=sign * r["g"], test=r["test"],
+                           dropped=r["dropped"], p=r["p"], p_holm=r["p_holm"], mde=r["mde"], comp=r["comp"])
             rows.append(row)
-    cells = pd.DataFrame(rows, columns=["column", "method", "n", "mean", "std", "ci_low", "ci_high", "seeds",
-                                        "diff", "diff_low", "diff_high", "g", "test", "p", "mde", "comp"])
-    cells["p_holm"] = S.holm(cells["p"].astype(float))
+        _mark_best(board, column, rows, pairs)
+    cells = pd.DataFrame(rows, columns=["column", "method", "n", "expected", "failures", "mean", "std", "ci_low",
+                                        "ci_high", "seeds", "diff", "diff_low", "diff_high", "g", "test", "dropped",
+                                        "p", "p_holm", "mde", "comp", "best", "tied_best", "p_best_holm"])
     cells["verdict"] = [
-        "baseline" if m == board.baseline else ("no baseline" if not isinstance(c, S.Comparison)
-                                                else _verdict(c, ph, board.higher[col], board.alpha))
-        for col, m, c, ph in zip(cells["column"], cells["method"], cells["comp"], cells["p_holm"], strict=True)
+        "baseline" if r.method == board.baseline else (
+            "no baseline" if not isinstance(r.comp, S.Comparison) else
+            _verdict(r.comp, r.diff, r.p_holm, bool(board.higher[r.column]), board.alpha, r.failures, r.expected))
+        for r in cells.itertuples()
     ]
-    cells["best"] = False
-    cells["tied_best"] = False
-    cells["p_best_holm"] = math.nan
-    for column, sub in cells.groupby("column", sort=False):
-        pick = sub["mean"].idxmax() if board.higher[column] else sub["mean"].idxmin()
-        best = cells.at[pick, "method"]
-        cells.at[pick, "best"] = True
-        others = sub.index.drop(pick)
-        p = pd.Series([compare_cells(board, column, cells.at[i, "method"], best)[0].p for i in others],
-                      index=others, dtype=float)
-        adjusted = S.holm(p)
-        cells.loc[others, "p_best_holm"] = adjusted
-        cells.loc[others, "tied_best"] = ~(adjusted < board.alpha)
+    cells["best"] = cells["best"].fillna(False).astype(bool)
+    cells["tied_best"] = cells["tied_best"].fillna(False).astype(bool)
     return cells.drop(columns=["comp"])
 
 
+def _mark_best(board: Board, column: str, rows: list[dict], pairs: pd.DataFrame) -> None:
+    here = [r for r in rows if r["column"] == column]
+    if not here or board.higher[column] is None:
+        return
+    most = max(r["n"] for r in here)
+    eligible = [r for r in here if r["failures"] == 0 and r["n"] == most]
+    for r in here:
+        r.update(best=False, tied_best=False, p_best_holm=math.nan)
+    if not eligible:
+        return
+    pick = (max if board.higher[column] else min)(eligible, key=lambda r: r["mean"])
+    pick["best"] = True
+    for r in here:
+        if r is pick:
+            continue
+        row, _ = pair_row(pairs, r["method"], pick["method"])
+        r["p_best_holm"] = row["p_holm"]
+        r["tied_best"] = r["failures"] == 0 and not row["p_holm"] < board.alpha
+
+
 def pairwise_table(board: Board, column: str) -> pd.DataFrame:
-    """Every pair of methods with scores on ``column`` (suite order, a before b): Δ = mean a - mean b,
-    its CI, the test and Holm-adjusted p over the column's pairs (WAMAL, appendix tables 7/9/11)."""
-    present = [m for m in board.methods if not board.seeds(column, m).empty]
-    rows = []
-    for i, a in enumerate(present):
-        for b in present[i + 1:]:
-            comp, g = compare_cells(board, column, a, b)
-            rows.append({"a": a, "b": b, "diff": comp.diff, "low": comp.low, "high": comp.high, "g": g,
-                         "test": comp.test, "p": comp.p})
-    pairs = pd.DataFrame(rows, columns=["a", "b", "diff", "low", "high", "g", "test", "p"])
-    pairs["p_holm"] = S.holm(pairs["p"].astype(float))
-    return pairs
+    """Every pair of methods on ``column`` (WAMAL, appendix tables 7/9/11), from :func:`column_pairs`."""
+    return column_pairs(board, column).drop(columns=["comp"])
 
 
 # ----- across columns ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RankSummary:
-    """Ranks over the complete block: the methods with a mean on every column.
+    """Ranks over the complete block: the methods with a failure-free mean on every column.
 
-    ``excluded`` are the methods left out (a skipped or empty cell); ``why_no_friedman`` is
-    empty when the Friedman test was run.
+    ``excluded`` maps each method left out to why (a skipped or empty cell, or a diverged
+    trial); ``why_no_friedman`` is empty when the Friedman test was run; ``cd_min_p`` is the
+    smallest Holm-adjusted p any pairwise Wilcoxon test can reach with these N and k, and
+    ``cd_columns_needed`` the number of columns at which it would fall below alpha.
     """
 
     scores: pd.DataFrame
-    excluded: list[str]
+    excluded: dict[str, str]
     ranks: pd.Series
     friedman: S.FriedmanResult | None
     why_no_friedman: str
     wilcoxon: pd.DataFrame | None
     groups: list[list[str]]
+    cd_min_p: float = math.nan
+    cd_columns_needed: int = 0
 
 
 def oriented_means(board: Board, cells: pd.DataFrame) -> pd.DataFrame:
@@ -225,57 +335,72 @@ def oriented_means(board: Board, cells: pd.DataFrame) -> pd.DataFrame:
     means = cells.pivot(index="column", columns="method", values="mean")
     means = means.reindex(index=[c for c in board.columns if c in means.index],
                           columns=[m for m in board.methods if m in means.columns])
-    sign = pd.Series({c: 1.0 if board.higher[c] else -1.0 for c in means.index})
+    sign = pd.Series({c: 1.0 if board.higher[c] is not False else -1.0 for c in means.index})
     return means.mul(sign, axis=0)
 
 
+def wilcoxon_holm_min_p(k: int, N: int) -> float:
+    """Smallest Holm-adjusted p of k(k-1)/2 exact two-sided Wilcoxon tests on N columns: the
+    smallest raw p, 2^(1-N) (all N differences of one sign), times the family size."""
+    return min(1.0, k * (k - 1) / 2 * 2.0 ** (1 - N))
+
+
 def rank_summary(board: Board, cells: pd.DataFrame) -> RankSummary:
-    """Average ranks, Friedman / Iman-Davenport, and Wilcoxon + Holm groups for the CD diagram."""
+    """Average ranks, Friedman (permutation p), and Wilcoxon + Holm cliques for the CD diagram."""
     means = oriented_means(board, cells)
-    complete = means.dropna(axis=1)
-    excluded = [m for m in means.columns if m not in complete.columns]
+    failed = {m for m in means.columns if any(board.failures(c, m) for c in means.index)}
+    excluded = {m: "no score on some column" for m in means.columns if means[m].isna().any()}
+    excluded.update({m: "a diverged trial on some column" for m in failed if m not in excluded})
+    complete = means[[m for m in means.columns if m not in excluded]]
     N, k = complete.shape
     if k < 2 or N < 1:
         return RankSummary(complete, excluded, pd.Series(dtype=float), None,
-                           f"ranks need 2 methods with scores on every column (have {k})", None, [])
+                           f"ranks need 2 methods with failure-free scores on every column (have {k})", None, [])
     ranks = S.average_ranks(complete)
     wilcoxon = S.pairwise_wilcoxon_holm(complete)
     groups = S.cd_groups(ranks, wilcoxon, board.alpha)
+    min_p = wilcoxon_holm_min_p(k, N)
+    needed = next(n for n in range(N, 64) if wilcoxon_holm_min_p(k, n) < board.alpha)
     if k < 3 or N < 2:
         why = f"the Friedman test needs k >= 3 methods and N >= 2 columns (have k = {k}, N = {N})"
-        return RankSummary(complete, excluded, ranks, None, why, wilcoxon, groups)
-    return RankSummary(complete, excluded, ranks, S.friedman(complete), "", wilcoxon, groups)
+        return RankSummary(complete, excluded, ranks, None, why, wilcoxon, groups, min_p, needed)
+    return RankSummary(complete, excluded, ranks, S.friedman(complete), "", wilcoxon, groups, min_p, needed)
 
 
-def normalised_scores(board: Board, cells: pd.DataFrame) -> pd.DataFrame:
-    """Counted per-seed scores on a common scale: baseline mean -> 0, best other method -> +-1.
+def friedman_columns_needed(k: int, alpha: float) -> int:
+    """Smallest N at which the exact Friedman permutation p can fall below alpha without ties:
+    ``(k!)^-(N-1) < alpha``."""
+    return 1 + math.floor(math.log(1.0 / alpha) / math.log(math.factorial(k))) + 1
 
-    Per column the scores are oriented (negated when lower is better), then normalised with
-    :func:`stats.normalise_scores` against the baseline and the best non-baseline method.
-    When that method is worse than the baseline the sign is flipped back, so higher is better
-    everywhere and it lands on -1. Columns without a baseline or another method are left out.
-    """
-    oriented = oriented_means(board, cells)
-    parts = []
-    for column in oriented.index:
-        row = oriented.loc[column].dropna()
-        others = row.drop(board.baseline, errors="ignore")
-        if board.baseline not in row.index or others.empty or others.max() == row[board.baseline]:
+
+def normalised_scores(board: Board, cells: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Counted per-seed scores as % improvement on the column's baseline mean (positive = better,
+    :func:`stats.percent_of_baseline`), and the columns left out with the reason."""
+    parts, left_out = [], {}
+    t = board.trials
+    for column in board.columns:
+        base = cells[(cells["column"] == column) & (cells["method"] == board.baseline)]
+        if base.empty:
+            left_out[column] = f"no counted `{board.baseline}` seed"
             continue
-        reference = others.idxmax()
-        t = board.trials
+        if board.higher[column] is None:
+            left_out[column] = "metric direction unknown"
+            continue
         sub = t[(t["column"] == column) & t["counted"]][["column", "method", "seed", "score"]]
-        sub = sub.assign(score=sub["score"] * (1.0 if board.higher[column] else -1.0))
-        norm = S.normalise_scores(sub, board.baseline, reference, task="column")
-        norm["score"] *= math.copysign(1.0, others.max() - row[board.baseline])
-        parts.append(norm)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["column", "method", "seed", "score"])
+        score = S.percent_of_baseline(sub["score"], float(base["mean"].iloc[0]), bool(board.higher[column]))
+        if np.isnan(score).all():
+            left_out[column] = f"`{board.baseline}` mean is 0, so no relative scale"
+            continue
+        parts.append(sub.assign(score=score))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["column", "method", "seed", "score"])
+    return frame, left_out
 
 
 def robust_summary(board: Board, cells: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per method: IQM of normalised scores with a stratified-bootstrap CI, and P(method > baseline)
-    on the columns both share (rliable; Agarwal et al. 2021)."""
-    norm = normalised_scores(board, cells)
+    per shared column, averaged (rliable; Agarwal et al. 2021): over paired seeds on columns
+    where at least one seed pairs (``poi_paired`` counts them), over all run pairs elsewhere."""
+    norm, _ = normalised_scores(board, cells)
     rows = []
     for method in board.methods:
         mine = norm[norm["method"] == method]
@@ -283,17 +408,86 @@ def robust_summary(board: Board, cells: pd.DataFrame, reps: int = 2000, seed: in
             continue
         per_column = [g["score"].to_numpy() for _, g in mine.groupby("column", sort=False)]
         iv = S.stratified_bootstrap_iqm({method: per_column}, reps=reps, confidence=board.level, seed=seed)[method]
-        shared = [c for c in dict.fromkeys(mine["column"])
-                  if ((norm["column"] == c) & (norm["method"] == board.baseline)).any()]
-        poi = math.nan
-        if method != board.baseline and shared:
-            xs = [mine.loc[mine["column"] == c, "score"].to_numpy() for c in shared]
-            ys = [norm.loc[(norm["column"] == c) & (norm["method"] == board.baseline), "score"].to_numpy()
-                  for c in shared]
-            poi = float(np.mean([S.probability_of_improvement(x, y) for x, y in zip(xs, ys, strict=True)]))
-        rows.append({"method": method, "columns": len(per_column), "runs": iv.n, "iqm": iv.mean,
-                     "low": iv.low, "high": iv.high, "poi": poi, "poi_columns": len(shared)})
-    return pd.DataFrame(rows, columns=["method", "columns", "runs", "iqm", "low", "high", "poi", "poi_columns"])
+        per_poi, paired = [], 0
+        for column in dict.fromkeys(mine["column"]):
+            if method == board.baseline:
+                break
+            x, y = board.seeds(column, method), board.seeds(column, board.baseline)
+            if y.empty:
+                continue
+            sign = 1.0 if board.higher[column] else -1.0
+            shared = [s for s in x.index if s in y.index]
+            if shared:
+                paired += 1
+                per_poi.append(S.paired_probability_of_improvement(sign * x.loc[shared], sign * y.loc[shared]))
+            else:
+                per_poi.append(S.probability_of_improvement(sign * x.to_numpy(), sign * y.to_numpy()))
+        rows.append({"method": method, "columns": len(per_column), "runs": iv.n, "failures": int(
+            sum(board.failures(c, method) for c in board.columns)), "iqm": iv.mean, "low": iv.low, "high": iv.high,
+            "poi": float(np.mean(per_poi)) if per_poi else math.nan, "poi_columns": len(per_poi),
+            "poi_paired": paired})
+    return pd.DataFrame(rows, columns=["method", "columns", "runs", "failures", "iqm", "low", "high", "poi",
+                                       "poi_columns", "poi_paired"])
+
+
+# ----- Bayesian comparisons with the baseline ----------------------------------------------------
+def bayesian_table(board: Board) -> pd.DataFrame:
+    """P(worse), P(equivalent), P(better) than the baseline, with the suite's ROPE (in % of the
+    baseline's mean; 0 when none is declared): per column, the Bayesian correlated t-test on the
+    paired seeds' differences in % of the baseline mean; across columns (``column = "all"``), the
+    Bayesian signed-rank test on the columns' mean paired differences (Benavoli et al. 2017)."""
+    rope = board.rope or 0.0
+    rows, per_column = [], {}
+    for column in board.columns:
+        base = board.seeds(column, board.baseline)
+        if base.empty or board.higher[column] is None:
+            continue
+        for method in board.methods:
+            x = board.seeds(column, method)
+            shared = [s for s in x.index if s in base.index]
+            if method == board.baseline or not shared:
+                continue
+            d = S.percent_of_baseline(x.loc[shared].to_numpy(), float(base.mean()), bool(board.higher[column])) \
+                - S.percent_of_baseline(base.loc[shared].to_numpy(), float(base.mean()), bool(board.higher[column]))
+            v = S.bayesian_correlated_ttest(d, rope)
+            per_column.setdefault(method, []).append(float(np.mean(d)))
+            rows.append({"column": column, "method": method, "test": "correlated t (ρ = 0)", "n": v.n,
+                         "worse": v.worse, "equivalent": v.equivalent, "better": v.better})
+    for method, diffs in per_column.items():
+        v = S.bayesian_signed_rank(diffs, rope)
+        rows.append({"column": "all", "method": method, "test": "signed-rank", "n": v.n, "worse": v.worse,
+                     "equivalent": v.equivalent, "better": v.better})
+    return pd.DataFrame(rows, columns=["column", "method", "test", "n", "worse", "equivalent", "better"])
+
+
+# ----- a bootstrap over test examples -----------------------------------------------------------
+def example_bootstrap_intervals(board: Board, df: pd.DataFrame, run_dir: Path, reps: int = 2000) -> tuple[pd.DataFrame, str]:
+    """Per cell, the interval from resampling test examples (:func:`stats.bootstrap_over_test_examples`)
+    for accuracy metrics, from each counted trial's stored per-example scores; and why there is
+    none when there is none. Needs every counted trial of the cell to have stored them."""
+    if board.metric != "primary" or board.selection != "final":
+        return pd.DataFrame(), ("per-example predictions are stored for the primary task at the final epoch "
+                                "only, so there is no test-example bootstrap for this reading")
+    from auxbench.predictions import load_test_predictions
+
+    rows, absent = [], 0
+    keys = df.set_index("trial_id")["primary_metric"] if "primary_metric" in df else pd.Series(dtype=str)
+    for column in board.columns:
+        for method in board.methods:
+            cell = board.cell(column, method)
+            cell = cell[cell["counted"]]
+            if cell.empty or not str(keys.get(cell["trial_id"].iloc[0], "")).endswith("/accuracy"):
+                continue
+            stored = [load_test_predictions(Path(run_dir) / i) for i in cell["trial_id"]]
+            if any(s is None for s in stored):
+                absent += 1
+                continue
+            iv = S.bootstrap_over_test_examples(np.stack([s[1] for s in stored]), reps=reps, confidence=board.level)
+            rows.append({"column": column, "method": method, "seeds": len(stored), "examples": iv.n,
+                         "mean": iv.mean, "low": iv.low, "high": iv.high})
+    why = "" if rows else ("no cell with an accuracy metric has per-example predictions stored with all its trials "
+                           "(trials run before auxbench stored them)" if absent else "no accuracy column")
+    return pd.DataFrame(rows, columns=["column", "method", "seeds", "examples", "mean", "low", "high"]), why
 
 
 # ----- costs, references, curves --------------------------------------------------------------
@@ -331,7 +525,8 @@ def cost_table(board: Board, df: pd.DataFrame) -> pd.DataFrame:
 
 def reference_table(board: Board, cells: pd.DataFrame, references: list[dict], df: pd.DataFrame) -> pd.DataFrame:
     """Paper numbers beside ours: a reference matches every column of its problem (and backbone,
-    when given) where the method ran; ``inside`` says whether the paper value lies in our CI."""
+    when given) where the method ran; ``inside`` (see :func:`_consistent_with_paper`) says whether
+    the paper's number is consistent with ours, its own spread counted when it reports one."""
     where = df.drop_duplicates("column").set_index("column")[["problem", "backbone"]] if len(df) else None
     rows = []
     for ref in references:
@@ -347,7 +542,7 @@ def reference_table(board: Board, cells: pd.DataFrame, references: list[dict], d
                 continue
             matched = True
             cell = hit.iloc[0]
-            inside = bool(cell["ci_low"] <= ref["value"] <= cell["ci_high"]) if cell["n"] > 1 else None
+            inside = _consistent_with_paper(cell, ref, board.alpha)
             rows.append({**_ref_fields(ref), "column": column, "n": cell["n"], "mean": cell["mean"],
                          "ci_low": cell["ci_low"], "ci_high": cell["ci_high"],
                          "diff": cell["mean"] - ref["value"], "inside": inside})
@@ -356,6 +551,28 @@ def reference_table(board: Board, cells: pd.DataFrame, references: list[dict], d
                          "ci_high": math.nan, "diff": math.nan, "inside": None})
     return pd.DataFrame(rows, columns=["problem", "backbone", "method", "value", "std", "source", "column", "n",
                                        "mean", "ci_low", "ci_high", "diff", "inside"])
+
+
+def _consistent_with_paper(cell: pd.Series, ref: dict, alpha: float) -> bool | None:
+    """Whether |our mean - paper value| is within what the two samples' noise explains.
+
+    Without a paper SD: the paper value lies in our (1 - alpha) t-interval. With one, the paper's
+    number is itself a mean over seeds, so the check is a two-sided Welch test at level alpha
+    between our seeds and the paper's, taking the paper's seed count to equal ours (papers rarely
+    give it): ``|Δ| <= t_{1-alpha/2, df} sqrt(s^2/n + s_paper^2/n)``, df by Welch-Satterthwaite.
+    None with fewer than 2 seeds of ours.
+    """
+    n = int(cell["n"])
+    if n < 2:
+        return None
+    if ref.get("std") is None or pd.isna(ref.get("std")):
+        return bool(cell["ci_low"] <= ref["value"] <= cell["ci_high"])
+    v_ours, v_paper = cell["std"] ** 2 / n, float(ref["std"]) ** 2 / n
+    se = math.sqrt(v_ours + v_paper)
+    if se == 0:
+        return bool(cell["mean"] == ref["value"])
+    df = se**4 / ((v_ours**2 + v_paper**2) / (n - 1))
+    return bool(abs(cell["mean"] - ref["value"]) <= scipy_stats.t.ppf(1 - alpha / 2, df) * se)
 
 
 def _ref_fields(ref: dict) -> dict:

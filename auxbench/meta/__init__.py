@@ -1,8 +1,34 @@
 """Hypergradient toolkit shared by bilevel methods (DESIGN.md, "meta toolkit").
 
-Functional forward over a parameter dict (BatchNorm running statistics frozen in such passes)
-and a differentiable one-step look-ahead update.
+- functional forward over a parameter dict (BatchNorm running statistics frozen in such passes)
+  and a differentiable one-step SGD look-ahead (:mod:`.functional`);
+- a look-ahead that mirrors the trial's real optimizer, SGD or Adam(W) (:mod:`.optim_step`);
+- Hessian-vector products and implicit hypergradients by a truncated Neumann series (:mod:`.implicit`);
+- per-sample gradient–vector products by one forward-mode JVP (:mod:`.per_sample`);
+- the DARTS finite-difference one-step hypergradient (:mod:`.finite_difference`);
+- exact Euclidean projection onto the scaled simplex (:mod:`.simplex`);
+- a label-generation network with a per-class masked softmax (:mod:`.label_generation`).
 """
+from auxbench.meta.finite_difference import fd_hypergrad
 from auxbench.meta.functional import functional_forward, lookahead, params_of
+from auxbench.meta.implicit import hvp, neumann_hypergrad
+from auxbench.meta.label_generation import LabelGenerator, masked_label_softmax, negative_entropy
+from auxbench.meta.optim_step import virtual_step, virtual_step_from_loss
+from auxbench.meta.per_sample import per_sample_dots
+from auxbench.meta.simplex import project_simplex
 
-__all__ = ["functional_forward", "lookahead", "params_of"]
+__all__ = [
+    "LabelGenerator",
+    "fd_hypergrad",
+    "functional_forward",
+    "hvp",
+    "lookahead",
+    "masked_label_softmax",
+    "negative_entropy",
+    "neumann_hypergrad",
+    "params_of",
+    "per_sample_dots",
+    "project_simplex",
+    "virtual_step",
+    "virtual_step_from_loss",
+]

@@ -2,10 +2,13 @@
 
 A problem is registered under a name with :func:`register_problem`; :func:`build_problem`
 builds it for a seed. The same seed gives the same split for every method (paired seeds).
+A problem that reads files registers a ``check_data`` hook beside its factory, so that a suite
+learns of a missing file before any training (:func:`check_problem_data`).
 """
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import typing
 from collections.abc import Callable
@@ -20,25 +23,44 @@ from auxbench.problems.sampling import split_seed
 
 __all__ = [
     "Batch", "Problem", "TaskSpec", "TensorSplit", "concat_splits",
-    "PROBLEMS", "PROBLEM_VERSIONS", "register_problem", "problem_version", "check_problem", "build_problem",
-    "data_dir", "split_seed",
+    "PROBLEMS", "PROBLEM_VERSIONS", "META_SOURCES", "MetaSourceError", "ProblemOptionError", "register_problem",
+    "problem_version", "check_problem", "check_problem_data", "build_problem", "data_dir", "split_seed",
 ]
 
 ProblemFactory = Callable[..., Problem]
+DataCheck = Callable[..., None]
 PROBLEMS: dict[str, ProblemFactory] = {}
 PROBLEM_VERSIONS: dict[str, str] = {}
+DATA_CHECKS: dict[str, DataCheck] = {}
 
 
-def register_problem(name: str, version: str = "1") -> Callable[[ProblemFactory], ProblemFactory]:
+class ProblemOptionError(AuxbenchError):
+    """A problem option's value is out of range. ``key`` names the option, so that a suite can
+    report it at its key path (``experiments[0].problem_options.n_train``)."""
+
+    def __init__(self, problem: str, key: str, message: str) -> None:
+        super().__init__(f"{problem}: option {key} {message}")
+        self.key = key
+        self.message = message
+
+
+def register_problem(
+    name: str, version: str = "1", check_data: DataCheck | None = None
+) -> Callable[[ProblemFactory], ProblemFactory]:
     """Register ``factory(seed, fake, data_dir, **options) -> Problem`` (splits train/val/test).
 
     ``version`` enters every trial id of the problem: bump it whenever the data, the splits or the
     tasks change, so that new results never mix with results on the old data.
+    ``check_data(data_dir, **options)``, for problems that read files, raises
+    :class:`~auxbench.errors.DataNotFoundError` naming the missing file, the folder and how to
+    provide it; it is cheap (presence, not contents) and never called for fake data.
     """
 
     def deco(factory: ProblemFactory) -> ProblemFactory:
         PROBLEMS[name] = factory
         PROBLEM_VERSIONS[name] = version
+        if check_data is not None:
+            DATA_CHECKS[name] = check_data
         return factory
 
     return deco
@@ -73,6 +95,9 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
     except NameError:  # annotations that do not resolve: the factory checks its own options
         hints = {}
     for key, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            prefix = f"{place}problem_options.{key}" if where else f"problem {name!r} option {key!r}"
+            raise AuxbenchError(f"{prefix}: must be a finite number (got {value!r})")
         if key not in hints:
             continue
         try:  # strict: "lots" for an int option is named here, not deep inside the factory
@@ -82,19 +107,48 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
             raise AuxbenchError(f"{prefix}: {err.errors()[0]['msg']} (got {value!r})") from None
 
 
+def check_problem_data(name: str, options: dict) -> None:
+    """Raise :class:`~auxbench.errors.DataNotFoundError` if problem ``name`` lacks a data file."""
+    check_problem(name, options)
+    if name in DATA_CHECKS:
+        DATA_CHECKS[name](data_dir(), **options)
+
+
+META_SOURCES = ("train_fraction", "problem")
+
+
+class MetaSourceError(AuxbenchError):
+    """``meta_source: problem`` on a problem without a meta split of its own."""
+
+
 def build_problem(
     name: str,
     seed: int,
     meta_fraction: float = 0.1,
     fake: bool = False,
+    meta_source: str = "train_fraction",
     **options,
 ) -> Problem:
-    """Build problem ``name`` for ``seed`` and carve ``meta`` out of its training split."""
+    """Build problem ``name`` for ``seed`` with its ``meta`` split.
+
+    ``meta_source="train_fraction"`` carves ``meta`` out of the training split (any meta split the
+    problem declares is unused); ``"problem"`` takes the problem's own meta split (e.g. the clean
+    one of ``toy_regression``) and leaves ``train`` whole.
+    """
     check_problem(name, options)
     if not 0.0 <= meta_fraction < 1.0:
         raise AuxbenchError(f"meta_fraction must be in [0, 1), got {meta_fraction}")
+    if meta_source not in META_SOURCES:
+        raise AuxbenchError(f"meta_source must be one of {', '.join(META_SOURCES)}, got {meta_source!r}")
     factory = PROBLEMS[name]
     problem = factory(seed=seed, fake=fake, data_dir=data_dir(), **options)
+    if meta_source == "problem":
+        if "meta" not in problem.splits:
+            raise MetaSourceError(
+                f"meta_source: problem, but problem {name!r} has no meta split of its own "
+                f"(use meta_source: train_fraction)"
+            )
+        return problem
     train = problem.splits["train"]
     order = torch.randperm(len(train), generator=split_seed(seed, "meta"))
     n_meta = int(round(meta_fraction * len(train)))

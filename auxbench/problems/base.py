@@ -12,12 +12,30 @@ Role = Literal["primary", "auxiliary"]
 Kind = Literal["classification", "binary", "multilabel", "regression"]
 
 
+# Declared direction of every metric a task can be scored by, keyed by metric id (the
+# ``metric`` of a TaskSpec and the last part of a ``metrics.csv`` key such as
+# ``test/coarse/accuracy``). A new metric must be declared here (or given an explicit
+# ``higher_is_better``); nothing guesses a direction from a metric's name.
+METRIC_HIGHER_IS_BETTER: dict[str, bool] = {"accuracy": True, "mse": False}
+
+
+def metric_direction(metric: str) -> bool:
+    """``True`` when a higher value of the declared metric ``metric`` is better."""
+    try:
+        return METRIC_HIGHER_IS_BETTER[metric]
+    except KeyError:
+        raise ValueError(f"metric {metric!r} has no declared direction; add it to METRIC_HIGHER_IS_BETTER "
+                         f"in auxbench/problems/base.py (known: {', '.join(METRIC_HIGHER_IS_BETTER)})") from None
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One task: its head size, its loss and how it is scored.
 
     ``loss`` is ``"classification"`` (cross-entropy or focal, chosen per suite), ``"bce"`` or
-    ``"mse"``; ``metric`` is ``"accuracy"`` (higher is better) or ``"mse"`` (lower is better).
+    ``"mse"``; ``metric`` is a declared metric id (``"accuracy"``, ``"mse"``: see
+    :data:`METRIC_HIGHER_IS_BETTER`). ``higher_is_better`` defaults to the metric's declared
+    direction; an undeclared metric needs it given explicitly.
     """
 
     name: str
@@ -26,25 +44,29 @@ class TaskSpec:
     num_outputs: int
     loss: str
     metric: str
+    higher_is_better: bool | None = None
 
-    @property
-    def higher_is_better(self) -> bool:
-        return self.metric == "accuracy"
+    def __post_init__(self) -> None:
+        if self.higher_is_better is None:
+            object.__setattr__(self, "higher_is_better", metric_direction(self.metric))
 
 
 @dataclass
 class Batch:
-    """A mini-batch: inputs, one label tensor per task, and the dataset indices of its rows."""
+    """A mini-batch: inputs, one label tensor per task, the split indices of its rows, and the
+    split's per-row facts for those rows (``info``, e.g. toy ``noisy`` flags)."""
 
     x: Tensor
     y: dict[str, Tensor]
     index: Tensor
+    info: dict[str, Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
             self.x.to(device, non_blocking=True),
             {k: v.to(device, non_blocking=True) for k, v in self.y.items()},
             self.index.to(device),
+            {k: v.to(device, non_blocking=True) for k, v in self.info.items()},
         )
 
     def __len__(self) -> int:
@@ -63,8 +85,8 @@ class TensorSplit:
     input (float, normalised) and runs on every batch. ``augment`` (training only) runs before it
     with the caller's generator, so that data order and augmentation are functions of the seed.
     ``row_info`` holds per-row facts that are not labels (e.g. which toy labels are noisy); it
-    follows its rows through :meth:`subset` and :func:`concat_splits`, and a batch's ``index``
-    looks rows up in it.
+    follows its rows through :meth:`subset` and :func:`concat_splits`, and every batch carries
+    the rows' facts as ``batch.info``.
     """
 
     x: Tensor
@@ -101,7 +123,7 @@ class TensorSplit:
                 x = self.augment(x, generator)
             if self.preprocess is not None:
                 x = self.preprocess(x)
-            yield Batch(x, {k: v[idx] for k, v in self.y.items()}, idx)
+            yield Batch(x, {k: v[idx] for k, v in self.y.items()}, idx, {k: v[idx] for k, v in self.row_info.items()})
 
 
 def concat_splits(a: TensorSplit, b: TensorSplit) -> TensorSplit:

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from auxbench.errors import AuxbenchError, DataNotFoundError
-from auxbench.problems import register_problem
+from auxbench.errors import DataNotFoundError
+from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.sampling import split_seed, stratified_pick
 
@@ -46,6 +46,7 @@ MEAN = 0.5
 STD = 0.2
 PAD = 4
 N_COARSE, N_FINE = 20, 100
+N_TRAIN_IMAGES = 50_000  # of the data set: val_size takes part of them
 FAKE_SIZES = {"train": 500, "val": 100, "test": 100}
 
 _HOW_TO = (
@@ -81,10 +82,16 @@ def _read_pickle(path: Path) -> dict:
         return _NumpyOnlyUnpickler(f, encoding="latin1").load()
 
 
-def _ensure_files(root: Path) -> Path:
-    """The verified ``cifar-100-python`` folder under ``root``; downloads missing files if it can."""
-    from torchvision.datasets.utils import check_integrity
+def check_data(data_dir: Path, **options) -> None:
+    """The ``check_data`` hook: every CIFAR-100 file is present (downloaded if missing and possible).
 
+    Presence only; contents are verified against their md5 when the files are read.
+    """
+    _ensure_present(Path(data_dir).expanduser().resolve())
+
+
+def _ensure_present(root: Path) -> Path:
+    """The ``cifar-100-python`` folder under ``root`` with every file; downloads missing ones if it can."""
     folder = root / FOLDER
     if any(not (folder / name).is_file() for name in MD5):
         try:
@@ -98,6 +105,14 @@ def _ensure_files(root: Path) -> Path:
             raise DataNotFoundError(
                 f"CIFAR-100 file {name!r} not found in {folder} (and it could not be downloaded): {_HOW_TO}"
             )
+    return folder
+
+
+def _ensure_files(root: Path) -> Path:
+    """The verified ``cifar-100-python`` folder under ``root``; downloads missing files if it can."""
+    from torchvision.datasets.utils import check_integrity
+
+    folder = _ensure_present(root)
     for name, md5 in MD5.items():
         if not check_integrity(str(folder / name), md5):
             raise DataNotFoundError(
@@ -159,7 +174,7 @@ def crop_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
 # The problem
 
 
-@register_problem("cifar100_20")
+@register_problem("cifar100_20", check_data=check_data)
 def make_cifar100_20(
     seed: int,
     fake: bool,
@@ -172,9 +187,9 @@ def make_cifar100_20(
     """CIFAR-100: primary ``coarse`` (20), auxiliary ``fine`` (100); see the module docstring."""
     for key, v in (("n_train", n_train), ("n_test", n_test)):
         if v is not None and v < 1:
-            raise AuxbenchError(f"cifar100_20: {key} must be >= 1 or None, got {v}")
-    if val_size < 1:
-        raise AuxbenchError(f"cifar100_20: val_size must be >= 1, got {val_size}")
+            raise ProblemOptionError("cifar100_20", key, f"must be >= 1 or null, got {v}")
+    if not 1 <= val_size < N_TRAIN_IMAGES:
+        raise ProblemOptionError("cifar100_20", "val_size", f"must be >= 1 and < {N_TRAIN_IMAGES}, got {val_size}")
     aug_fn = crop_flip if augment else None
 
     def split(x: Tensor, coarse: Tensor, fine: Tensor, train: bool) -> TensorSplit:
@@ -199,8 +214,6 @@ def make_cifar100_20(
     else:
         data = _load(str(Path(data_dir).expanduser().resolve()))
         x_pool, c_pool, f_pool = data["train"]
-        if val_size >= len(f_pool):
-            raise AuxbenchError(f"cifar100_20: val_size must be < {len(f_pool)}, got {val_size}")
         val_idx = stratified_pick(f_pool, val_size, split_seed(seed, "val"))
         keep = torch.ones(len(f_pool), dtype=torch.bool)
         keep[val_idx] = False

@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from auxbench.errors import AuxbenchError
-from auxbench.problems import register_problem
+from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.sampling import split_seed, stratified_pick
 
@@ -59,13 +58,16 @@ def make_digits_coarse(
     val_fraction: float = 0.15,
 ) -> Problem:
     """Digits with primary ``coarse`` (digit // 2) and auxiliary ``digit``; see the module docstring."""
-    if not (0.0 < test_fraction < 1.0 and 0.0 < val_fraction < 1.0 and test_fraction + val_fraction < 1.0):
-        raise AuxbenchError(
-            "digits_coarse: need 0 < test_fraction, val_fraction and test_fraction + val_fraction < 1, "
-            f"got test_fraction={test_fraction}, val_fraction={val_fraction}"
+    for key, fraction in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 < fraction < 1.0:
+            raise ProblemOptionError("digits_coarse", key, f"must be in (0, 1), got {fraction}")
+    if test_fraction + val_fraction >= 1.0:
+        raise ProblemOptionError(
+            "digits_coarse", "val_fraction",
+            f"plus test_fraction must be < 1, got {val_fraction} + {test_fraction}",
         )
     if n_train is not None and n_train < 1:
-        raise AuxbenchError(f"digits_coarse: n_train must be >= 1 or None, got {n_train}")
+        raise ProblemOptionError("digits_coarse", "n_train", f"must be >= 1 or null, got {n_train}")
 
     if fake:
         g = split_seed(seed, "digits-fake")

@@ -18,9 +18,14 @@ Choices the paper leaves open (documented here):
   main task only).
 * Inputs are not standardised (they are already ``N(0, I)``).
 
-``split.row_info["noisy"]`` flags the corrupted rows of ``train`` (and of ``meta``, which is
-carved from the noisy training data); ``info["basis"]``, ``info["eps"]`` and ``info["sigma"]``
-give the clean functions.
+The problem has a ``meta`` split of its own: ``n_meta`` clean rows drawn like validation data,
+because SLGrad's meta objective uses clean validation data (§4.1, Supplement B2.1). A suite uses it
+with ``meta_source: problem``; under the default ``meta_source: train_fraction`` the meta split is
+carved from the (noisy) training data like every other problem's, and this one is unused.
+
+``split.row_info["noisy"]`` flags the corrupted rows of ``train`` (and of a ``meta`` split carved
+from it; the problem's own meta split is all clean); ``info["basis"]``, ``info["eps"]`` and
+``info["sigma"]`` give the clean functions.
 """
 from __future__ import annotations
 
@@ -30,14 +35,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from auxbench.errors import AuxbenchError
-from auxbench.problems import register_problem
+from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.sampling import split_seed
 
 INPUT_DIM = 10
 EPS_STD = math.sqrt(3.5)
 NOISE_STD = math.sqrt(2.0)
+# Bounds that keep a (fake) build of the problem small: the paper uses 1000/200/200 rows, 1 output.
+MAX_ROWS = 100_000
+MAX_OUTPUT_DIM = 100
 
 
 def toy_function(x: Tensor, basis: Tensor, eps: Tensor, sigma: float) -> Tensor:
@@ -57,16 +64,19 @@ def make_toy_regression(
     n_train: int = 1000,
     n_val: int = 200,
     n_test: int = 200,
+    n_meta: int = 200,
     task_seed: int = 0,
 ) -> Problem:
     """SLGrad's toy regression: tasks ``main`` (primary) and ``aux``; see the module docstring."""
     if not 0.0 <= noise_fraction <= 1.0:
-        raise AuxbenchError(f"toy_regression: noise_fraction must be in [0, 1], got {noise_fraction}")
-    if output_dim < 1:
-        raise AuxbenchError(f"toy_regression: output_dim must be >= 1, got {output_dim}")
-    for key, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-        if n < 1:
-            raise AuxbenchError(f"toy_regression: {key} must be >= 1, got {n}")
+        raise ProblemOptionError("toy_regression", "noise_fraction", f"must be in [0, 1], got {noise_fraction}")
+    if not 1 <= output_dim <= MAX_OUTPUT_DIM:
+        raise ProblemOptionError("toy_regression", "output_dim", f"must be in [1, {MAX_OUTPUT_DIM}], got {output_dim}")
+    for key, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("n_meta", n_meta)):
+        if not 1 <= n <= MAX_ROWS:
+            raise ProblemOptionError("toy_regression", key, f"must be in [1, {MAX_ROWS}], got {n}")
+    if not 0 <= task_seed < 2**32:
+        raise ProblemOptionError("toy_regression", "task_seed", f"must be in [0, 2**32), got {task_seed}")
 
     tg = torch.Generator().manual_seed(task_seed)
     basis = torch.randn(output_dim, INPUT_DIM, generator=tg)
@@ -77,7 +87,7 @@ def make_toy_regression(
     sigma = {"main": float(sigma_main), "aux": float(sigma_aux)}
 
     splits: dict[str, TensorSplit] = {}
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    sizes = {"train": n_train, "val": n_val, "test": n_test, "meta": n_meta}
     for name, n in sizes.items():
         g = split_seed(seed, f"toy-{name}")
         x = torch.randn(n, INPUT_DIM, generator=g)
@@ -95,6 +105,7 @@ def make_toy_regression(
     main = splits["train"].y["main"]
     splits["train"].y["main"] = torch.where(noisy[:, None], main + noise, main)
     splits["train"].row_info["noisy"] = noisy
+    splits["meta"].row_info["noisy"] = torch.zeros(n_meta, dtype=torch.bool)
 
     tasks = [
         TaskSpec("main", "primary", "regression", output_dim, loss="mse", metric="mse"),

@@ -161,3 +161,36 @@ def test_timm_passthrough():
         torch.testing.assert_close(_run_blocks(b, x), out)  # holds for timm ResNets
     one = build_backbone("timm:resnet10t", (1, 28, 28))
     assert one(torch.randn(2, 1, 28, 28)).shape == (2, one.feature_dim)
+
+
+@pytest.mark.parametrize("name, shape", [
+    ("mlp", (10,)), ("lenet5", (3, 32, 32)), ("convnet4", (1, 28, 28)), ("vgg16", (3, 32, 32)),
+    ("resnet18", (3, 32, 32)), ("timm:resnet10t", (3, 32, 32)),
+])
+def test_block_map_covers_every_parameter(name, shape):
+    from auxbench.backbones import block_map, build_model
+    from auxbench.problems import TaskSpec
+
+    tasks = [TaskSpec("a", "primary", "classification", 3, "classification", "accuracy"),
+             TaskSpec("b", "auxiliary", "classification", 4, "classification", "accuracy")]
+    model = build_model(name, shape, tasks)
+    blocks = block_map(model)
+    assert set(blocks) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {b for n, b in blocks.items() if n.startswith("heads.a.")} == {"head:a"}
+    shared = {b for n, b in blocks.items() if n.startswith("backbone.")}
+    assert shared <= {f"block{i}" for i in range(len(model.backbone.blocks))} | {"root"}
+    assert len(shared) > 1 or name == "mlp"
+
+
+def test_block_map_gives_a_vit_root_parameters_a_block():
+    """A ViT holds cls_token and pos_embed outside its children: they still get a block."""
+    import timm
+
+    from auxbench.backbones import AuxModel, TimmBackbone, block_map
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8)
+    model = AuxModel(TimmBackbone(vit, vit.num_features), {"a": torch.nn.Linear(vit.num_features, 2)})
+    blocks = block_map(model)
+    assert blocks["backbone.model.cls_token"] == blocks["backbone.model.pos_embed"] == "root"
+    assert set(blocks) == {n for n, _ in model.named_parameters()}
+    assert blocks["backbone.model.patch_embed.proj.weight"].startswith("block")

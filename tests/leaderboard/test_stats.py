@@ -50,26 +50,19 @@ def test_mean_ci_threshold_and_bca_matches_scipy():
 # ----------------------------------------------------------------------------- hedges_g
 
 
-def test_hedges_g_unpaired_by_hand():
+def test_hedges_g_by_hand():
     # means 2 and 4, both variances 1 -> pooled sd 1, d = -2; J = 1 - 3/(4*6 - 9) = 0.8
-    assert S.hedges_g([1, 2, 3], [3, 4, 5], paired=False) == pytest.approx(-1.6)
+    assert S.hedges_g([1, 2, 3], [3, 4, 5]) == pytest.approx(-1.6)
     # unequal n: a=[0,2] (var 2), b=[1,1,4] (mean 2, var 3): s_p^2 = (1*2 + 2*3)/3 = 8/3
     d = (1 - 2) / math.sqrt(8 / 3)
-    assert S.hedges_g([0, 2], [1, 1, 4], paired=False) == pytest.approx(d * (1 - 3 / (4 * 5 - 9)))
-
-
-def test_hedges_g_paired_by_hand():
-    # differences [1, 2, 3]: mean 2, sd 1 -> d_z = 2; J(df=2) = 1 - 3/(4*2 - 1) = 4/7
-    assert S.hedges_g([2, 4, 6], [1, 2, 3], paired=True) == pytest.approx(8 / 7)
-    assert S.hedges_g([2, 4, 6], [1, 2, 3], paired=False) != pytest.approx(8 / 7)
+    assert S.hedges_g([0, 2], [1, 1, 4], min_n=2) == pytest.approx(d * (1 - 3 / (4 * 5 - 9)))
 
 
 def test_hedges_g_degenerate():
-    assert math.isnan(S.hedges_g([1], [2, 3], paired=False))
-    assert math.isnan(S.hedges_g([1, 1], [1, 1], paired=False))
-    assert S.hedges_g([2, 2], [1, 1], paired=False) == math.inf
-    with pytest.raises(ValueError):
-        S.hedges_g([1, 2, 3], [1, 2], paired=True)
+    assert math.isnan(S.hedges_g([0, 2], [1, 1, 4]))  # fewer than 3 on a side by default
+    assert math.isnan(S.hedges_g([1], [2, 3], min_n=1))
+    assert math.isnan(S.hedges_g([1, 1, 1], [1, 1, 1]))
+    assert S.hedges_g([2, 2, 2], [1, 1, 1]) == math.inf
 
 
 # ----------------------------------------------------------------------------- compare
@@ -90,7 +83,7 @@ def test_compare_welch_matches_scipy_and_hand_ci():
     df = (va + vb) ** 2 / (va**2 / 4 + vb**2 / 4)  # Welch-Satterthwaite
     half = stats.t.ppf(0.975, df) * se
     assert (c.low, c.high) == pytest.approx((c.diff - half, c.diff + half))
-    assert c.mde == pytest.approx((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se)
+    assert c.mde == pytest.approx(S.min_detectable_effect(se, df))
     assert S.compare(A, B, paired=None) == c  # undeclared pairing -> Welch
 
 
@@ -101,7 +94,12 @@ def test_compare_paired_matches_ttest_rel():
     d = np.subtract(A, B)
     se = np.std(d, ddof=1) / math.sqrt(5)
     assert (c.low, c.high) == pytest.approx((d.mean() - 2.776445 * se, d.mean() + 2.776445 * se), abs=1e-6)
-    assert c.mde == pytest.approx((stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * se)
+    power = pytest.importorskip("statsmodels.stats.power")
+    d_needed = power.TTestPower().solve_power(nobs=5, alpha=0.05, power=0.8, alternative="two-sided")
+    assert c.mde == pytest.approx(d_needed * np.std(d, ddof=1), rel=1e-5)  # effect size in units of sd(d)
+    strict = S.compare(A, B, paired=True, mde_alpha=0.01)
+    assert strict.p == c.p and strict.mde == pytest.approx(
+        power.TTestPower().solve_power(nobs=5, alpha=0.01, power=0.8) * np.std(d, ddof=1), rel=1e-5)
     assert c.p != pytest.approx(S.compare(A, B, paired=False).p)
 
 
@@ -212,6 +210,7 @@ def test_friedman_not_enough_and_perfect_agreement():
     perfect = pd.DataFrame([[1, 2, 3], [1, 2, 3], [2, 3, 4]], columns=list("abc"))
     res = S.friedman(perfect)
     assert res.chi2 == pytest.approx(6.0) and res.F_iman_davenport == math.inf and res.p_F == 0.0
+    assert res.p_perm == pytest.approx(1 / 36) and res.p_perm_method == "exact"  # (3!)^-(N-1), N = 3
     with pytest.raises(ValueError, match="missing"):
         S.average_ranks(pd.DataFrame([[1, np.nan, 3], [1, 2, 3]]))
 
@@ -325,19 +324,10 @@ def test_probability_of_improvement():
         S.probability_of_improvement(x, x[:2])
 
 
-def test_normalise_scores_by_hand():
-    df = pd.DataFrame({
-        "task": ["t1"] * 4 + ["t2"] * 4,
-        "method": ["stl", "stl", "ref", "new"] * 2,
-        "score": [0.5, 0.7, 0.8, 0.9, 10.0, 10.0, 5.0, 7.5],  # t2 is an error: lower is better
-    })
-    out = S.normalise_scores(df, baseline="stl", reference="ref")
-    np.testing.assert_allclose(out["score"], [-0.5, 0.5, 1.0, 1.5, 0.0, 0.0, 1.0, 0.5])
-    assert df["score"].iloc[0] == 0.5  # input untouched
-    flat = df.assign(score=[1.0, 1.0, 1.0, 2.0] + [10.0, 10.0, 5.0, 7.5])
-    assert np.isnan(S.normalise_scores(flat, "stl", "ref")["score"].iloc[:4]).all()
-    with pytest.raises(KeyError):
-        S.normalise_scores(df, baseline="stl", reference="nope")
+def test_percent_of_baseline_by_hand():
+    np.testing.assert_allclose(S.percent_of_baseline([0.5, 0.55], 0.5, True), [0.0, 10.0])
+    np.testing.assert_allclose(S.percent_of_baseline([0.08, 0.12], 0.1, False), [20.0, -20.0])  # error: lower wins
+    assert np.isnan(S.percent_of_baseline([1.0], 0.0, True)).all()
 
 
 def test_cost_ratio():

@@ -56,10 +56,11 @@ def test_best_val_selection_reads_best_val_scores(mini_results):
     assert board.seeds(DIGITS, "stl")[0] == row["best_val:test/coarse/accuracy"]
 
 
-def test_metric_direction_from_key():
-    assert T.metric_higher_is_better("test/fine/accuracy")
-    assert not T.metric_higher_is_better("test/main/mse")
-    assert not T.metric_higher_is_better("test/main/top1_error")
+def test_metric_direction_is_declared_not_guessed():
+    assert T.metric_direction("test/fine/accuracy") and not T.metric_direction("test/main/mse")
+    with pytest.raises(AuxbenchError, match="--direction"):
+        T.metric_direction("test/main/top1_error")  # no keyword guess: an undeclared metric needs a direction
+    assert T.metric_direction("test/main/top1_error", higher_is_better=False) is False
 
 
 def test_cell_mean_std_and_t_interval(cells):
@@ -72,31 +73,28 @@ def test_cell_mean_std_and_t_interval(cells):
             assert (c["ci_low"], c["ci_high"]) == pytest.approx((low, high))
 
 
-def test_paired_when_same_seeds_welch_otherwise(cells):
+def test_paired_on_shared_seeds(cells):
     a, b = SCORES[DIGITS, "human_aux"], SCORES[DIGITS, "stl"]
     paired = stats.ttest_rel(a, b)
     c = cells.loc[DIGITS, "human_aux"]
-    assert c["test"] == "paired t" and c["p"] == pytest.approx(paired.pvalue)
-    d = np.subtract(a, b)
-    assert c["g"] == pytest.approx(d.mean() / d.std(ddof=1) * (1 - 3 / (4 * 2 - 1)))
+    assert c["test"] == "paired t" and c["p"] == pytest.approx(paired.pvalue) and c["dropped"] == []
     assert (c["diff_low"], c["diff_high"]) == pytest.approx(tuple(paired.confidence_interval()))
-    g = cells.loc[DIGITS, "gcs"]  # seed 1 missing: the seeds differ, so Welch
-    welch = stats.ttest_ind(SCORES[DIGITS, "gcs"], b, equal_var=False)
-    assert g["test"] == "Welch t" and g["p"] == pytest.approx(welch.pvalue)
-    x, y = np.array(SCORES[DIGITS, "gcs"]), np.array(b)
-    sp = math.sqrt((x.var(ddof=1) + 2 * y.var(ddof=1)) / 3)
-    assert g["g"] == pytest.approx((x.mean() - y.mean()) / sp * (1 - 3 / (4 * 5 - 9)))
+    x, y = np.array(a), np.array(b)
+    sp = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
+    assert c["g"] == pytest.approx((x.mean() - y.mean()) / sp * (1 - 3 / (4 * 6 - 9)))
 
 
-def test_holm_over_the_whole_table_and_verdicts(cells):
+def test_family_is_the_column_and_verdicts(board, cells):
     multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
-    tested = cells["p"].dropna()
-    assert len(tested) == 4  # toy/human_aux, digits/human_aux, gcs, maxl; toy/gcs has n = 1
-    adjusted = multipletests(tested.to_numpy(), method="holm")[1]
-    assert cells.loc[tested.index, "p_holm"].to_numpy() == pytest.approx(adjusted)
+    pairs = T.pairwise_table(board, DIGITS)
+    assert len(pairs) == 6 and pairs["p"].notna().all()
+    assert pairs["p_holm"].to_numpy() == pytest.approx(multipletests(pairs["p"], method="holm")[1])
+    for method in ("human_aux", "gcs", "maxl"):
+        row = pairs[(pairs["a"] == "stl") & (pairs["b"] == method)].iloc[0]
+        assert cells.loc[(DIGITS, method), "p_holm"] == pytest.approx(row["p_holm"])
     assert cells.loc[(DIGITS, "human_aux"), "verdict"] == "better"
     assert cells.loc[(DIGITS, "maxl"), "verdict"] == "worse"
-    assert cells.loc[(TOY, "human_aux"), "verdict"] == "n.s."  # raw p < 0.05, Holm-adjusted not
+    assert cells.loc[(DIGITS, "gcs"), "verdict"] == "n.s."
     assert cells.loc[(TOY, "gcs"), "verdict"] == "n too small to test"
     assert cells.loc[(TOY, "stl"), "verdict"] == "baseline"
 
@@ -113,67 +111,61 @@ def test_lower_is_better_direction_of_verdict(mini_results):
 
 
 def test_best_and_not_different_from_best(board, cells):
-    assert cells.loc[(TOY, "human_aux"), "best"] and cells.loc[(DIGITS, "human_aux"), "best"]
+    # toy: human_aux has the lowest mean but a diverged seed, gcs 1 seed: stl is the only eligible cell
+    assert cells.loc[(TOY, "stl"), "best"] and cells.loc[(DIGITS, "human_aux"), "best"]
     assert cells["best"].sum() == 2
-    best = SCORES[DIGITS, "human_aux"]
-    raw = [stats.ttest_rel(SCORES[DIGITS, "stl"], best).pvalue,
-           stats.ttest_ind(SCORES[DIGITS, "gcs"], best, equal_var=False).pvalue,
-           stats.ttest_rel(SCORES[DIGITS, "maxl"], best).pvalue]
-    m = len(raw)
-    order = np.argsort(raw)
-    holm = np.empty(m)
-    holm[order] = np.minimum(1, np.maximum.accumulate([(m - i) * raw[j] for i, j in enumerate(order)]))
-    got = cells.loc[[(DIGITS, "stl"), (DIGITS, "gcs"), (DIGITS, "maxl")], "p_best_holm"].to_numpy()
-    assert got == pytest.approx(holm)
-    assert list(cells.loc[[(DIGITS, "stl"), (DIGITS, "gcs"), (DIGITS, "maxl")], "tied_best"]) == list(holm >= 0.05)
-    assert cells.loc[(TOY, "gcs"), "tied_best"]  # untestable against the best: not separated from it
+    pairs = T.pairwise_table(board, DIGITS).set_index(["a", "b"])
+    expected = {"stl": pairs.loc[("stl", "human_aux"), "p_holm"], "gcs": pairs.loc[("human_aux", "gcs"), "p_holm"],
+                "maxl": pairs.loc[("human_aux", "maxl"), "p_holm"]}
+    for method, p in expected.items():
+        assert cells.loc[(DIGITS, method), "p_best_holm"] == pytest.approx(p)
+        assert cells.loc[(DIGITS, method), "tied_best"] == (p >= 0.05)
+    assert cells.loc[(TOY, "gcs"), "tied_best"]  # untestable against the best: not shown different
+    assert not cells.loc[(TOY, "human_aux"), "tied_best"]  # diverged seed: no favourable mark
 
 
 def test_pairwise_table(board):
-    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
     pairs = T.pairwise_table(board, DIGITS)
     names = ["stl", "human_aux", "gcs", "maxl"]
     assert [(r.a, r.b) for r in pairs.itertuples()] == [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    seeds = {"stl": [0, 1, 2], "human_aux": [0, 1, 2], "gcs": [0, 2], "maxl": [0, 1, 2]}
     for r in pairs.itertuples():
-        x, y = SCORES[DIGITS, r.a], SCORES[DIGITS, r.b]
-        same = len(x) == len(y)
-        ref = stats.ttest_rel(x, y) if same else stats.ttest_ind(x, y, equal_var=False)
+        shared = [i for i, s in enumerate(seeds[r.a]) if s in seeds[r.b]]
+        x = [SCORES[DIGITS, r.a][i] for i in shared]
+        y = [SCORES[DIGITS, r.b][seeds[r.b].index(seeds[r.a][i])] for i in shared]
         assert r.diff == pytest.approx(np.mean(x) - np.mean(y))
-        assert r.p == pytest.approx(ref.pvalue) and r.test == ("paired t" if same else "Welch t")
-    assert pairs["p_holm"].to_numpy() == pytest.approx(multipletests(pairs["p"], method="holm")[1])
+        assert r.p == pytest.approx(stats.ttest_rel(x, y).pvalue) and r.test == "paired t"
 
 
 def test_rank_summary(board, cells):
     ranks = T.rank_summary(board, T.cell_table(board))
-    assert ranks.excluded == ["maxl"]
-    # toy (lower better): human_aux .0725 < gcs .082 < stl .085; digits: human_aux > gcs > stl
-    assert ranks.ranks.to_dict() == {"stl": 3.0, "human_aux": 1.0, "gcs": 2.0}
-    means = np.array([[0.085, 0.0725, 0.082], [0.91, 0.96, 0.935]]) * np.array([[-1], [1]])
-    assert ranks.friedman.chi2 == pytest.approx(stats.friedmanchisquare(*means.T).statistic)
-    assert ranks.groups == [["human_aux", "gcs", "stl"]]  # N = 2: Wilcoxon cannot separate anything
+    assert ranks.excluded == {"maxl": "no score on some column", "human_aux": "a diverged trial on some column"}
+    # toy (lower better): gcs .082 < stl .085; digits: gcs .935 > stl .91
+    assert ranks.ranks.to_dict() == {"stl": 2.0, "gcs": 1.0}
+    assert ranks.groups == [["gcs", "stl"]]  # N = 2: Wilcoxon cannot separate anything
+    assert ranks.cd_min_p == 0.5 and ranks.cd_columns_needed == 6
 
 
 def test_rank_summary_says_why_no_friedman(mini_results):
     df, record = mini_results
     keep = ~df["method"].isin(["gcs"])
     ranks = T.rank_summary(b := T.build_board(df[keep], record), T.cell_table(b))
-    assert ranks.friedman is None and "k >= 3" in ranks.why_no_friedman
+    assert ranks.friedman is None and "2 methods" in ranks.why_no_friedman
 
 
 def test_normalised_scores_and_robust_summary(board):
     cells = T.cell_table(board)
-    norm = T.normalised_scores(board, cells).set_index(["column", "method", "seed"])["score"].sort_index()
-    # toy: oriented (negated) mse, stl mean -> 0, human_aux mean (best other) -> 1
-    assert norm[TOY, "human_aux", 0] == pytest.approx((-0.070 + 0.085) / (-0.0725 + 0.085))
-    assert norm.loc[TOY, "stl"].mean() == pytest.approx(0) and norm.loc[TOY, "human_aux"].mean() == pytest.approx(1)
-    # digits: maxl is worse than stl, so it lands below 0 (-1 = as far below as the best is above)
-    assert norm.loc[DIGITS, "maxl"].mean() == pytest.approx(-1.0)
+    frame, left_out = T.normalised_scores(board, cells)
+    norm = frame.set_index(["column", "method", "seed"])["score"].sort_index()
+    assert left_out == {}
+    # toy: mse, lower is better: % improvement on the stl mean 0.085
+    assert norm[TOY, "human_aux", 0] == pytest.approx(100 * (0.085 - 0.070) / 0.085)
+    assert norm[DIGITS, "maxl", 0] == pytest.approx(100 * (0.850 - 0.91) / 0.91)
+    assert norm.loc[TOY, "stl"].mean() == pytest.approx(0)
     robust = T.robust_summary(board, cells).set_index("method")
-    assert robust.loc["human_aux", "poi"] == pytest.approx(1.0)
-    x, y = norm.loc[DIGITS, "gcs"].to_numpy(), norm.loc[DIGITS, "stl"].to_numpy()
-    toy_poi = np.mean([0.082 < s for s in SCORES[TOY, "stl"]])  # lower mse wins: 2 of 3
-    digits_poi = np.mean([[a > b for b in y] for a in x])
-    assert robust.loc["gcs", "poi"] == pytest.approx((toy_poi + digits_poi) / 2)
+    assert robust.loc["human_aux", "poi"] == pytest.approx(1.0) and robust.loc["human_aux", "failures"] == 1
+    # gcs: toy has seed 0 paired with stl (0.082 < 0.080? no: loses); digits pairs seeds 0 and 2 (both win)
+    assert robust.loc["gcs", "poi"] == pytest.approx((0.0 + 1.0) / 2) and robust.loc["gcs", "poi_paired"] == 2
     assert robust.loc["human_aux", "iqm"] == pytest.approx(stats.trim_mean(norm.xs("human_aux", level=1), 0.25))
     assert robust.loc["human_aux", "low"] <= robust.loc["human_aux", "iqm"] <= robust.loc["human_aux", "high"]
 

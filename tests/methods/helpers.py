@@ -37,8 +37,9 @@ def run_steps(trial: Trial, steps: int) -> list[float]:
     from auxbench.problems.sampling import stream_seed
 
     losses = []
+    trial.ctx.streams.start_epoch(0)
     for pass_index, phase in enumerate(trial.method.epoch_passes):
         batches = trial.train_split.batches(16, stream_seed(trial.seed, 0, pass_index), shuffle=True, augment=True)
         for _, batch in zip(range(steps), batches, strict=False):
-            losses.append(float(trial.method.train_step(batch, phase)["loss"]))
+            losses.append(float(trial.step(batch, phase)["loss"]))
     return losses

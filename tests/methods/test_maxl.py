@@ -13,7 +13,7 @@ from .helpers import build_trial, run_steps
 
 def label_grads_of_phi_step(trial, batch) -> list[torch.Tensor]:
     """The gradient the φ step gives the label network (its optimizer step disabled)."""
-    trial.method.label_optimizer.step = lambda: None
+    trial.method.optimizer_of("label_net").step = lambda: None
     trial.method.train_step(batch, "phi")
     return [p.grad.clone() for p in trial.method.label_net.parameters()]
 

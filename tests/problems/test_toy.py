@@ -96,3 +96,24 @@ def test_noise_flags_follow_rows_into_train_and_meta_union():
     batch = next(union.batches(50, torch.Generator().manual_seed(0), shuffle=True))
     differs = ~torch.isclose(batch.y["main"], clean(p, union.x[batch.index], "main"), atol=1e-5).all(dim=1)
     assert torch.equal(differs, union.row_info["noisy"][batch.index])
+
+
+def test_problem_meta_split_is_clean_and_leaves_train_whole():
+    """meta_source: problem serves toy_regression's own clean meta split (SLGrad §4.1)."""
+    own = build_problem("toy_regression", 0, meta_source="problem", noise_fraction=0.4, n_meta=64)
+    carved = build_problem("toy_regression", 0, meta_fraction=0.1, noise_fraction=0.4)
+    assert len(own.splits["meta"]) == 64 and len(own.splits["train"]) == 1000
+    assert not own.splits["meta"].row_info["noisy"].any()
+    assert carved.splits["meta"].row_info["noisy"].any()  # carved from the noisy training rows
+    clean = toy_function(own.splits["meta"].x, own.info["basis"], own.info["eps"]["main"], 1.0)
+    torch.testing.assert_close(own.splits["meta"].y["main"], clean)
+    # The other splits do not depend on the meta split being there.
+    torch.testing.assert_close(own.splits["val"].x, carved.splits["val"].x)
+
+
+def test_batches_carry_their_rows_facts():
+    p = build_problem("toy_regression", 3, meta_fraction=0.1, noise_fraction=0.5)
+    split = p.splits["train"]
+    batch = next(split.batches(50, torch.Generator().manual_seed(0), shuffle=True))
+    assert torch.equal(batch.info["noisy"], split.row_info["noisy"][batch.index])
+    assert batch.info["noisy"].any() and not batch.info["noisy"].all()

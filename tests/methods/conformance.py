@@ -1,0 +1,155 @@
+"""Conformance v2: what every method must do through the real engine, as reusable checks.
+
+Each check raises ``AssertionError`` (or the engine's ``AuxbenchError``) with a message naming
+the method and what broke. ``test_conformance.py`` runs them on every discovered method and on
+the README's examples; ``test_conformance_catches.py`` shows each catches the failure it exists for.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from auxbench.engine import Trial, run_trial
+from auxbench.method import Method, check_declaration, resolve_method
+from auxbench.method_state import collect_state, learned_parameters
+from auxbench.problems import build_problem
+from auxbench.results import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
+
+from .helpers import trial_config
+
+EPOCHS = 3
+DIAGNOSTIC_KEY = re.compile(r"^[a-z0-9_]+(/[A-Za-z0-9_.:\-]+)*$")
+SMALL = {"digits_coarse": {"n_train": 96}, "toy_regression": {"n_train": 96, "n_val": 32, "n_test": 32}}
+
+
+def problem_for(cls: type[Method]) -> str:
+    """The first small built-in problem the method applies to."""
+    for name in ("digits_coarse", "toy_regression"):
+        if cls.applicable(build_problem(name, 0, fake=True)) is None:
+            return name
+    pytest.fail(f"{cls.name} applies to no built-in problem")
+
+
+def small_config(method: str, hparams: dict | None = None, seed: int = 0, epochs: int = EPOCHS) -> dict:
+    cls = resolve_method(method)
+    problem = problem_for(cls)
+    config = trial_config(method, problem=problem, seed=seed, hparams=hparams, epochs=epochs)
+    config["problem_options"] = dict(SMALL[problem])
+    return config
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in csv.DictReader(f)]
+
+
+def check_declaration_is_valid(method: str) -> None:
+    cls = resolve_method(method)
+    check_declaration(cls)
+    assert cls.version and isinstance(cls.version, str), f"{method}: needs a version string"
+    assert cls.__doc__, f"{method} needs a docstring citing its paper"
+    for key, spec in cls.hparams.items():
+        spec.validate(key, spec.default, method)  # every default passes its own bounds
+    if cls.reduces_to_stl_when is not None:
+        cls.resolve_hparams(cls.reduces_to_stl_when)
+
+
+def check_streams_served_as_declared(method: str, tmp_path: Path) -> None:
+    """Exactly the declared streams exist, each yields batches on the device; others raise."""
+    trial = Trial(small_config(method), tmp_path)
+    declared = trial.method.uses_streams()
+    trial.ctx.streams.start_epoch(0)
+    for name in ("meta", "aux", "extra_train"):
+        if name in declared:
+            batch = trial.ctx.next_batch(name)
+            assert len(batch) > 0 and batch.x.device.type == trial.device.type, f"{method}: stream {name}"
+        else:
+            assert name not in trial.ctx.streams, f"{method}: undeclared stream {name!r} is served"
+
+
+def check_resume_is_bitwise(method: str, tmp_path: Path) -> None:
+    """A kill after epoch 1 of 3 resumes through the real weights_only checkpoint to the same run."""
+    config = small_config(method)
+    whole = run_trial(config, tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_1(report):
+        if report["epoch"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_trial(config, tmp_path / "killed", report=kill_after_epoch_1)
+    checkpoint = tmp_path / "killed" / CHECKPOINT_FILE
+    assert checkpoint.exists() and not (tmp_path / "killed" / RESULT_FILE).exists()
+    torch.load(checkpoint, weights_only=True)  # the engine's own load must accept it
+    resumed = run_trial(config, tmp_path / "killed")
+    assert resumed["status"] == whole["status"] == "done", f"{method}: {resumed['status']}"
+    assert _rows(tmp_path / "killed" / METRICS_FILE) == _rows(tmp_path / "whole" / METRICS_FILE), (
+        f"{method}: the resumed run's per-epoch metrics differ from the uninterrupted run's"
+    )
+
+
+def check_state_is_weights_only_safe(method: str, tmp_path: Path) -> None:
+    trial = Trial(small_config(method, epochs=1), tmp_path)
+    trial._train_epoch(0)
+    buf = io.BytesIO()
+    torch.save(collect_state(trial.method, trial._engine_owned()), buf)
+    buf.seek(0)
+    torch.load(buf, weights_only=True)
+
+
+def check_learned_parameters_change(method: str, tmp_path: Path) -> None:
+    """Every parameter the method says it learns moves during one epoch."""
+    trial = Trial(small_config(method, epochs=1), tmp_path)
+    before = {k: p.detach().clone() for k, p in learned_parameters(trial.method).items()}
+    trial._train_epoch(0)
+    after = learned_parameters(trial.method)
+    frozen = [k for k, v in before.items() if torch.equal(v, after[k].detach())]
+    assert not frozen, f"{method}: learned parameters {frozen} never changed in an epoch"
+
+
+def check_reduces_to_stl(method: str, tmp_path: Path) -> None:
+    """Under ``reduces_to_stl_when`` the primary network takes exactly STL's steps."""
+    cls = resolve_method(method)
+    if cls.reduces_to_stl_when is None:
+        return
+    problem = problem_for(cls)
+    stl_config = small_config("stl", epochs=1)
+    stl_config["problem"], stl_config["problem_options"] = problem, dict(SMALL[problem])
+    stl = Trial(stl_config, tmp_path / "stl")
+    other = Trial(small_config(method, hparams=cls.reduces_to_stl_when, epochs=1), tmp_path / "method")
+    stl._train_epoch(0)
+    other._train_epoch(0)
+    primary = f"heads.{stl.problem.primary.name}."
+    theirs = other.model.state_dict()
+    for key, value in stl.model.state_dict().items():
+        if key.startswith("backbone.") or key.startswith(primary):
+            assert torch.equal(value, theirs[key]), (
+                f"{method} with {cls.reduces_to_stl_when} does not take STL's step ({key} differs)"
+            )
+
+
+def check_diagnostics_schema(method: str, tmp_path: Path) -> None:
+    trial = Trial(small_config(method, epochs=1), tmp_path)
+    trial._train_epoch(0)
+    for key, value in {**trial.weight_log.summary(), **trial.method.diagnostics()}.items():
+        assert DIAGNOSTIC_KEY.match(key), f"{method}: diagnostic key {key!r} breaks the schema"
+        assert math.isfinite(float(value)), f"{method}: diagnostic {key} = {value}"
+
+
+ALL_CHECKS = (
+    check_streams_served_as_declared,
+    check_resume_is_bitwise,
+    check_state_is_weights_only_safe,
+    check_learned_parameters_change,
+    check_reduces_to_stl,
+    check_diagnostics_schema,
+)
