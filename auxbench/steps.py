@@ -71,13 +71,15 @@ class Stepper:
     def _losses(self, batch: Batch) -> dict[str, Tensor]:
         return self.ctx.task_losses(self.ctx.model(batch.x), batch)
 
-    # -- levels --
-    def _combine(self, batch: Batch, phase: str) -> dict[str, Tensor]:
-        loss = self.method.combine(self._losses(batch))
+    def _minimise(self, loss: Tensor) -> dict[str, Tensor]:
         self._zero_grad()
         loss.backward()
         self._step()
         return {"loss": loss.detach()}
+
+    # -- levels --
+    def _combine(self, batch: Batch, phase: str) -> dict[str, Tensor]:
+        return self._minimise(self.method.combine(self._losses(batch)))
 
     def _weights(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         losses = self._losses(batch)
@@ -86,11 +88,7 @@ class Stepper:
         if unknown:
             raise AuxbenchError(f"method {self.method.name!r}: weights() names tasks {sorted(unknown)} without a loss")
         self.ctx.log_weights(weights)
-        loss = sum((torch.as_tensor(w).detach() * losses[t]).mean() for t, w in weights.items())
-        self._zero_grad()
-        loss.backward()
-        self._step()
-        return {"loss": loss.detach()}
+        return self._minimise(sum((torch.as_tensor(w).detach() * losses[t]).mean() for t, w in weights.items()))
 
     def _combine_grads(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         losses = self._losses(batch)

@@ -44,7 +44,7 @@ from pydantic import (
 from auxbench.determinism import default_threads
 from auxbench.engine import ENGINE_VERSION
 from auxbench.errors import AuxbenchError, unknown_name
-from auxbench.method import Method, discover_methods, resolve_method
+from auxbench.method import STREAMS, Method, check_declaration, discover_methods, resolve_method
 from auxbench.problems import (
     MetaSourceError,
     Problem,
@@ -368,6 +368,31 @@ def _fake_problem(exp: Experiment, where: str, meta_source: str) -> Problem:
         raise AuxbenchError(f"{where}.problem_options: {err}") from None
 
 
+def _streams_unserved(cls: type[Method], hparams: dict, problem: Problem, training: dict, where: str) -> str | None:
+    """Why the engine could not serve a stream the method declares (a skip reason), or ``None``.
+
+    A declaration the engine does not know, or a ``meta`` stream with ``meta_fraction: 0``, is the
+    suite's or the method's mistake and an error; a problem without an auxiliary-input split only
+    means the method does not apply to it.
+    """
+    try:
+        check_declaration(cls)
+    except AuxbenchError as err:
+        raise AuxbenchError(f"{where}: {err}") from None
+    streams = cls(**hparams).uses_streams()
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown:
+        raise AuxbenchError(f"{where}: method {cls.name!r} declares unknown streams {unknown} (valid: {', '.join(STREAMS)})")
+    if "meta" in streams and training["meta_source"] == "train_fraction" and training["meta_fraction"] == 0:
+        raise AuxbenchError(
+            f"{where}: method {cls.name!r} reads the meta split, which meta_fraction: 0 leaves empty "
+            f"(training.meta_fraction)"
+        )
+    if "aux" in streams and problem.aux_input is None:
+        return f"{cls.name} reads an auxiliary-input split ('aux' stream), which problem {problem.name} does not have"
+    return None
+
+
 def _check_backbone(name: str, problem: Problem, where: str) -> None:
     """``name`` exists and takes ``problem``'s inputs (built and run on the ``meta`` device: no
     memory, no arithmetic). A ``timm:`` model is looked up, not built: building some timm models
@@ -496,7 +521,7 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
             label = layout.label(entry, cls, column, path, key, here)
             _reject_non_finite(entry.hparams, f"{method_where}.hparams")
             hparams = cls.resolve_hparams(entry.hparams, f"{method_where}.hparams")
-            reason = cls.applicable(problem)
+            reason = cls.applicable(problem) or _streams_unserved(cls, hparams, problem, training, method_where)
             if reason is not None:
                 skipped.append({"column": column, "method": label, "reason": reason})
                 continue

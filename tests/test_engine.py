@@ -291,3 +291,28 @@ def test_auxiliary_input_stream_is_served_and_seeded(tmp_path, digits_with_aux_i
     first, second = seen_in_epoch(tmp_path / "a"), seen_in_epoch(tmp_path / "b")
     assert len(first) > 1 and all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
     assert not torch.equal(first[0], torch.arange(len(first[0])))  # shuffled, not in file order
+
+
+class UsesHostRandomness(Method):
+    """Scales its loss with Python's and numpy's global generators, as a careless method might."""
+
+    name = "host_randomness"
+
+    def combine(self, losses):
+        import random
+
+        import numpy as np
+
+        scale = 1.0 + 0.1 * float(np.random.rand()) + 0.1 * random.random()
+        return losses[self.ctx.problem.primary.name].mean() * scale
+
+
+def test_python_and_numpy_generators_are_seeded_and_resumed(tmp_path):
+    """A kill after epoch 1 resumes bitwise although the method draws from random and numpy.random."""
+    from tests.methods import conformance
+
+    conformance.check_resume_is_bitwise("tests.test_engine:UsesHostRandomness", tmp_path / "a")
+    first = run_trial(conformance.small_config("tests.test_engine:UsesHostRandomness"), tmp_path / "b")
+    second = run_trial(conformance.small_config("tests.test_engine:UsesHostRandomness"), tmp_path / "c")
+    # seeded per trial, not by whatever ran before in the process
+    assert deterministic_result(first)["final"] == deterministic_result(second)["final"]

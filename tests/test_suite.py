@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from auxbench.errors import AuxbenchError
-from tests.conftest import tiny_suite
+from auxbench.method import Method
+from tests.conftest import TINY_DEFAULTS, tiny_suite
 
 
 def _bad(cli, path, *fragments, command="validate", names_suite=True):
@@ -157,18 +158,9 @@ def test_bad_input_through_run_command_too(cli, write_suite, in_tmp):
     assert not (in_tmp / "runs").exists()
 
 
-def test_missing_data_file_names_the_file(cli, write_suite, in_tmp, monkeypatch):
+def test_missing_data_file_names_the_file(cli, write_suite, no_cifar):
     """Real CIFAR data absent and no download possible: exit 2, the message names the file."""
-    import torchvision.datasets
-
-    empty = in_tmp / "empty_data"
-    empty.mkdir()
-    monkeypatch.setenv("AUXBENCH_DATA", str(empty))
-
-    def no_download(*args, **kwargs):
-        raise RuntimeError("network is unreachable")
-
-    monkeypatch.setattr(torchvision.datasets, "CIFAR100", no_download)
+    empty = no_cifar
     suite = tiny_suite(problem="cifar100_20", options={"n_train": 100, "val_size": 100, "n_test": 100},
                        backbone="mlp", methods=["stl"])
     err = _bad(cli, write_suite(suite), "cifar-100-python", "not found", "AUXBENCH_DATA", command="run",
@@ -559,3 +551,35 @@ def test_leaderboard_path_must_stay_inside_leaderboards(in_tmp):
         default_leaderboard("evil")
     with pytest.raises(AuxbenchError, match="not inside"):
         default_leaderboard("../escape")
+
+
+# ----- contract v2: what a method declares is checked before any training --------------------
+class ReadsAuxInput(Method):
+    """Declares the auxiliary-input stream (no built-in problem has one)."""
+
+    name = "reads_aux_input"
+    streams = ("aux",)
+
+    def combine(self, losses):
+        return sum(v.mean() for v in losses.values())
+
+
+class HookWithoutOverride(Method):
+    name = "hook_without_override"
+    hook = "combine_grads"
+
+
+def test_declared_streams_are_checked_before_training(cli, write_suite, in_tmp):
+    suite = tiny_suite(methods=["stl", "tests.test_suite:ReadsAuxInput"])
+    code, out, _ = cli("validate", write_suite(suite))
+    assert code == 0 and "reads an auxiliary-input split ('aux' stream)" in out  # skipped, with the reason
+    no_meta = tiny_suite(problem="digits_coarse", methods=["stl", {"name": "wamal", "hparams": {"phi_data": "meta"}}],
+                         defaults={**TINY_DEFAULTS, "meta_fraction": 0.0})
+    code, _, err = cli("validate", write_suite(no_meta, "no_meta.yaml"))
+    assert code == 2 and "experiments[0].methods[1]" in err and "meta_fraction: 0 leaves empty" in err
+
+
+def test_a_declared_hook_without_its_override_is_refused_by_validate(cli, write_suite, in_tmp):
+    code, _, err = cli("validate", write_suite(tiny_suite(methods=["stl", "tests.test_suite:HookWithoutOverride"])))
+    assert code == 2
+    assert "experiments[0].methods[1]" in err and "does not override combine_grads()" in err
