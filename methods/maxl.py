@@ -69,7 +69,8 @@ class MAXL(Method):
     @classmethod
     def applicable(cls, problem: Problem) -> str | None:
         if problem.primary.kind != "classification":
-            return "MAXL needs a classification primary task (its labels split each primary class into ψ sub-classes)"
+            return (f"{cls.name} needs a classification primary task "
+                    f"(its generated labels split each primary class into ψ sub-classes)")
         return None
 
     def tasks(self, problem: Problem) -> list[TaskSpec]:
