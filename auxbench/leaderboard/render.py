@@ -103,11 +103,37 @@ def auxbench_commit() -> str:
 
 
 # ----- sections --------------------------------------------------------------------------------
-def _header(board: T.Board, record: dict | None, commit: str | None) -> list[str]:
+def primary_metric_in_words(df: pd.DataFrame) -> dict[str, str]:
+    """Column -> "test accuracy of the 20 superclasses", from each trial's primary metric key and
+    the problem's task description (its fake-data build: no data read); the task's name when the
+    problem cannot be built here."""
+    from auxbench.problems import build_problem
+
+    words: dict[str, str] = {}
+    for column, rows in df.groupby("column", sort=False):
+        keys = rows["primary_metric"].dropna() if "primary_metric" in rows else []
+        if not len(keys):
+            continue
+        task, _, metric = str(keys.iloc[0]).partition("/")
+        try:
+            spec = next(t for t in build_problem(str(rows["problem"].iloc[0]), 0, fake=True).tasks if t.name == task)
+            subject = spec.description or f"task `{task}`"
+        except Exception:  # a problem this machine cannot build still gets a header line
+            subject = f"task `{task}`"
+        words[column] = f"test {metric if metric != 'mse' else 'MSE'} of {subject}"
+    return words
+
+
+def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.DataFrame) -> list[str]:
     record = record or {}
-    metric = "test metric of each column's primary task" if board.metric == "primary" else f"`{board.metric}`"
     selection = "final epoch" if board.selection == "final" else "epoch with the best validation score"
-    direction = "; ".join(f"{c}: {DIRECTION[board.higher[c]]}" for c in board.columns)
+    if board.metric == "primary":
+        words = primary_metric_in_words(df)
+        metric = "; ".join(
+            f"{c}: {words.get(c, 'test metric of the primary task')} ({DIRECTION[board.higher[c]]})" for c in board.columns
+        )
+    else:
+        metric = f"`{board.metric}` (" + "; ".join(f"{c}: {DIRECTION[board.higher[c]]}" for c in board.columns) + ")"
     lines = [
         f"# Leaderboard: {record.get('suite', 'results')}",
         "",
@@ -116,7 +142,7 @@ def _header(board: T.Board, record: dict | None, commit: str | None) -> list[str
     if commit:
         lines.append(f"- auxbench commit: `{commit}`")
     lines += [
-        f"- Metric: {metric} ({direction})",
+        f"- Metric: {metric}",
         f"- Epoch counted: {selection} (never chosen on test data)",
         f"- Baseline: `{board.baseline}`; α = {board.alpha:g}; intervals are {board.level:.0%} (t-interval "
         "over seeds, BCa bootstrap above 29 seeds)",
@@ -417,7 +443,7 @@ def render_markdown(df: pd.DataFrame, record: dict | None, metric: str = "primar
 
 def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame,
               record: dict | None, figures: dict, commit: str | None, run_dir: Path | None) -> str:
-    lines = _header(board, record, commit)
+    lines = _header(board, record, commit, df)
     if machine := machine_summary(df):  # provenance of the results (auxbench.provenance)
         lines.insert(-1, machine)
     lines += _main_table(board, cells)

@@ -35,7 +35,8 @@ class TaskSpec:
     ``loss`` is ``"classification"`` (cross-entropy or focal, chosen per suite), ``"bce"`` or
     ``"mse"``; ``metric`` is a declared metric id (``"accuracy"``, ``"mse"``: see
     :data:`METRIC_HIGHER_IS_BETTER`). ``higher_is_better`` defaults to the metric's declared
-    direction; an undeclared metric needs it given explicitly.
+    direction; an undeclared metric needs it given explicitly. ``description`` says in words what
+    the task predicts ("the 20 superclasses"); leaderboards name the metric with it.
     """
 
     name: str
@@ -45,6 +46,7 @@ class TaskSpec:
     loss: str
     metric: str
     higher_is_better: bool | None = None
+    description: str = ""
 
     def __post_init__(self) -> None:
         if self.higher_is_better is None:

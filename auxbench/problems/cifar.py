@@ -237,7 +237,9 @@ def make_cifar100_20(
         }
 
     tasks = [
-        TaskSpec("coarse", "primary", "classification", N_COARSE, loss="classification", metric="accuracy"),
-        TaskSpec("fine", "auxiliary", "classification", N_FINE, loss="classification", metric="accuracy"),
+        TaskSpec("coarse", "primary", "classification", N_COARSE, loss="classification", metric="accuracy",
+                 description="the 20 superclasses"),
+        TaskSpec("fine", "auxiliary", "classification", N_FINE, loss="classification", metric="accuracy",
+                 description="the 100 classes"),
     ]
     return Problem("cifar100_20", (3, 32, 32), tasks, splits, hierarchy=hierarchy, info=info)

@@ -90,8 +90,10 @@ def make_digits_coarse(
         return TensorSplit(x[index].contiguous(), {"coarse": coarse[index], "digit": digit[index]})
 
     tasks = [
-        TaskSpec("coarse", "primary", "classification", 5, loss="classification", metric="accuracy"),
-        TaskSpec("digit", "auxiliary", "classification", 10, loss="classification", metric="accuracy"),
+        TaskSpec("coarse", "primary", "classification", 5, loss="classification", metric="accuracy",
+                 description="the 5 digit pairs"),
+        TaskSpec("digit", "auxiliary", "classification", 10, loss="classification", metric="accuracy",
+                 description="the 10 digits"),
     ]
     splits = {"train": split(train_idx), "val": split(val_idx), "test": split(test_idx)}
     info = {"fake": fake, "source_index": {"train": train_idx, "val": val_idx, "test": test_idx}}

@@ -108,8 +108,10 @@ def make_toy_regression(
     splits["meta"].row_info["noisy"] = torch.zeros(n_meta, dtype=torch.bool)
 
     tasks = [
-        TaskSpec("main", "primary", "regression", output_dim, loss="mse", metric="mse"),
-        TaskSpec("aux", "auxiliary", "regression", output_dim, loss="mse", metric="mse"),
+        TaskSpec("main", "primary", "regression", output_dim, loss="mse", metric="mse",
+                 description="the main regression target"),
+        TaskSpec("aux", "auxiliary", "regression", output_dim, loss="mse", metric="mse",
+                 description="the auxiliary regression target"),
     ]
     info = {
         "basis": basis,

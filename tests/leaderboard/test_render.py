@@ -100,3 +100,20 @@ def test_leaderboard_modules_do_not_import_torch_at_import_time():
             else:
                 continue
             assert not names & heavy, f"{path.name} imports {names & heavy} at import time"
+
+
+def test_header_names_the_ranked_metric_in_words():
+    import pandas as pd
+
+    from auxbench.leaderboard.render import primary_metric_in_words
+
+    df = pd.DataFrame([
+        {"column": "cifar100_20/lenet5", "problem": "cifar100_20", "primary_metric": "coarse/accuracy"},
+        {"column": "toy_regression/mlp", "problem": "toy_regression", "primary_metric": "main/mse"},
+        {"column": "gone/mlp", "problem": "no_such_problem", "primary_metric": "y/accuracy"},
+    ])
+    assert primary_metric_in_words(df) == {
+        "cifar100_20/lenet5": "test accuracy of the 20 superclasses",
+        "toy_regression/mlp": "test MSE of the main regression target",
+        "gone/mlp": "test accuracy of task `y`",
+    }
