@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
 from auxbench.leaderboard import tables as T
-from auxbench.provenance import machine_summary
+from auxbench.provenance import code_version, machine_summary
 from auxbench.reproduce import write_reproduction_record
 
 BETTER, WORSE, TIED = "▲", "▼", "≈"
@@ -83,23 +82,12 @@ def _slug(text: str) -> str:
 
 
 def auxbench_commit() -> str:
-    """``git rev-parse HEAD`` of the checkout holding this package (flagged when code is modified),
-    else the package version."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(  # published leaderboards are outputs, not code: they do not count
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".", ":!leaderboards"],
-            capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        return head + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return f"auxbench {version('auxbench')} (not a git checkout)"
-        except PackageNotFoundError:
-            return "unknown"
+    """The commit of the checkout holding this package (flagged when its code is modified), else the
+    package version: :func:`auxbench.provenance.code_version`, as a header line."""
+    version = code_version()
+    if version["git_commit"]:
+        return version["git_commit"] + (" (with uncommitted changes)" if version["git_dirty"] else "")
+    return f"auxbench {version['auxbench']} (not a git checkout)" if version["auxbench"] else "unknown"
 
 
 # ----- sections --------------------------------------------------------------------------------

@@ -76,11 +76,17 @@ def test_best_on_test_is_refused(mini_dir, tmp_path):
 
 
 def test_commit_outside_git_falls_back_to_version(monkeypatch):
+    from auxbench.provenance import code_version
+
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")
 
+    code_version.cache_clear()
     monkeypatch.setattr(subprocess, "run", no_git)
-    assert "not a git checkout" in render.auxbench_commit() or render.auxbench_commit() == "unknown"
+    try:
+        assert "not a git checkout" in render.auxbench_commit() or render.auxbench_commit() == "unknown"
+    finally:
+        code_version.cache_clear()  # later tests see the real checkout again
 
 
 def test_commit_is_head_in_a_checkout():
