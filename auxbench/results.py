@@ -2,13 +2,18 @@
 
 ``runs/<suite>/`` holds ``run.json`` (the expanded suite: every expected trial and every skipped
 pair, rewritten at each ``auxbench run``) and one folder per trial id with ``config.json``,
-``metrics.csv``, a checkpoint while it runs, and ``result.json`` — written last, the "done"
-marker. Nothing here deletes a trial folder: a finished result is never lost.
+``metrics.csv``, a checkpoint while it runs, ``result.json`` — written last, the "done"
+marker — and ``.lock``, held by whichever process runs the trial, so that several drivers can
+share one ``runs/`` folder. Nothing here deletes a trial folder: a finished result is never lost.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +21,19 @@ import pandas as pd
 
 from auxbench.errors import AuxbenchError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (see trial_lock)
+    fcntl = None
+
 RUN_RECORD = "run.json"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
+LOCK_FILE = ".lock"  # held by the process running the trial (see trial_lock)
+TEMP_SUFFIX = ".tmp"  # of atomic_write_bytes' temporary files: ".<name>.<writer>.tmp"
 # Statuses of a trial with a ``result.json``: never recomputed (see auxbench.health for "degenerate").
 FINISHED_STATUSES = ("done", "diverged", "degenerate")
 
@@ -45,13 +57,75 @@ def default_leaderboard(name: str) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The temporary file's name is unique to this writer (process, thread and a random part), so two
+    writers of one path (two drivers rewriting ``run.json``) never write into each other's file:
+    the last rename wins whole. The folder is fsynced after the rename, so the rename itself
+    survives a power cut (fsync of the file alone does not make its new name durable on Linux).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    f = open(tmp, "xb")  # "x": never reuse a file that exists
+    try:
+        with f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the entries of ``folder`` (a rename into it) durable; a no-op where folders cannot be
+    opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def trial_lock(trial_dir: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the advisory lock of one trial (``<trial_dir>/.lock``, created with the folder).
+
+    Every process that runs a trial holds it for the whole trial, so two drivers sharing one
+    ``runs/`` folder never run a trial twice or interleave its files. Yields ``True`` once held;
+    with ``wait=False`` yields ``False`` at once when another process holds it. The lock is
+    ``flock``: the OS releases it when its holder dies, even by ``kill -9``, so a crashed driver
+    never blocks a trial. The lock file is never deleted (deleting it would let a waiter lock an
+    unlinked file while a newcomer locks a new one). Once held, temporary files a killed writer
+    left in the folder are removed: nobody else writes there while the lock is held. Needs
+    ``fcntl`` (Linux, macOS); on Windows nothing is locked, so there one ``runs/`` folder must
+    have one driver at a time. On network file systems ``flock`` is only as good as the mount
+    (NFSv4 and Lustre with ``flock`` support it).
+    """
+    trial_dir = Path(trial_dir)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield True
+        return
+    with open(trial_dir / LOCK_FILE, "a+b") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                yield False
+                return
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            for stale in trial_dir.glob(f".*{TEMP_SUFFIX}"):
+                stale.unlink(missing_ok=True)
+            yield True
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

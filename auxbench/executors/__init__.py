@@ -17,24 +17,35 @@ from auxbench.results import (
     default_leaderboard,
     epochs_done,
     inside,
+    trial_lock,
     trial_status,
     write_run_record,
 )
 from auxbench.suite import check_machine, expand, load_suite
 
 EXECUTORS = ("local", "ray")
-def execute_trial(trial: dict, run_dir: Path, report=None) -> dict:
-    """Run one trial; on an unexpected exception leave its traceback in ``error.txt`` and re-raise."""
+def execute_trial(trial: dict, run_dir: Path, report=None, wait: bool = True) -> dict | None:
+    """Run one trial under its lock; on an unexpected exception leave its traceback in
+    ``error.txt`` and re-raise.
+
+    The lock (:func:`auxbench.results.trial_lock`) is held by the process that runs the trial (the
+    driver for the local executor, a worker for Ray), so a second driver on the same ``runs/``
+    never runs it too: it waits, and then reads the result the first one stored (the engine never
+    recomputes a finished trial). With ``wait=False`` a trial another process holds is not waited
+    for: ``None`` is returned.
+    """
     trial_dir = Path(run_dir) / trial["id"]
-    (trial_dir / ERROR_FILE).unlink(missing_ok=True)
-    try:
-        return run_trial(trial["config"], trial_dir, report)
-    except AuxbenchError:
-        raise
-    except Exception:
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        (trial_dir / ERROR_FILE).write_text(traceback.format_exc())
-        raise
+    with trial_lock(trial_dir, wait) as held:
+        if not held:
+            return None
+        (trial_dir / ERROR_FILE).unlink(missing_ok=True)
+        try:
+            return run_trial(trial["config"], trial_dir, report)
+        except AuxbenchError:
+            raise
+        except Exception:
+            (trial_dir / ERROR_FILE).write_text(traceback.format_exc())
+            raise
 
 
 def announce_resumes(todo: list[dict], run_dir: Path) -> None:
