@@ -44,3 +44,20 @@ def test_ray_executor_fills_the_same_store_as_local(cli, write_suite, in_tmp):
     code, out, err = cli("run", path, "--fake-data", "--executor", "ray", "--runs-dir", in_tmp / "ray")
     assert code == 0, err
     assert "3 trials (3 already finished)" in out and "running 0" in out
+
+
+def test_each_ray_driver_removes_its_own_tune_folder_and_dead_drivers_ones(tmp_path):
+    """Two drivers may share a store: one must not delete the Tune folder the other is using."""
+    import os
+
+    from auxbench.executors.ray import _remove_tune_folders
+
+    root = tmp_path / "_ray"
+    mine, live, dead = (root / f"driver-{pid}-{tag}" for pid, tag in
+                        ((os.getpid(), "mine"), (os.getppid(), "live"), (2**22 + 12345, "dead")))
+    for folder in (mine, live, dead):
+        (folder / "x").mkdir(parents=True)
+    _remove_tune_folders(root, mine.name)
+    assert not mine.exists() and not dead.exists() and live.exists()
+    _remove_tune_folders(root, live.name)
+    assert not root.exists()

@@ -5,14 +5,16 @@ Tune is used only to schedule: each Tune trial calls the engine on auxbench's ow
 Fractional GPUs are passed through (``gpu: 0.5`` packs two trials per device; Ray does not cap
 their memory). Without ``address`` Ray starts on this machine and is ended with the run, every
 process it started included (:mod:`auxbench.executors.ray_session`). Tune's own experiment
-folder, ``runs/<suite>/_ray/``, holds nothing auxbench reads: it is deleted when the run ends
-(after a ``kill -9`` it stays until the next run of the suite ends).
+folder, ``runs/<suite>/_ray/driver-<pid>-<tag>/``, holds nothing auxbench reads: each driver
+has its own (two drivers may share a store, :func:`auxbench.results.trial_lock`) and deletes it
+when its run ends; one left by a killed driver is deleted by the next run that ends.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import uuid
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -53,14 +55,34 @@ def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: st
     else:
         ray.init(address=address, **options)
         session = nullcontext()
+    name = f"driver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     with session:
         try:
-            return _fit(trials, run_dir, resources)
+            return _fit(trials, run_dir, resources, name)
         finally:
-            shutil.rmtree(run_dir / "_ray", ignore_errors=True)
+            _remove_tune_folders(run_dir / "_ray", name)
 
 
-def _fit(trials: list[dict], run_dir: Path, resources: Resources) -> list[str]:
+def _remove_tune_folders(root: Path, mine: str) -> None:
+    """Delete this driver's Tune folder and those of drivers no longer alive; then ``root`` if empty."""
+    for folder in root.glob("driver-*"):
+        pid = folder.name.split("-")[1]
+        if folder.name != mine and pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+                continue  # another driver still running on this store
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        root.rmdir()
+    except OSError:
+        pass
+
+
+def _fit(trials: list[dict], run_dir: Path, resources: Resources, name: str) -> list[str]:
     from ray import tune
 
     trainable = tune.with_resources(_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
@@ -74,7 +96,7 @@ def _fit(trials: list[dict], run_dir: Path, resources: Resources) -> list[str]:
             trial_dirname_creator=lambda t: t.config["trial"]["id"],
         ),
         run_config=tune.RunConfig(
-            name="ray",
+            name=name,
             storage_path=str(run_dir / "_ray"),
             failure_config=tune.FailureConfig(max_failures=resources.retries),
             verbose=1,
