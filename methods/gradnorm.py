@@ -1,0 +1,88 @@
+"""GradNorm: gradient normalisation for adaptive loss balancing (Chen, Badrinarayanan, Lee, Rabinovich, ICML 2018)."""
+from __future__ import annotations
+
+import torch
+from optuna.distributions import FloatDistribution
+from torch import Tensor
+
+from auxbench.method import HParam, Method, TrainContext
+from auxbench.problems import Batch
+
+
+class GradNorm(Method):
+    """Task weights learned so that every task's gradient norm trains at a balanced rate (Chen et al. 2018).
+
+    Each step, with learned weights w_i (start 1) and batch-mean losses L_i:
+
+    - G_i = ‖∇_W (w_i L_i)‖ = w_i ‖∇_W L_i‖ on W, the last shared layer: here the parameters of
+      the backbone's last block (``ctx.blocks``); Ḡ = mean_i G_i;
+    - L̃_i = L_i(t) / L_i(0) with L_i(0) the losses of the first step, r_i = L̃_i / mean_j L̃_j;
+    - L_grad = Σ_i |G_i − Ḡ · r_i^α| with the target Ḡ · r_i^α a constant (paper §3.2), α = 1.5
+      (the paper's NYUv2 value; methods.md §10);
+    - the network takes the gradient of Σ_i w_i L_i (w constant), the weights the gradient of
+      L_grad only, in one optimizer step of the engine's optimizer (the weights are their own
+      group at the suite's learning rate, no weight decay);
+    - then the weights are renormalised to Σ_i w_i = T (paper §3.2).
+
+    Because w_i is a scalar, ∂G_i/∂w_i = ‖∇_W L_i‖: the per-task norms need only first-order
+    gradients on W (one short backward per task, stopping at W), and L_grad never reaches θ.
+    This is exactly the paper's gradient (tested against the double-backward form).
+
+    Checked against LibMTL (LibMTL/weighting/GradNorm.py) and AuxiLearn
+    (experiments/weight_methods.py, GradNorm) and research/methods.md §6.4, §10. Not copied:
+    the SLGrad repository's GradNorm, whose weights are in no optimizer (they never learn; only
+    the renormalisation runs) and whose initial losses are 0; LibMTL's softmax
+    parameterisation of the weights and its equal-weight first epoch with L(0) taken as epoch 0's
+    mean loss (the paper learns w directly from step 0, L(0) being the initial loss). Deviation
+    from the paper: "last shared layer" is the last backbone block (possibly several tensors),
+    the granularity auxbench's backbones declare.
+    """
+
+    name = "gradnorm"
+    hook = "train_step"
+    hparams = {
+        "alpha": HParam(1.5, "α: strength of the restoring force towards balanced training rates", low=0.0,
+                        space=FloatDistribution(0.0, 3.0)),
+    }
+
+    @classmethod
+    def applicable(cls, problem) -> str | None:
+        return None if problem.auxiliary_tasks else "the problem has no auxiliary task"
+
+    def setup(self, ctx: TrainContext) -> None:
+        super().setup(ctx)
+        n = len(ctx.tasks)
+        (self.loss_weights,) = self.learn("loss_weights", torch.ones(n))
+        self.initial_losses = torch.ones(n, device=ctx.device)
+        self.has_initial_losses = False
+        numbered = [b for b in ctx.blocks if b.startswith("block")]
+        last = max(numbered, key=lambda b: int(b.removeprefix("block")))
+        self.last_block = last  # a name, not the tensors: attributes are checkpointed state
+
+    @property
+    def last_shared(self) -> list[Tensor]:
+        """W: the parameters of the backbone's last block."""
+        return [self.ctx.shared_params[n] for n in self.ctx.blocks[self.last_block]]
+
+    def train_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
+        ctx, tasks = self.ctx, [t.name for t in self.ctx.tasks]
+        losses = ctx.task_losses(ctx.model(batch.x), batch)
+        means = torch.stack([losses[t].mean() for t in tasks])
+        if not self.has_initial_losses:
+            self.initial_losses = means.detach().clone()
+            self.has_initial_losses = True
+        norms = torch.stack([
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(m, self.last_shared, retain_graph=True)]).norm()
+            for m in means
+        ])
+        grad_norms = self.loss_weights * norms
+        rates = means.detach() / self.initial_losses
+        target = grad_norms.detach().mean() * (rates / rates.mean()) ** self.hp["alpha"]
+        weighted = (self.loss_weights.detach() * means).sum()
+        ctx.optimizer.zero_grad(set_to_none=True)
+        (weighted + (grad_norms - target).abs().sum()).backward()
+        ctx.optimizer.step()
+        with torch.no_grad():
+            self.loss_weights.mul_(len(tasks) / self.loss_weights.sum())
+        ctx.log_weights(dict(zip(tasks, self.loss_weights.detach().clone(), strict=True)))
+        return {"loss": weighted.detach()}
