@@ -1,0 +1,34 @@
+"""Aligned-MTL (Senushkin, Patakin, Kuznetsov, Konushin, CVPR 2023, "Independent component alignment for multi-task learning")."""
+from __future__ import annotations
+
+from optuna.distributions import CategoricalDistribution
+from torchjd.aggregation import AlignedMTL as AlignedMTLAggregator
+
+from auxbench.method import HParam, Method
+
+
+class AlignedMTL(Method):
+    """Align the task gradients' principal components so the Gram matrix is well conditioned.
+
+    The Jacobian's Gramian G = V Λ Vᵀ gives the aligning transform B = σ √Λ⁻¹ Vᵀ with σ the
+    smallest non-zero singular value (``scale_mode: min``, torchjd's default; ``median`` and
+    ``rmse`` are torchjd's alternatives); the update is the uniform combination of
+    the aligned gradients. Heads get their own task's gradient.
+
+    The computation is torchjd's ``AlignedMTL`` aggregator.
+
+    Cost: ``mtl_backward`` computes the Jacobian with T backbone backward passes (one batched,
+    vmapped backward) plus one through the heads (≤ T+1), and one T×T eigendecomposition.
+    """
+
+    name = "aligned_mtl"
+    version = "1"
+    hook = "aggregator"
+    hparams = {
+        "scale_mode": HParam("min", "σ: the smallest, median or RMS singular value of the Jacobian",
+                             choices=("min", "median", "rmse"),
+                             space=CategoricalDistribution(("min", "median", "rmse"))),
+    }
+
+    def aggregator(self) -> AlignedMTLAggregator:
+        return AlignedMTLAggregator(scale_mode=self.hp["scale_mode"])

@@ -1,0 +1,28 @@
+"""IMTL-G: impartial multi-task learning, gradient part (Liu, Li, Kuang, Xue, Chen, Yang, Liao, Zhang, ICLR 2021)."""
+from __future__ import annotations
+
+from torchjd.aggregation import IMTLG
+
+from auxbench.method import Method
+
+
+class IMTLGradient(Method):
+    """Task weights chosen so the update has equal projections on every task's unit gradient.
+
+    The aggregated gradient g = Σ αᵢ gᵢ satisfies g·uᵢ = g·uⱼ for all tasks (uᵢ = gᵢ/‖gᵢ‖) with
+    Σ αᵢ = 1 (a closed form). Only the gradient part (IMTL-G) is implemented; the loss
+    part (IMTL-L, learned loss scales) is not. Heads get their own task's gradient.
+
+    The computation is torchjd's ``IMTLG`` aggregator (closed form on the task Gramian, with a
+    pseudo-inverse where the paper's matrix inverse would be singular).
+
+    Cost: ``mtl_backward`` computes the Jacobian with T backbone backward passes (one batched,
+    vmapped backward) plus one through the heads (≤ T+1).
+    """
+
+    name = "imtl_g"
+    version = "1"
+    hook = "aggregator"
+
+    def aggregator(self) -> IMTLG:
+        return IMTLG()

@@ -1,0 +1,28 @@
+"""UPGrad: unconflicting projection of gradients (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024)."""
+from __future__ import annotations
+
+from torchjd.aggregation import UPGrad as UPGradAggregator
+
+from auxbench.method import Method
+
+
+class UPGrad(Method):
+    """Average of every task gradient projected onto the dual cone of the task Jacobian.
+
+    Each row gᵢ of the shared-parameter Jacobian is projected onto {d : ⟨gⱼ, d⟩ ≥ 0 ∀j} and the
+    projections are averaged (torchjd's default uniform preference vector), so the update
+    conflicts with no task. Heads get their own task's gradient.
+
+    The computation is torchjd's ``UPGrad`` aggregator (the authors' reference implementation;
+    the projections are quadratic programs solved by quadprog through qpsolvers).
+
+    Cost: ``mtl_backward`` computes the Jacobian with T backbone backward passes (one batched,
+    vmapped backward) plus one through the heads (≤ T+1), and T small QPs on the T×T Gramian.
+    """
+
+    name = "upgrad"
+    version = "1"
+    hook = "aggregator"
+
+    def aggregator(self) -> UPGradAggregator:
+        return UPGradAggregator()
