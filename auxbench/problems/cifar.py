@@ -34,6 +34,7 @@ from torch import Tensor
 from auxbench.errors import DataNotFoundError
 from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
+from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
 FOLDER = "cifar-100-python"
@@ -183,6 +184,7 @@ def make_cifar100_20(
     val_size: int = 5000,
     n_test: int | None = None,
     augment: bool = True,
+    random_aux: int = 0,
 ) -> Problem:
     """CIFAR-100: primary ``coarse`` (20), auxiliary ``fine`` (100); see the module docstring."""
     for key, v in (("n_train", n_train), ("n_test", n_test)):
@@ -242,4 +244,5 @@ def make_cifar100_20(
         TaskSpec("fine", "auxiliary", "classification", N_FINE, loss="classification", metric="accuracy",
                  description="the 100 classes"),
     ]
-    return Problem("cifar100_20", (3, 32, 32), tasks, splits, hierarchy=hierarchy, info=info)
+    problem = Problem("cifar100_20", (3, 32, 32), tasks, splits, hierarchy=hierarchy, info=info)
+    return add_random_aux(problem, random_aux, seed)

@@ -1,0 +1,193 @@
+"""SLGrad: sample-level weighting for multi-task learning with auxiliary tasks (Grégoire et al., 2023).
+
+../shared/papers/slgrad.txt §3.2–3.4 and Algorithm 1; research/methods.md §6.
+"""
+from __future__ import annotations
+
+import torch
+from optuna.distributions import CategoricalDistribution
+from torch import Tensor
+
+from auxbench.meta import functional_forward, params_of, per_sample_dots
+from auxbench.method import HParam, Method, TrainContext
+from auxbench.problems.base import Batch
+
+
+def normalise_sample_weights(raw: Tensor) -> Tensor:
+    """Eq. 5: w_ij = max(w̃_ij, 0) / Σ_ij max(w̃_ij, 0) over every (sample, task) of the batch.
+
+    When no entry is positive (every sample's gradient opposes the meta gradient) the sum is 0 and
+    the paper leaves w undefined; the weights are then all 0, so the step moves θ by momentum and
+    weight decay only — the literal reading of "discard negatively contributing samples".
+    """
+    clamped = raw.clamp(min=0.0)
+    return clamped / clamped.sum().clamp(min=torch.finfo(clamped.dtype).tiny)
+
+
+class SLGrad(Method):
+    """SLGrad: per-(sample, task) weights from the alignment of each sample's gradient with the
+    gradient of the main task's validation loss, recomputed from scratch for every batch.
+
+    One step on a training batch of B rows and T tasks (Algorithm 1; §3.2–3.3):
+
+    1. v = ∇θ M_val: the gradient of the primary task's mean loss on a batch of the ``meta`` split
+       (the validation metric M_m^val of eq. 4, taken as its loss, as the official code does);
+    2. w̃_ij = ⟨∇θ ℓ_ij, v⟩ for every sample i and task j (eq. 4) — a raw inner product, not a
+       cosine, in the paper and the code alike — all B·T of them from ONE forward-mode JVP of the
+       [B, T] loss matrix along v (:func:`auxbench.meta.per_sample_dots`); no per-sample gradient
+       is materialised;
+    3. clamp at 0 and normalise to sum 1 over all (sample, task) pairs (eq. 5,
+       :func:`normalise_sample_weights`);
+    4. one optimizer step on L = Σ_ij w_ij ℓ_ij (eq. 3), the weights held constant.
+
+    The weights depend only on the current batch and parameters (the paper's "highly dynamic"
+    updates start from uniform weights before every step, §3.2): nothing is carried between steps.
+
+    Hyperparameters:
+
+    - ``direction_params``: θ of eq. 4. ``shared`` (default) takes v and the dot products over the
+      backbone's parameters only, as the official code does (``SLGrad.train`` keeps the shared
+      layers' gradients); ``all`` over every trainable parameter, as eq. 4 is written (the
+      auxiliary heads get no meta gradient, so only the primary head adds to the shared sum).
+    - ``loss_scale``: ``paper`` minimises eq. 3 as written (Σ w ℓ, gradient ≈ one mean loss);
+      ``official`` divides it again by B, as the code's weighted ``GetLoss`` does (methods.md §6.4,
+      "double normalisation"), so the learning rates tuned in the paper (SGD 0.1 on CIFAR-10 and the
+      toy, Supp. B, Tables 4–5) port unchanged. Learning rate, batch size and optimizer are the
+      suite's; the paper's toy setting is lr 0.1, batch 32 (Table 4).
+
+    Data: the meta batches come from the engine's ``meta`` stream, and SLGrad trains on ``train``
+    only. The paper keeps validation data clean when training labels are corrupted (§4.1, Supp.
+    B2.1); on ``toy_regression`` that is the suite's ``meta_source: problem`` (the problem's own
+    clean meta split), whereas ``meta_source: train_fraction`` would carve a meta split out of the
+    noisy training data.
+
+    Diagnostics: the engine's per-sample schema ``weight/<task>/{mean,min,max,p05,p50,p95}`` of
+    B·T·w_ij (1 = the uniform weight 1/(B·T)); ``weight/<task>/share``, the epoch's mean of the
+    task's share Σ_i w_ij of the batch's total weight; and where batches flag noisy rows
+    (``batch.info["noisy"]``, toy regression) ``weight/<task>/noisy`` and ``weight/<task>/clean``,
+    the mean B·T·w_ij over noisy and clean rows of the epoch.
+
+    Checked against the official code (``vub-dl/SLGrad`` e5ea387, ``Dynamic_weighting.py``,
+    ``SLGrad.train``; methods.md §6.2). Deviations, all deliberate:
+
+    - one optimizer step per batch; the code first takes a real step with the weight matrix left
+      over from the previous batch (stale weights, reused by position on different samples), then
+      a second step with the new weights. The paper (Alg. 1, §3.2) has one step from fresh weights;
+    - the T·B backward passes of the code (≈220× an STL step on LeNet-5 with 10 tasks) are
+      replaced by one JVP: the same numbers (tested against a per-sample backward loop), ≈2.5–3×;
+    - BatchNorm: the meta pass and the JVP run functionally and never update running statistics
+      (DESIGN.md "Conventions fixed once"); in train mode both use batch statistics, as the code's
+      ``model.train()`` forwards do, so each ℓ_ij depends on the whole batch exactly as in the code;
+    - an epoch covers the whole training split; the code's ``zip(train_loader, val_loader)``
+      truncates it to the shorter loader (methods.md §6.4);
+    - if no weight is positive the step uses all-zero weights (eq. 5 is 0/0 there).
+
+    No setting reduces to STL (the weights are never uniform by construction), so
+    ``reduces_to_stl_when`` is not declared.
+    """
+
+    name = "slgrad"
+    version = "1"
+    hook = "train_step"
+    streams = ("meta",)
+    hparams = {
+        "direction_params": HParam(
+            "shared", "θ of eq. 4: 'shared' backbone parameters (official code) or 'all' trainable ones",
+            choices=("shared", "all"), space=CategoricalDistribution(("shared", "all")),
+        ),
+        "loss_scale": HParam(
+            "paper", "'paper': minimise Σ w ℓ (eq. 3); 'official': Σ w ℓ / B as the official code does",
+            choices=("paper", "official"), space=CategoricalDistribution(("paper", "official")),
+        ),
+    }
+
+    @classmethod
+    def applicable(cls, problem) -> str | None:
+        return None if problem.auxiliary_tasks else "the problem has no auxiliary task to weight"
+
+    def setup(self, ctx: TrainContext) -> None:
+        super().setup(ctx)
+        n_tasks = len(ctx.tasks)
+        # Epoch tallies for diagnostics (on the device: no host read per step), cleared by the
+        # first step of each epoch; sums of B·T·w over rows, and row counts.
+        self.share_sum = torch.zeros(n_tasks, device=ctx.device)
+        self.steps_seen = torch.zeros((), device=ctx.device)
+        self.noisy_sum = torch.zeros(n_tasks, device=ctx.device)
+        self.clean_sum = torch.zeros(n_tasks, device=ctx.device)
+        self.noisy_rows = torch.zeros((), device=ctx.device)
+        self.clean_rows = torch.zeros((), device=ctx.device)
+
+    # ----- the weights (eqs. 4–5) ---------------------------------------------------------------
+    def _loss_matrix(self, batch: Batch):
+        """outputs -> [B, T] per-sample losses, tasks in ``ctx.tasks`` order (primary first)."""
+        def losses(outputs) -> Tensor:
+            per_task = self.ctx.task_losses(outputs, batch)
+            return torch.stack([per_task[t.name] for t in self.ctx.tasks], dim=1)
+        return losses
+
+    def meta_direction(self, meta_batch: Batch) -> dict[str, Tensor]:
+        """v = ∇θ of the primary task's mean loss on ``meta_batch`` over ``direction_params``.
+
+        Parameters the meta loss does not reach (other tasks' heads under ``all``) are left out:
+        their dot products are exactly zero.
+        """
+        model = self.ctx.model
+        params = params_of(model)
+        over = self.ctx.shared_params if self.hp["direction_params"] == "shared" else params
+        outputs = functional_forward(model, params, meta_batch.x)
+        meta_loss = self.ctx.task_losses(outputs, meta_batch)[self.ctx.problem.primary.name].mean()
+        grads = torch.autograd.grad(meta_loss, list(over.values()), allow_unused=True)
+        return {name: g for name, g in zip(over, grads, strict=True) if g is not None}
+
+    def sample_weights(self, batch: Batch, meta_batch: Batch) -> Tensor:
+        """[B, T] weights w_ij (eqs. 4–5) of ``batch``'s samples and tasks, constants summing to 1."""
+        model = self.ctx.model
+        raw = per_sample_dots(model, params_of(model), self.meta_direction(meta_batch), self._loss_matrix(batch), batch.x)
+        return normalise_sample_weights(raw)
+
+    # ----- the step (eq. 3) ----------------------------------------------------------------------
+    def train_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
+        ctx = self.ctx
+        weights = self.sample_weights(batch, ctx.next_batch("meta"))
+        loss = (weights * self._loss_matrix(batch)(ctx.model(batch.x))).sum()
+        if self.hp["loss_scale"] == "official":
+            loss = loss / len(batch)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        ctx.optimizer.step()
+        self._tally(weights, batch)
+        return {"loss": loss.detach()}
+
+    # ----- diagnostics ---------------------------------------------------------------------------
+    def _tally(self, weights: Tensor, batch: Batch) -> None:
+        ctx = self.ctx
+        if ctx.global_step == ctx.epoch * ctx.steps_per_epoch:  # first step of an epoch
+            for tally in (self.share_sum, self.steps_seen, self.noisy_sum, self.clean_sum,
+                          self.noisy_rows, self.clean_rows):
+                tally.zero_()
+        relative = weights * weights.numel()  # 1 = uniform
+        ctx.log_weights({t.name: relative[:, j] for j, t in enumerate(ctx.tasks)})
+        self.share_sum += weights.sum(dim=0)
+        self.steps_seen += 1
+        noisy = batch.info.get("noisy")
+        if noisy is not None:
+            noisy = noisy.to(relative.dtype)[:, None]
+            self.noisy_sum += (relative * noisy).sum(dim=0)
+            self.clean_sum += (relative * (1 - noisy)).sum(dim=0)
+            self.noisy_rows += noisy.sum()
+            self.clean_rows += (1 - noisy).sum()
+
+    def diagnostics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if float(self.steps_seen) == 0:
+            return out
+        shares = (self.share_sum / self.steps_seen).tolist()
+        noisy = (self.noisy_sum / self.noisy_rows).tolist() if float(self.noisy_rows) else None
+        clean = (self.clean_sum / self.clean_rows).tolist() if float(self.clean_rows) else None
+        for j, task in enumerate(self.ctx.tasks):
+            out[f"weight/{task.name}/share"] = shares[j]
+            if noisy is not None:
+                out[f"weight/{task.name}/noisy"] = noisy[j]
+            if clean is not None:
+                out[f"weight/{task.name}/clean"] = clean[j]
+        return out

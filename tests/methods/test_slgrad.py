@@ -1,0 +1,87 @@
+"""SLGrad: weights from one JVP equal a per-sample backward loop; eq. 5; it down-weights noisy rows."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from auxbench.engine import Trial
+from auxbench.meta import functional_forward, params_of
+from methods.slgrad import normalise_sample_weights
+
+from .helpers import build_trial, trial_config
+
+
+def _batches(trial: Trial, rows: int):
+    batch = next(trial.train_split.batches(rows, torch.Generator().manual_seed(1), shuffle=True))
+    meta = next(trial.problem.splits["meta"].batches(rows, torch.Generator().manual_seed(2), shuffle=True))
+    return batch, meta
+
+
+def _loop_raw_weights(trial: Trial, batch, meta, over_all: bool) -> torch.Tensor:
+    """w̃_ij of eq. 4 the official code's way: one backward per (sample, task), then dot products."""
+    ctx, model = trial.ctx, trial.model
+    params = params_of(model)
+    over = params if over_all else ctx.shared_params
+    primary = ctx.problem.primary.name
+    meta_loss = ctx.task_losses(functional_forward(model, params, meta.x), meta)[primary].mean()
+    v = torch.autograd.grad(meta_loss, list(over.values()), allow_unused=True)
+    losses = ctx.task_losses(functional_forward(model, params, batch.x), batch)
+    raw = torch.zeros(len(batch), len(ctx.tasks))
+    for j, task in enumerate(ctx.tasks):
+        for i in range(len(batch)):
+            g = torch.autograd.grad(losses[task.name][i], list(over.values()), retain_graph=True, allow_unused=True)
+            raw[i, j] = sum((gi * vi).sum() for gi, vi in zip(g, v, strict=True) if gi is not None and vi is not None)
+    return raw
+
+
+@pytest.mark.parametrize("direction_params", ["shared", "all"])
+def test_jvp_weights_equal_a_per_sample_backward_loop_with_batchnorm(tmp_path, direction_params):
+    trial = build_trial(tmp_path, "slgrad", backbone="convnet4", hparams={"direction_params": direction_params})
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in trial.model.modules())
+    trial.model.train()
+    batch, meta = _batches(trial, 8)
+    raw = _loop_raw_weights(trial, batch, meta, over_all=direction_params == "all")
+    assert (raw < 0).any() and (raw > 0).any(), "the clamp of eq. 5 must matter in this check"
+    expected = raw.clamp(min=0) / raw.clamp(min=0).sum()
+
+    running = [b.clone() for b in trial.model.buffers()]
+    weights = trial.method.sample_weights(batch, meta)
+
+    assert weights.shape == (8, len(trial.ctx.tasks))
+    torch.testing.assert_close(weights, expected, atol=1e-5, rtol=0)
+    assert (weights >= 0).all() and torch.isclose(weights.sum(), torch.tensor(1.0))
+    # The weighting passes leave BatchNorm's running statistics alone.
+    assert all(torch.equal(a, b) for a, b in zip(running, trial.model.buffers(), strict=True))
+
+
+def test_all_negative_alignments_give_zero_weights_not_nan():
+    assert torch.equal(normalise_sample_weights(-torch.rand(4, 3)), torch.zeros(4, 3))
+    w = normalise_sample_weights(torch.tensor([[2.0, -1.0], [1.0, 1.0]]))
+    assert torch.equal(w, torch.tensor([[0.5, 0.0], [0.25, 0.25]]))
+
+
+def test_official_loss_scale_divides_eq3_by_the_batch_size(tmp_path):
+    losses = {}
+    for scale in ("paper", "official"):
+        trial = build_trial(tmp_path / scale, "slgrad", hparams={"loss_scale": scale})
+        trial.ctx.streams.start_epoch(0)
+        batch = next(trial.train_split.batches(16, torch.Generator().manual_seed(1), shuffle=True))
+        losses[scale] = float(trial.step(batch, "train")["loss"])
+    assert losses["official"] == pytest.approx(losses["paper"] / 16, rel=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced: on this toy the raw dot products of eq. 4 scale with each row's residual, and the "
+    "noisy rows' larger residuals give them the larger mean weight (measured: noisy ≈1.7-2.0 vs clean "
+    "≈1.1-1.4 times uniform over 4-10 epochs; STL does not learn this toy at this size either)"))
+def test_noisy_main_task_samples_get_less_weight_than_clean_ones(tmp_path):
+    """SLGrad §4.1: with a clean meta split, rows whose main label is noisy should be weighted down."""
+    config = trial_config(
+        "slgrad", problem="toy_regression", epochs=4, batch_size=32, meta_source="problem",
+        optimizer={"name": "sgd", "lr": 0.1},
+    )
+    config["problem_options"] = {"noise_fraction": 0.4, "n_train": 320, "n_meta": 96, "n_val": 32, "n_test": 32}
+    trial = Trial(config, tmp_path)
+    trial.run()
+    diagnostics = trial.method.diagnostics()
+    assert diagnostics["weight/main/noisy"] < 0.8 * diagnostics["weight/main/clean"]
