@@ -45,11 +45,12 @@ def _cmd_list(args: argparse.Namespace) -> None:
         from auxbench.method import discover_all
 
         found, unavailable = discover_all()
-        for name, cls in sorted(found.items()):
+        lines = {module: f"{module:12s} unavailable: {reason}" for module, reason in unavailable.items()}
+        for name, cls in found.items():
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            print(f"{name:12s} v{cls.version}  {doc}")
-        for module, reason in sorted(unavailable.items()):
-            print(f"{module:12s} unavailable: {reason}")
+            lines[name] = f"{name:12s} v{cls.version}  {doc}"
+        for name in sorted(lines):
+            print(lines[name])
     elif args.what == "problems":
         from auxbench.problems import PROBLEM_VERSIONS, PROBLEMS, build_problem, check_problem
 
