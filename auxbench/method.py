@@ -114,7 +114,9 @@ class Method:
       (MAXL: one θ pass then one φ pass); each iterates the training split unless
       :meth:`pass_data` names the declared ``meta`` split (WAMAL's Algorithm 1);
     - ``reduces_to_stl_when``: hyperparameters under which the method takes exactly STL's steps
-      on the primary network (e.g. ``{"aux_weight": 0.0}``); conformance tests check it.
+      on the primary network (e.g. ``{"aux_weight": 0.0}``); conformance tests check it;
+    - ``needs_auxiliary_tasks``: the method weights or combines the problem's auxiliary tasks, so
+      it is skipped (with that reason) on a problem that has none.
     """
 
     name: ClassVar[str] = ""
@@ -124,6 +126,7 @@ class Method:
     streams: ClassVar[tuple[str, ...]] = ()
     epoch_passes: ClassVar[tuple[str, ...]] = ("train",)
     reduces_to_stl_when: ClassVar[dict[str, Any] | None] = None
+    needs_auxiliary_tasks: ClassVar[bool] = False
 
     def __init__(self, **overrides: Any) -> None:
         self.hp = self.resolve_hparams(overrides)
@@ -146,6 +149,8 @@ class Method:
     @classmethod
     def applicable(cls, problem: Problem) -> str | None:
         """``None`` if the method can run on ``problem``, else the reason it cannot."""
+        if cls.needs_auxiliary_tasks and not problem.auxiliary_tasks:
+            return f"{cls.name} needs auxiliary tasks, and the problem has none"
         return None
 
     def uses_streams(self) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from auxbench.meta import functional_forward, project_simplex
 from auxbench.method import HParam, Method, TrainContext
-from auxbench.problems import Batch, Problem
+from auxbench.problems import Batch
 
 
 class ARML(Method):
@@ -68,6 +68,7 @@ class ARML(Method):
     """
 
     name = "arml"
+    needs_auxiliary_tasks = True
     version = "1"
     hook = "train_step"
     hparams = {
@@ -85,10 +86,6 @@ class ARML(Method):
                              choices=("euclidean", "shift_clamp"),
                              space=CategoricalDistribution(("euclidean", "shift_clamp"))),
     }
-
-    @classmethod
-    def applicable(cls, problem: Problem) -> str | None:
-        return None if problem.auxiliary_tasks else "the problem has no auxiliary task to reweight"
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)

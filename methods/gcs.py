@@ -7,7 +7,6 @@ from optuna.distributions import CategoricalDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method
-from auxbench.problems import Problem
 
 
 class GCS(Method):
@@ -32,16 +31,13 @@ class GCS(Method):
     """
 
     name = "gcs"
+    needs_auxiliary_tasks = True
     hook = "combine_grads"
     hparams = {
         "variant": HParam("unweighted", "'unweighted': add g_k iff cos > 0; 'weighted': scale g_k by max(0, cos)",
                           choices=("unweighted", "weighted"),
                           space=CategoricalDistribution(("unweighted", "weighted"))),
     }
-
-    @classmethod
-    def applicable(cls, problem: Problem) -> str | None:
-        return None if problem.auxiliary_tasks else "the problem has no auxiliary task"
 
     def combine_grads(self, task_grads: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         primary = self.ctx.problem.primary.name

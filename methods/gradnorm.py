@@ -39,15 +39,12 @@ class GradNorm(Method):
     """
 
     name = "gradnorm"
+    needs_auxiliary_tasks = True
     hook = "train_step"
     hparams = {
         "alpha": HParam(1.5, "α: strength of the restoring force towards balanced training rates", low=0.0,
                         space=FloatDistribution(0.0, 3.0)),
     }
-
-    @classmethod
-    def applicable(cls, problem) -> str | None:
-        return None if problem.auxiliary_tasks else "the problem has no auxiliary task"
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)

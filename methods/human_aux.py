@@ -5,7 +5,6 @@ from optuna.distributions import FloatDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method
-from auxbench.problems import Problem
 
 
 class HumanAux(Method):
@@ -18,17 +17,12 @@ class HumanAux(Method):
     """
 
     name = "human_aux"
+    needs_auxiliary_tasks = True
     reduces_to_stl_when = {"aux_weight": 0.0}
     hparams = {
         "aux_weight": HParam(1.0, "weight of every auxiliary task's loss", low=0.0,
                              space=FloatDistribution(0.01, 10.0, log=True)),
     }
-
-    @classmethod
-    def applicable(cls, problem: Problem) -> str | None:
-        if not problem.auxiliary_tasks:
-            return "the problem has no human auxiliary task"
-        return None
 
     def combine(self, losses: dict[str, Tensor]) -> Tensor:
         primary = self.ctx.problem.primary.name

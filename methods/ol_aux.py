@@ -6,7 +6,6 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method
-from auxbench.problems import Problem
 
 
 class OLAux(Method):
@@ -33,6 +32,7 @@ class OLAux(Method):
     """
 
     name = "ol_aux"
+    needs_auxiliary_tasks = True
     version = "1"
     hook = "combine_grads"
     hparams = {
@@ -40,10 +40,6 @@ class OLAux(Method):
         "weight_lr": HParam(0.05, "β: step size of the weight update", low=0.0,
                             space=FloatDistribution(1e-4, 1.0, log=True)),
     }
-
-    @classmethod
-    def applicable(cls, problem: Problem) -> str | None:
-        return None if problem.auxiliary_tasks else "the problem has no human auxiliary task"
 
     def setup(self, ctx) -> None:
         super().setup(ctx)

@@ -87,6 +87,7 @@ class SLGrad(Method):
     """
 
     name = "slgrad"
+    needs_auxiliary_tasks = True
     version = "1"
     hook = "train_step"
     streams = ("meta",)
@@ -100,10 +101,6 @@ class SLGrad(Method):
             choices=("paper", "official"), space=CategoricalDistribution(("paper", "official")),
         ),
     }
-
-    @classmethod
-    def applicable(cls, problem) -> str | None:
-        return None if problem.auxiliary_tasks else "the problem has no auxiliary task to weight"
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
