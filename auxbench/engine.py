@@ -22,13 +22,13 @@ from typing import Any
 import torch
 
 from auxbench.backbones import block_map, build_backbone, build_model
-from auxbench.context import STREAM_IDS, Streams, TrainContext
+from auxbench.context import Streams, TrainContext
 from auxbench.determinism import trial_threads
 from auxbench.errors import AuxbenchError
 from auxbench.health import assess_health
 from auxbench.losses import TaskLosses, metric_sum
 from auxbench.memory import PeakMemory
-from auxbench.method import Learned, Method, check_declaration, resolve_method
+from auxbench.method import Learned, Method, check_declaration, declared_streams, resolve_method
 from auxbench.method_state import collect_state, restore_state
 from auxbench.optim import make_optimizer, make_scheduler
 from auxbench.predictions import save_test_predictions
@@ -112,10 +112,10 @@ class Trial:
             config["problem"], self.seed, meta_fraction=self.training["meta_fraction"],
             meta_source=self.training["meta_source"], fake=config["fake_data"], **config["problem_options"],
         )
-        streams = self.method.uses_streams()
-        stream_splits = self._stream_splits(streams)
+        streams = declared_streams(self.method)
         splits = self.problem.splits
         self.train_split = splits["train"] if "meta" in streams else concat_splits(splits["train"], splits["meta"])
+        stream_splits = self._stream_splits(streams)
 
         # Paired seeds: the backbone, then the heads in task order, from the same seed for every
         # method, so the shared model starts from identical weights.
@@ -166,9 +166,6 @@ class Trial:
     def _stream_splits(self, streams: tuple[str, ...]) -> dict[str, TensorSplit]:
         """The split behind each declared stream, or a clear error before any training."""
         where = f"method {self.method.name!r}"
-        unknown = [s for s in streams if s not in STREAM_IDS]
-        if unknown:
-            raise AuxbenchError(f"{where}: unknown streams {unknown} (valid: {', '.join(STREAM_IDS)})")
         splits = self.problem.splits
         out: dict[str, TensorSplit] = {}
         for name in streams:
@@ -183,7 +180,7 @@ class Trial:
                     )
                 out[name] = self.problem.aux_input
             else:  # extra_train: a second, independent stream over the method's own training split
-                out[name] = splits["train"] if "meta" in streams else concat_splits(splits["train"], splits["meta"])
+                out[name] = self.train_split
         return out
 
     def _pass_split(self, phase: str) -> TensorSplit:

@@ -319,6 +319,17 @@ def resolve_method(spec: str, where: str = "") -> type[Method]:
     return methods[spec]
 
 
+def declared_streams(method: Method) -> tuple[str, ...]:
+    """The streams ``method`` reads (``uses_streams()``), or a clear error naming an unknown one."""
+    streams = method.uses_streams()
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown:
+        raise AuxbenchError(
+            f"method {method.name!r} declares unknown streams {unknown} (valid: {', '.join(STREAMS)})"
+        )
+    return streams
+
+
 def check_declaration(cls: type[Method]) -> None:
     """Raise a clear error for a declaration the engine cannot run (before any training)."""
     where = f"method {cls.name or cls.__name__!r}"

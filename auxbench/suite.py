@@ -44,7 +44,7 @@ from pydantic import (
 from auxbench.determinism import default_threads
 from auxbench.engine import ENGINE_VERSION
 from auxbench.errors import AuxbenchError, unknown_name
-from auxbench.method import STREAMS, Method, check_declaration, discover_methods, resolve_method
+from auxbench.method import Method, check_declaration, declared_streams, discover_methods, resolve_method
 from auxbench.problems import (
     MetaSourceError,
     Problem,
@@ -377,12 +377,9 @@ def _streams_unserved(cls: type[Method], hparams: dict, problem: Problem, traini
     """
     try:
         check_declaration(cls)
+        streams = declared_streams(cls(**hparams))
     except AuxbenchError as err:
         raise AuxbenchError(f"{where}: {err}") from None
-    streams = cls(**hparams).uses_streams()
-    unknown = [s for s in streams if s not in STREAMS]
-    if unknown:
-        raise AuxbenchError(f"{where}: method {cls.name!r} declares unknown streams {unknown} (valid: {', '.join(STREAMS)})")
     if "meta" in streams and training["meta_source"] == "train_fraction" and training["meta_fraction"] == 0:
         raise AuxbenchError(
             f"{where}: method {cls.name!r} reads the meta split, which meta_fraction: 0 leaves empty "
