@@ -35,6 +35,7 @@ def fd_hypergrad(
     :func:`functional_forward`); ``params`` is θ, ``v`` the outer gradient ∇θ⁺L_V for some or all
     of its names (names without a direction are not perturbed). Returns one tensor per entry of
     ``hparams`` (zeros where L_T does not depend on it), with no graph. A zero ``v`` gives zeros.
+    No host synchronisation: safe to call every step.
     """
     unknown = [name for name in v if name not in params]
     if unknown:
@@ -42,9 +43,9 @@ def fd_hypergrad(
     hparams = list(hparams)
     with torch.no_grad():
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(d) for d in v.values()]))
-    if norm == 0:
-        return [torch.zeros_like(h) for h in hparams]
-    step = eps / norm
+        # No host sync on a zero direction: both points are then θ itself, so the difference is an
+        # exact zero and the (finite, huge) step divides it to zero.
+        step = eps / norm.clamp_min(torch.finfo(norm.dtype).tiny)
 
     def grad_at(sign: float) -> list[Tensor]:
         with torch.no_grad():
