@@ -1,4 +1,4 @@
-"""SLGrad: weights from one JVP equal a per-sample backward loop; eq. 5; it down-weights noisy rows."""
+"""SLGrad: weights from one JVP equal a per-sample backward loop; eq. 5; noisy rows are cancelled more often."""
 from __future__ import annotations
 
 import pytest
@@ -70,18 +70,42 @@ def test_official_loss_scale_divides_eq3_by_the_batch_size(tmp_path):
     assert losses["official"] == pytest.approx(losses["paper"] / 16, rel=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not reproduced: on this toy the raw dot products of eq. 4 scale with each row's residual, and the "
-    "noisy rows' larger residuals give them the larger mean weight (measured: noisy ≈1.7-2.0 vs clean "
-    "≈1.1-1.4 times uniform over 4-10 epochs; STL does not learn this toy at this size either)"))
-def test_noisy_main_task_samples_get_less_weight_than_clean_ones(tmp_path):
-    """SLGrad §4.1: with a clean meta split, rows whose main label is noisy should be weighted down."""
-    config = trial_config(
-        "slgrad", problem="toy_regression", epochs=4, batch_size=32, meta_source="problem",
-        optimizer={"name": "sgd", "lr": 0.1},
-    )
-    config["problem_options"] = {"noise_fraction": 0.4, "n_train": 320, "n_meta": 96, "n_val": 32, "n_test": 32}
-    trial = Trial(config, tmp_path)
+@pytest.fixture(scope="module")
+def toy_main_weights(tmp_path_factory):
+    """Main-task weights (× uniform) of every training row after 5 epochs on the paper's toy.
+
+    Supplement B1: 1,000 training rows, 40 % with noisy main labels, a clean meta split, SGD 0.1,
+    batch 32, task-specific layers of 32 units (``head_hidden``). Returns (weights, noisy flags), the weights from one pass over the training rows with
+    meta batches from the clean meta split.
+    """
+    config = trial_config("slgrad", problem="toy_regression", epochs=5, batch_size=32, meta_source="problem",
+                          optimizer={"name": "sgd", "lr": 0.1}, head_hidden=32)
+    config["fake_data"] = False
+    config["problem_options"] = {"noise_fraction": 0.4}
+    trial = Trial(config, tmp_path_factory.mktemp("toy"))
     trial.run()
-    diagnostics = trial.method.diagnostics()
-    assert diagnostics["weight/main/noisy"] < 0.8 * diagnostics["weight/main/clean"]
+    trial.ctx.streams.start_epoch(trial.ctx.epochs)
+    weights, noisy = [], []
+    for batch in trial.train_split.batches(32, torch.Generator().manual_seed(5), shuffle=True):
+        w = trial.method.sample_weights(batch, trial.ctx.next_batch("meta"))
+        weights.append(w[:, 0] * w.numel())
+        noisy.append(batch.info["noisy"].bool())
+    return torch.cat(weights), torch.cat(noisy)
+
+
+def test_noisy_main_task_rows_are_zeroed_more_often_and_have_the_lower_median(toy_main_weights):
+    """SLGrad Fig. 2 A: the clamp of eq. 4 cancels noisy rows (a spike at zero) while clean rows keep weight."""
+    weights, noisy = toy_main_weights
+    zeroed = {name: float((weights[rows] == 0).float().mean()) for name, rows in (("noisy", noisy), ("clean", ~noisy))}
+    assert zeroed["noisy"] > zeroed["clean"], zeroed
+    assert weights[noisy].median() < weights[~noisy].median()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced in the mean: eq. 4's raw dot products scale with each row's residual, so the noisy rows "
+    "that survive the clamp carry large weights (measured after 5 epochs: noisy mean ≈0.9-1.9 vs clean "
+    "≈0.6-1.5 times uniform, while noisy medians are lower and noisy rows are zeroed more often)"))
+def test_noisy_main_task_rows_get_less_mean_weight_than_clean_ones(toy_main_weights):
+    """The issue's reading of SLGrad §4.1: a lower *mean* weight on noisy rows."""
+    weights, noisy = toy_main_weights
+    assert weights[noisy].mean() < weights[~noisy].mean()
