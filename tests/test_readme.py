@@ -65,3 +65,15 @@ def test_readme_example_leaderboard_is_the_golden_render():
     assert len(rows) >= 4
     for row in rows:
         assert row in golden, row
+
+
+def test_readme_methods_table_lists_every_method_in_methods():
+    """Each file in methods/ (available or not) has a row of the README's Methods table."""
+    from auxbench.method import discover_all
+
+    available, unavailable = discover_all()
+    section = README.read_text().split("## Methods", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`(\w+)`", "\n".join(line.split("|")[1] for line in section.splitlines()
+                                                   if line.startswith("| `"))))
+    missing = sorted((set(available) | set(unavailable)) - listed)
+    assert not missing, f"methods without a row in README's Methods table: {missing}"
