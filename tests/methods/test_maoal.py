@@ -173,3 +173,30 @@ def test_lower_step_follows_the_importance_parameterised_gradient(upper):
     after = torch.cat([p.detach().reshape(-1) for p in method.theta()])
     torch.testing.assert_close(after, expected, rtol=1e-12, atol=1e-14)
     assert torch.equal(method.alpha.detach(), ALPHA) != upper
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced at this scale with the faithful defaults (meta lr 1e-3, interval 20, η = lower lr): "
+    "on real digits_coarse + random_aux: 1 (mlp, batch 32, 8-15 epochs) every importance stays within "
+    "±3e-4 of its initial 1, and the ordering of digit vs random_0 depends on the seed (held for seed 0 "
+    "at 10 epochs, not for seeds 1-3). Measured cause: averaged over 60 (dev, train) batch pairs, the "
+    "hypergradient of either task is within about one standard error of 0 (|mean| ≲ 1e-3), at "
+    "initialisation and after 1 and 5 epochs: per-module alignment of either auxiliary gradient with the "
+    "dev gradient is buried in batch noise here"))
+def test_random_label_task_ends_less_important_than_the_human_auxiliary_task(tmp_path):
+    """MAOAL §4.3 (harmful auxiliaries get low importance): random_0 should end below ``digit``."""
+    from auxbench.engine import Trial
+
+    from .helpers import trial_config
+
+    config = trial_config("maoal", problem="digits_coarse", seed=1, epochs=8, batch_size=32)
+    config["fake_data"] = False
+    config["problem_options"] = {"random_aux": 1}
+    trial = Trial(config, tmp_path)
+    for epoch in range(8):
+        trial._train_epoch(epoch)
+    importance = trial.method.diagnostics()
+    modules = trial.method.module_names
+    digit = sum(importance[f"importance/digit/{m}"] for m in modules) / len(modules)
+    random = sum(importance[f"importance/random_0/{m}"] for m in modules) / len(modules)
+    assert random < digit, importance
