@@ -82,11 +82,16 @@ class LabelGenerator(nn.Module):
         return linear + self.nonlinear(torch.cat([self.embed[task](y) for task, y in pairs], dim=-1))
 
 
+def _open_unit(logit: Tensor) -> Tensor:
+    """ε + (1 − 2ε)·σ(logit), ε = 1e-6: in (0, 1) even where float32's σ rounds to exactly 0 or 1."""
+    return 1e-6 + (1 - 2e-6) * torch.sigmoid(logit)
+
+
 class JointGenerator(nn.Module):
     """φ: the feature and label generators, the label bias α (and β), and the task weights w_1…w_K, w_g.
 
-    α = σ(a) and β = σ(b) with a = b = 0 at the start (α initialised at 0.5, eq. 9), so both stay in
-    (0, 1) whatever step φ takes. The weights are raw numbers clamped at 0 after every step
+    α = σ(a) and β = σ(b) with a = b = 0 at the start (α initialised at 0.5, eq. 9), squeezed into
+    [1e-6, 1 − 1e-6] so that both stay in (0, 1) whatever step φ takes, also where σ rounds to 0 or 1. The weights are raw numbers clamped at 0 after every step
     (``weight_param = "clamp"``) or w = exp(s) (``"exp"``); see :class:`DTGAuxL`.
     """
 
@@ -111,27 +116,32 @@ class JointGenerator(nn.Module):
                 self.raw_weights.clamp_(min=0.0)
 
     def alpha(self) -> Tensor:
-        return torch.sigmoid(self.alpha_logit)
+        return _open_unit(self.alpha_logit)
+
+    def beta(self) -> Tensor:
+        return _open_unit(self.beta_logit)
 
     def biased_target(self, scores: Tensor, y: Tensor, y_partner: Tensor | None) -> Tensor:
         """ŷ_g = α·y_p + (1 − α)·softmax(y_g) (eq. 9), or with α(β y_p,j + (1 − β) y_p,j2) (eq. 10)."""
         classes = scores.shape[-1]
         bias = F.one_hot(y, classes).to(scores.dtype)
         if y_partner is not None:
-            beta = torch.sigmoid(self.beta_logit)
+            beta = self.beta()
             bias = beta * bias + (1 - beta) * F.one_hot(y_partner, classes).to(scores.dtype)
         alpha = self.alpha()
         return alpha * bias + (1 - alpha) * scores.softmax(dim=-1)
 
 
 def instance_regulariser(scores: Tensor) -> Tensor:
-    """Mean over ordered pairs j ≠ j' of cos(y_g,j, y_g,j') (eq. 14, categorical case; eq. 14 sums)."""
-    n = len(scores)
-    if n < 2:
-        return scores.sum() * 0.0
+    """Σ_j Σ_{j' ≠ j} cos(y_g,j, y_g,j') over the rows of ``scores`` (eq. 14, categorical labels).
+
+    A sum, as eq. 14 writes it, not a mean: its scale grows with B(B − 1), and at the paper's
+    weight of 1 (eq. 15) that scale is what keeps the labels apart (a mean over pairs let them
+    collapse in our runs; tests/methods/test_dtg_auxl.py).
+    """
     unit = F.normalize(scores, dim=-1)
     similarity = unit @ unit.T
-    return (similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1))
+    return similarity.sum() - similarity.diagonal().sum()
 
 
 class DTGAuxL(Method):
@@ -186,9 +196,10 @@ class DTGAuxL(Method):
       on the current training batch (the same forward as L_t); "meta" takes it on a batch of the
       held-out ``meta`` split instead (then the method trains on ``train`` only, as every
       meta-reading method does);
-    - ``reg_weight`` (1.0) and the reduction: eq. 15 adds eq. 14 with weight 1, and eq. 14 sums
-      over all pairs j ≠ j'; here the pairs are averaged, so that the regulariser's scale does
-      not grow with the batch size squared (reg_weight · B(B − 1) is the literal sum);
+    - ``reg_weight`` (1.0): eq. 15 adds eq. 14 (a sum over all pairs j ≠ j') with weight 1;
+    - ``meta_clip`` (10): the norm of φ's gradient is clipped, as the AuxiLearn-derived codes do
+      (JTDS clips at 10, methods.md §9.2, an inference); with η = 1 and n = 3 the Neumann terms
+      grow wherever ∇²θL_t has eigenvalues above 2, and unclipped runs diverged to NaN here;
     - generator sizes: MLP depth ``generator_depth`` (2; searched in {2, 3, 4}, §4.1), hidden
       width d (features) and m_n (labels); ``label_embedding_dim`` m_n (32; searched in {32, 64});
       masks start at 0 (a plain mean), PyTorch's default init elsewhere;
@@ -230,6 +241,7 @@ class DTGAuxL(Method):
         "meta_lr": HParam(1e-2, "φ's SGD learning rate", low=0.0, space=FloatDistribution(1e-4, 1e-1, log=True)),
         "meta_momentum": HParam(0.9, "φ's SGD momentum", low=0.0, high=1.0),
         "meta_weight_decay": HParam(5e-5, "φ's SGD weight decay", low=0.0),
+        "meta_clip": HParam(10.0, "max norm of φ's gradient (0: no clipping)", low=0.0),
     }
 
     @classmethod
@@ -339,7 +351,8 @@ class DTGAuxL(Method):
             outputs = self.ctx.model.heads[self.primary](self.features(meta.x, functional=True))
             primary_loss = self.ctx.classification_loss(outputs, meta.y[self.primary]).mean()
         regulariser = instance_regulariser(scores)
-        self.cosine_sum = self.cosine_sum + regulariser.detach()
+        pairs = max(len(scores) * (len(scores) - 1), 1)
+        self.cosine_sum = self.cosine_sum + regulariser.detach() / pairs
         reg_grads = torch.autograd.grad(self.hp["reg_weight"] * regulariser, phi, retain_graph=True, allow_unused=True)
         implicit = neumann_hypergrad(train_loss, primary_loss, theta, phi, lr=self.hp["neumann_lr"],
                                      terms=self.hp["neumann_terms"] + 1, scale_by_lr=False)
@@ -351,6 +364,8 @@ class DTGAuxL(Method):
         optimizer.zero_grad(set_to_none=True)
         for p, g in zip(self.generator.parameters(), grads, strict=True):
             p.grad = g
+        if self.hp["meta_clip"] > 0:
+            nn.utils.clip_grad_norm_(self.generator.parameters(), self.hp["meta_clip"])
         optimizer.step()
         self.generator.constrain()
         self.upper_steps += 1
@@ -366,7 +381,7 @@ class DTGAuxL(Method):
         out = {f"weight/{name}": w for name, w in zip(names, weights, strict=True)}
         out["dtg/alpha"] = float(self.generator.alpha().detach())
         if self.partnered:
-            out["dtg/beta"] = float(torch.sigmoid(self.generator.beta_logit.detach()))
+            out["dtg/beta"] = float(self.generator.beta().detach())
         if not math.isnan(self.last_cosine):
             out["dtg/label_cosine"] = self.last_cosine
         return out
