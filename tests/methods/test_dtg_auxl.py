@@ -123,6 +123,10 @@ def test_label_bias_alpha_and_beta_stay_inside_the_unit_interval(tmp_path):
     assert abs(alpha - 0.5) > 0.3, alpha  # it did move far
     assert 0.0 < alpha < 1.0 and 0.0 < beta < 1.0, (alpha, beta)
     assert method.diagnostics()["dtg/alpha"] == pytest.approx(alpha)
+    with torch.no_grad():  # where float32's sigmoid rounds to exactly 0 or 1
+        for logit in (-200.0, 200.0):
+            method.generator.alpha_logit.fill_(logit)
+            assert 0.0 < float(method.generator.alpha()) < 1.0, logit
 
 
 class DifferentInputDTG(DTGAuxL):
