@@ -3,7 +3,8 @@
 - functional forward over a parameter dict (BatchNorm running statistics frozen in such passes)
   and a differentiable one-step SGD look-ahead (:mod:`.functional`);
 - a look-ahead that mirrors the trial's real optimizer, SGD or Adam(W) (:mod:`.optim_step`);
-- Hessian-vector products and implicit hypergradients by a truncated Neumann series (:mod:`.implicit`);
+- Hessian-vector products and implicit hypergradients by a truncated Neumann series, for a lower
+  level that follows a gradient or any other differentiable update field (:mod:`.implicit`);
 - per-sample gradient–vector products by one forward-mode JVP (:mod:`.per_sample`);
 - the DARTS finite-difference one-step hypergradient (:mod:`.finite_difference`);
 - exact Euclidean projection onto the scaled simplex (:mod:`.simplex`);
@@ -11,7 +12,7 @@
 """
 from auxbench.meta.finite_difference import fd_hypergrad
 from auxbench.meta.functional import functional_forward, lookahead, params_of
-from auxbench.meta.implicit import hvp, neumann_hypergrad
+from auxbench.meta.implicit import hvp, neumann_hypergrad, neumann_hypergrad_of_update
 from auxbench.meta.label_generation import LabelGenerator, masked_label_softmax, negative_entropy
 from auxbench.meta.optim_step import virtual_step, virtual_step_from_loss
 from auxbench.meta.per_sample import per_sample_dots
@@ -26,6 +27,7 @@ __all__ = [
     "masked_label_softmax",
     "negative_entropy",
     "neumann_hypergrad",
+    "neumann_hypergrad_of_update",
     "params_of",
     "per_sample_dots",
     "project_simplex",

@@ -66,6 +66,31 @@ def neumann_hypergrad(
     Graphs: ``val_loss``'s graph is retained (it may share a forward pass with ``train_loss``);
     ``train_loss``'s graph is freed by the final product. The result carries no graph.
     """
+    train_grads = torch.autograd.grad(train_loss, list(params), create_graph=True, allow_unused=True)
+    return neumann_hypergrad_of_update(train_grads, val_loss, params, hparams, lr, terms, scale_by_lr)
+
+
+def neumann_hypergrad_of_update(
+    update: Sequence[Tensor | None],
+    val_loss: Tensor,
+    params: Sequence[Tensor],
+    hparams: Sequence[Tensor],
+    lr: float,
+    terms: int = 4,
+    scale_by_lr: bool = True,
+) -> list[Tensor]:
+    """:func:`neumann_hypergrad` for a lower level that steps θ ← θ − η·u(θ, φ) along any field u.
+
+    ``update`` is u, one tensor per entry of ``params`` (``None`` where u does not depend on
+    θ_i), built with ``create_graph=True`` so that it can be differentiated in θ and φ. When u is
+    ∇θL_T this is exactly :func:`neumann_hypergrad`. When it is not a gradient — MAOAL's
+    importance-parameterised gradient (methods.md §8.1) scales each module's auxiliary gradient
+    by its own importance — J = ∂u/∂θ is not symmetric, and at a fixed point u(θ*, φ) = 0 the
+    implicit gradient is dL_V/dφ = ∂L_V/∂φ − (∂u/∂φ)ᵀ J⁻ᵀ ∇θL_V. The series below is then
+    η Σ_j (I − ηJᵀ)^j ∇θL_V, because every product :func:`hvp` takes is the vector–Jacobian
+    product vᵀJ = Jᵀv (for a gradient, J = H = Hᵀ and nothing changes). It converges when every
+    eigenvalue of ηJ lies in the unit disc around 1. Same arguments, scaling and graphs otherwise.
+    """
     if terms < 1:
         raise ValueError(f"neumann_hypergrad: terms must be >= 1, got {terms}")
     params, hparams = list(params), list(hparams)
@@ -73,9 +98,8 @@ def neumann_hypergrad(
     val_grads = [torch.zeros_like(t) if g is None else g for t, g in zip(params + hparams, val_grads, strict=True)]
     v = val_grads[: len(params)]
     direct = val_grads[len(params):]
-    train_grads = torch.autograd.grad(train_loss, params, create_graph=True, allow_unused=True)
-    used = [i for i, g in enumerate(train_grads) if g is not None]  # unused θ: H rows/cols are zero
-    g_train = [train_grads[i] for i in used]
+    used = [i for i, g in enumerate(update) if g is not None]  # unused θ: J rows/cols are zero
+    g_train = [update[i] for i in used]
     theta = [params[i] for i in used]
     v = [v[i] for i in used]
     total = list(v)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from auxbench.meta import functional_forward, hvp, neumann_hypergrad, params_of
+from auxbench.meta import functional_forward, hvp, neumann_hypergrad, neumann_hypergrad_of_update, params_of
 
 from ._bilevel import bn_problem, inner_loss
 
@@ -138,6 +138,43 @@ def test_neumann_hypergrad_through_batchnorm_matches_brute_force():
     torch.testing.assert_close(_flat(ours), brute, rtol=1e-9, atol=1e-12)
     for n, b in prob.f.named_buffers():
         assert torch.equal(b, buffers_before[n]), n
+
+
+def _non_gradient_field(theta, phi):
+    """u(θ, φ): block-scaled like MAOAL's, ∂u/∂θ is far from symmetric."""
+    a = torch.tensor([[2.0, 1.5, 0.0], [-0.5, 1.0, 0.3], [0.2, -1.0, 1.5]], dtype=torch.float64)
+    scale = torch.cat([phi[:1].expand(2), phi[1:]])
+    return a @ theta + scale * torch.sin(theta) - 0.3
+
+
+def test_neumann_hypergrad_of_a_non_gradient_update_converges_to_the_transposed_solve():
+    """u is not a gradient, so the implicit gradient needs J⁻ᵀ (not J⁻¹): checked by explicit solve."""
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randn(3, dtype=torch.float64, generator=gen).requires_grad_()
+    phi = torch.tensor([0.7, 1.3], dtype=torch.float64, requires_grad=True)
+    target = torch.randn(3, dtype=torch.float64, generator=gen)
+
+    def val(t):
+        return (t - target).pow(2).sum() + (t[0] * t[1])
+
+    jac = torch.func.jacrev(_non_gradient_field, argnums=0)(theta.detach(), phi.detach())
+    mixed = torch.func.jacrev(_non_gradient_field, argnums=1)(theta.detach(), phi.detach())  # [θ, φ]
+    g_val = torch.func.grad(val)(theta.detach())
+    exact = -mixed.T @ torch.linalg.solve(jac.T, g_val)
+    wrong = -mixed.T @ torch.linalg.solve(jac, g_val)  # what J⁻¹ instead of J⁻ᵀ would give
+    assert (exact - wrong).norm() > 0.1 * exact.norm()
+    eigenvalues = torch.linalg.eigvals(jac)
+    lr = 0.5 / eigenvalues.abs().max().item()
+    assert ((1 - lr * eigenvalues).abs() < 1).all()  # the series converges on this problem
+
+    def ours(terms):
+        update = [_non_gradient_field(theta, phi)]  # depends on θ and φ through the graph
+        (g,) = neumann_hypergrad_of_update(update, val(theta), [theta], [phi], lr, terms)
+        return g
+
+    errors = [(ours(terms) - exact).norm().item() for terms in (1, 5, 20, 200)]
+    assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
+    assert errors[-1] < 1e-9 * exact.norm().item(), errors
 
 
 def test_neumann_hypergrad_rejects_zero_terms():

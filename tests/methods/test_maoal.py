@@ -1,0 +1,202 @@
+"""MAOAL: the upper step against the exact implicit gradient, the lower step against eqs. 4–5."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from auxbench.backbones.base import Backbone
+from auxbench.backbones.heads import AuxModel, block_map, make_head
+from auxbench.context import TrainContext
+from auxbench.optim import make_optimizer
+from auxbench.problems.base import Batch, TaskSpec
+from methods.maoal import MAOAL
+
+TASKS = [
+    TaskSpec("main", "primary", "regression", 1, loss="mse", metric="mse"),
+    TaskSpec("aux_a", "auxiliary", "regression", 1, loss="mse", metric="mse"),
+    TaskSpec("aux_b", "auxiliary", "regression", 1, loss="mse", metric="mse"),
+]
+RIDGE = 4.0  # keeps J = ∂g/∂θ's spectrum in the right half-plane (series converges)
+ALPHA = torch.tensor([[0.5, 1.7], [-0.3, 0.9]], dtype=torch.float64)  # one dead (ReLU) importance
+
+
+def _losses(params, outputs, batch):
+    """Per-sample MSE plus a ridge over what each task's loss reaches (backbone and its own head)."""
+    def ridge(task):
+        return 0.5 * RIDGE * sum(p.pow(2).sum() for n, p in params.items() if not n.startswith("heads.") or n.startswith(f"heads.{task}."))
+    return {
+        t.name: F.mse_loss(outputs[t.name].squeeze(-1), batch.y[t.name], reduction="none") + ridge(t.name)
+        for t in TASKS
+    }
+
+
+def _batch(n, gen):
+    kw = {"generator": gen, "dtype": torch.float64}
+    return Batch(torch.randn(n, 3, **kw), {t.name: torch.randn(n, **kw) for t in TASKS}, torch.arange(n))
+
+
+def _tiny_method(lr: float, **hparams) -> MAOAL:
+    """MAOAL set up on a two-block tanh network with three regression heads, in float64."""
+    torch.manual_seed(0)
+    backbone = Backbone([nn.Sequential(nn.Linear(3, 4), nn.Tanh()), nn.Sequential(nn.Linear(4, 3), nn.Tanh())], 3)
+    model = AuxModel(backbone, {t.name: make_head(3, t) for t in TASKS}).double()
+    block_of = block_map(model)
+
+    def attach(entry):
+        entry.optimizer = make_optimizer(entry.params, entry.optimizer_cfg)
+
+    ctx = TrainContext(
+        model=model, problem=SimpleNamespace(primary=TASKS[0]), tasks=TASKS,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr), build_backbone=None,
+        task_losses=lambda outputs, batch: _losses(dict(model.named_parameters()), outputs, batch),
+        classification_loss=None, streams=None, make_optimizer=make_optimizer, make_scheduler=None,
+        log_weights=lambda weights: None, attach_learned=attach,
+        shared_params={n: p for n, p in model.named_parameters() if not block_of[n].startswith("head:")},
+        block_of=block_of, device=torch.device("cpu"), epochs=1, seed=0, train_size=8, steps_per_epoch=1,
+    )
+    method = MAOAL(**hparams)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        method.setup(ctx)
+    finally:
+        torch.set_default_dtype(default)
+    with torch.no_grad():
+        method.alpha.copy_(ALPHA)
+    return method
+
+
+def _reference(method: MAOAL, train: Batch):
+    """g(θ, α) of eqs. 4–5 written independently over a flat θ (method.theta() order) with torch.func."""
+    model = method.ctx.model
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    theta = method.theta()
+    names = [by_id[id(p)] for p in theta]
+    shapes = [p.shape for p in theta]
+    block_of = method.ctx.block_of
+
+    def unflat(flat):
+        pieces = torch.split(flat, [s.numel() for s in shapes])
+        return {n: t.view(s) for n, t, s in zip(names, pieces, shapes, strict=True)}
+
+    def task_loss(task):
+        def loss(flat):
+            params = unflat(flat)
+            outputs = functional_call(model, params, (train.x,))
+            return _losses(params, outputs, train)[task].mean()
+        return loss
+
+    modules = ["block0", "block1"]
+
+    def g(flat, alpha):
+        total = torch.func.grad(task_loss("main"))(flat)
+        for k, task in enumerate(["aux_a", "aux_b"]):
+            scale = torch.cat([
+                (torch.relu(alpha[k, modules.index(block_of[n])]) if block_of[n] in modules else torch.ones((), dtype=flat.dtype))
+                .expand(s.numel()) for n, s in zip(names, shapes, strict=True)
+            ])
+            total = total + scale * torch.func.grad(task_loss(task))(flat)
+        return total
+
+    flat = torch.cat([p.detach().reshape(-1) for p in theta])
+    return g, flat, unflat
+
+
+def _exact_and_series(method: MAOAL, dev: Batch, train: Batch, eta: float, terms_list):
+    g, flat, unflat = _reference(method, train)
+    alpha = method.alpha.detach().clone()
+    jac = torch.func.jacrev(g, argnums=0)(flat, alpha)  # [P, P], not symmetric
+    mixed = torch.func.jacrev(g, argnums=1)(flat, alpha).reshape(len(flat), -1)  # [P, K·M]
+    model = method.ctx.model
+
+    def dev_loss(f):
+        params = unflat(f)
+        return _losses(params, functional_call(model, params, (dev.x,)), dev)["main"].mean()
+
+    v0 = torch.func.grad(dev_loss)(flat)
+    exact = (-mixed.T @ torch.linalg.solve(jac.T, v0)).reshape(alpha.shape)
+    series, v, total = {}, v0, torch.zeros_like(v0)
+    for n in range(1, max(terms_list, default=0) + 1):  # Σ_{j<n} (I − ηJᵀ)^j v0
+        total, v = total + v, v - eta * jac.T @ v
+        if n in terms_list:
+            series[n] = (-mixed.T @ total).reshape(alpha.shape)
+    return exact, series, torch.linalg.eigvals(jac)
+
+
+def test_upper_step_converges_to_the_exact_implicit_gradient():
+    gen = torch.Generator().manual_seed(1)
+    dev, train = _batch(6, gen), _batch(8, gen)
+    probe = _tiny_method(lr=1.0)
+    _, _, eigenvalues = _exact_and_series(probe, dev, train, 1.0, [])
+    eta = 1.0 / eigenvalues.abs().max().item()
+    assert ((1 - eta * eigenvalues).abs() < 1).all(), "the series must converge on this problem"
+    terms_list = (1, 3, 10, 30, 100)
+    exact, series, _ = _exact_and_series(probe, dev, train, eta, terms_list)
+    assert exact[1, 0] == 0 and exact.abs().min() < exact.abs().max()  # the dead importance gets nothing
+    errors = []
+    for terms in terms_list:
+        method = _tiny_method(lr=eta, neumann_terms=terms)  # neumann_step = lower_lr: η is the optimizer's lr
+        ours = method.hypergradient(dev, train)
+        # no leading η (official scaling): the series itself, which η times approaches the exact gradient
+        torch.testing.assert_close(ours, series[terms], rtol=1e-9, atol=1e-12)
+        errors.append((eta * ours - exact).norm().item())
+    assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
+    assert errors[-1] < 1e-6 * exact.norm().item(), errors
+
+
+def test_official_neumann_step_is_one_whatever_the_learning_rate():
+    gen = torch.Generator().manual_seed(2)
+    dev, train = _batch(6, gen), _batch(8, gen)
+    method = _tiny_method(lr=0.01, neumann_step="official", neumann_terms=3)
+    _, series, _ = _exact_and_series(method, dev, train, 1.0, [3])
+    torch.testing.assert_close(method.hypergradient(dev, train), series[3], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_lower_step_follows_the_importance_parameterised_gradient(upper):
+    """θ ← θ − lr·g with g of eqs. 4–5 (per-module scaled auxiliary gradients); α moves only at upper steps."""
+    gen = torch.Generator().manual_seed(3)
+    batch = _batch(8, gen)
+    lr = 0.1
+    method = _tiny_method(lr=lr, interval=5)
+    ctx = method.ctx
+    ctx.global_step = 0 if upper else 3
+    ctx.next_batch = lambda stream: _batch(6, gen)
+    g, flat, _ = _reference(method, batch)
+    expected = flat - lr * g(flat, ALPHA)
+    method.train_step(batch, "train")
+    after = torch.cat([p.detach().reshape(-1) for p in method.theta()])
+    torch.testing.assert_close(after, expected, rtol=1e-12, atol=1e-14)
+    assert torch.equal(method.alpha.detach(), ALPHA) != upper
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced at this scale with the faithful defaults (meta lr 1e-3, interval 20, η = lower lr): "
+    "on real digits_coarse + random_aux: 1 (mlp, batch 32, 8-15 epochs) every importance stays within "
+    "±3e-4 of its initial 1, and the ordering of digit vs random_0 depends on the seed (held for seed 0 "
+    "at 10 epochs, not for seeds 1-3). Measured cause: averaged over 60 (dev, train) batch pairs, the "
+    "hypergradient of either task is within about one standard error of 0 (|mean| ≲ 1e-3), at "
+    "initialisation and after 1 and 5 epochs: per-module alignment of either auxiliary gradient with the "
+    "dev gradient is buried in batch noise here"))
+def test_random_label_task_ends_less_important_than_the_human_auxiliary_task(tmp_path):
+    """MAOAL §4.3 (harmful auxiliaries get low importance): random_0 should end below ``digit``."""
+    from auxbench.engine import Trial
+
+    from .helpers import trial_config
+
+    config = trial_config("maoal", problem="digits_coarse", seed=1, epochs=8, batch_size=32)
+    config["fake_data"] = False
+    config["problem_options"] = {"random_aux": 1}
+    trial = Trial(config, tmp_path)
+    for epoch in range(8):
+        trial._train_epoch(epoch)
+    importance = trial.method.diagnostics()
+    modules = trial.method.module_names
+    digit = sum(importance[f"importance/digit/{m}"] for m in modules) / len(modules)
+    random = sum(importance[f"importance/random_0/{m}"] for m in modules) / len(modules)
+    assert random < digit, importance
