@@ -21,8 +21,8 @@ KINDS = ("linear", "linear_skip", "nonlinear")
 SMALL = {"toy_regression": {"n_train": 400, "n_val": 32, "n_test": 32}, "digits_coarse": {"n_train": 400}}
 
 
-def _trial(tmp_path, method="auxilearn", problem="digits_coarse", batch_size=16, **hparams) -> Trial:
-    config = trial_config(method, problem=problem, hparams=hparams, batch_size=batch_size)
+def _trial(tmp_path, method="auxilearn", problem="digits_coarse", batch_size=16, backbone="mlp", **hparams) -> Trial:
+    config = trial_config(method, problem=problem, hparams=hparams, backbone=backbone, batch_size=batch_size)
     config["problem_options"] = dict(SMALL[problem])
     return Trial(config, tmp_path)
 
@@ -190,7 +190,7 @@ def test_combiners_stay_monotone_after_hyper_steps_even_adversarial_ones(tmp_pat
 
 @pytest.mark.parametrize(("method", "kind"), [("auxilearn", k) for k in KINDS] + [("auxilearn_labels", "linear_skip")])
 def test_hyper_steps_move_phi_by_the_hypergradient_every_n_steps_and_leave_theta_alone(tmp_path, method, kind, monkeypatch):
-    trial = _trial(tmp_path, method, combiner=kind, hyper_every=3, meta_weight_decay=0.0)
+    trial = _trial(tmp_path, method, combiner=kind, hyper_every=3, meta_weight_decay=0.0, backbone="convnet4")
     m = trial.method
     before = {n: p.detach().clone() for n, p in m.auxiliary.named_parameters()}
     calls = []
@@ -206,8 +206,11 @@ def test_hyper_steps_move_phi_by_the_hypergradient_every_n_steps_and_leave_theta
     monkeypatch.setattr(m, "hyper_step", hyper_step)
     _train_steps(trial, 7)
     assert calls == [0, 3, 6]
-    moved = [n for n, p in m.auxiliary.named_parameters() if not torch.equal(p, before[n])]
-    assert set(moved) == set(before), f"φ never moved: {set(before) - set(moved)}"
+    moved = {n for n, p in m.auxiliary.named_parameters() if not torch.equal(p, before[n])}
+    # Every combiner weight, and the generator's output layer (a conv bias right before BatchNorm
+    # has an exactly zero gradient, so not every generator tensor can move without weight decay).
+    expected = {n for n in before if n.startswith(("combiner.", "generator.head."))}
+    assert expected <= moved, f"φ never moved: {expected - moved}"
 
 
 def test_labels_variant_excludes_only_the_generated_head_from_theta(tmp_path):
