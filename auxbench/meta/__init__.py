@@ -7,6 +7,7 @@
   level that follows a gradient or any other differentiable update field (:mod:`.implicit`);
 - per-sample gradient–vector products by one forward-mode JVP (:mod:`.per_sample`);
 - the DARTS finite-difference one-step hypergradient (:mod:`.finite_difference`);
+- a hyper-step's update: hypergradient set as the gradient, clipped, meta optimizer stepped (:mod:`.meta_step`);
 - exact Euclidean projection onto the scaled simplex (:mod:`.simplex`);
 - a label-generation network with a per-class masked softmax (:mod:`.label_generation`).
 """
@@ -14,12 +15,14 @@ from auxbench.meta.finite_difference import fd_hypergrad
 from auxbench.meta.functional import functional_forward, lookahead, params_of
 from auxbench.meta.implicit import hvp, neumann_hypergrad, neumann_hypergrad_of_update
 from auxbench.meta.label_generation import LabelGenerator, masked_label_softmax, negative_entropy
+from auxbench.meta.meta_step import apply_hypergrad
 from auxbench.meta.optim_step import virtual_step, virtual_step_from_loss
 from auxbench.meta.per_sample import per_sample_dots
 from auxbench.meta.simplex import project_simplex
 
 __all__ = [
     "LabelGenerator",
+    "apply_hypergrad",
     "fd_hypergrad",
     "functional_forward",
     "hvp",
