@@ -9,7 +9,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from torch import Tensor, nn
 
 from auxbench.errors import AuxbenchError
-from auxbench.meta import functional_forward, neumann_hypergrad, params_of
+from auxbench.meta import apply_hypergrad, functional_forward, neumann_hypergrad, params_of
 from auxbench.method import HParam, Method, TrainContext
 from auxbench.problems import Batch, Problem, TaskSpec
 
@@ -360,13 +360,8 @@ class DTGAuxL(Method):
 
     def upper_step(self, batch: Batch, aux_batch: Batch | None, partner: Tensor | None) -> None:
         grads = self.hypergradient(batch, aux_batch, partner)
-        optimizer = self.optimizer_of("generator")
-        optimizer.zero_grad(set_to_none=True)
-        for p, g in zip(self.generator.parameters(), grads, strict=True):
-            p.grad = g
-        if self.hp["meta_clip"] > 0:
-            nn.utils.clip_grad_norm_(self.generator.parameters(), self.hp["meta_clip"])
-        optimizer.step()
+        apply_hypergrad(self.optimizer_of("generator"), list(self.generator.parameters()), grads,
+                        self.hp["meta_clip"] or None)
         self.generator.constrain()
         self.upper_steps += 1
 

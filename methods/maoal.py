@@ -9,10 +9,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import Tensor
-from torch.nn.utils import clip_grad_norm_
 
 from auxbench.errors import AuxbenchError
-from auxbench.meta import functional_forward, neumann_hypergrad_of_update, params_of
+from auxbench.meta import apply_hypergrad, functional_forward, neumann_hypergrad_of_update, params_of
 from auxbench.method import HParam, Method, TrainContext
 from auxbench.problems.base import Batch
 
@@ -204,13 +203,8 @@ class MAOAL(Method):
         return grad
 
     def upper_step(self, dev: Batch, train: Batch) -> None:
-        grad = self.hypergradient(dev, train)
-        optimizer = self.optimizer_of("importance")
-        optimizer.zero_grad(set_to_none=True)
-        self.alpha.grad = grad
-        if self.hp["max_grad_norm"] > 0:
-            clip_grad_norm_([self.alpha], self.hp["max_grad_norm"])
-        optimizer.step()
+        apply_hypergrad(self.optimizer_of("importance"), [self.alpha], [self.hypergradient(dev, train)],
+                        self.hp["max_grad_norm"] or None)
 
     def diagnostics(self) -> dict[str, float]:
         importance = torch.relu(self.alpha.detach()).tolist()
