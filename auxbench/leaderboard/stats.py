@@ -431,9 +431,9 @@ def friedman_permutation_p(
     observed = int(np.sum(r2.sum(axis=0) ** 2))
     states, weights = r2[:1], np.array([1.0])
     for row in r2[1:]:
-        perms = np.array(list(itertools.permutations(row)), dtype=np.int64)
-        if states.shape[0] * perms.shape[0] > exact_limit:
+        if states.shape[0] * math.factorial(k) > exact_limit:  # before listing k! permutations (16! for 16 methods)
             break
+        perms = np.array(list(itertools.permutations(row)), dtype=np.int64)
         merged = (states[:, None, :] + perms[None, :, :]).reshape(-1, k)
         states, inverse = np.unique(merged, axis=0, return_inverse=True)
         weights = np.bincount(inverse.ravel(), weights=np.repeat(weights, perms.shape[0])) / perms.shape[0]

@@ -69,6 +69,15 @@ def test_friedman_permutation_p_matches_brute_force_with_ties():
     assert method == "Monte Carlo" and mc == pytest.approx(brute, abs=0.015) and min_p == 1 / 20001
 
 
+def test_friedman_permutation_p_with_many_methods_goes_monte_carlo_without_listing_k_factorial():
+    """16 methods (weighting_cpu): 16! permutations must never be materialised (that was a MemoryError)."""
+    rng = np.random.default_rng(0)
+    ranks = np.argsort(np.argsort(rng.random((4, 16)), axis=1), axis=1) + 1.0
+    ranks[:, :3] = np.sort(ranks[:, :3], axis=1)  # some structure, so p is not ~1
+    p, method, min_p = S.friedman_permutation_p(ranks, n_resamples=2000)
+    assert method == "Monte Carlo" and 0 < p <= 1 and min_p == 1 / 2001
+
+
 def test_friedman_on_the_page_prints_the_exact_p_and_what_n_it_needs():
     df = store({("t1/m", "stl"): [0.7, 0.71, 0.72], ("t1/m", "a"): [0.8, 0.81, 0.82], ("t1/m", "b"): [0.9, 0.91, 0.9],
                 ("t2/m", "stl"): [0.5, 0.52, 0.51], ("t2/m", "a"): [0.6, 0.6, 0.61], ("t2/m", "b"): [0.7, 0.72, 0.7]})
