@@ -10,7 +10,8 @@ from auxbench.problems import ProblemOptionError, build_problem, check_problem
 
 from .helpers import assert_same_problem
 
-PROBLEMS = [("digits_coarse", {}), ("cifar100_20", {"n_train": 600, "val_size": 200, "n_test": 200})]
+CIFAR_SMALL = {"n_train": 600, "val_size": 200, "n_test": 200}
+PROBLEMS = [("digits_coarse", {}), ("cifar100_20", CIFAR_SMALL), ("cifar100_20_mnist", CIFAR_SMALL)]
 
 
 @pytest.mark.parametrize(("name", "options"), PROBLEMS)
