@@ -1,8 +1,11 @@
 """Checks shared by the problem tests."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from auxbench.method import Method
 from auxbench.problems import Problem, TensorSplit
 
 
@@ -61,3 +64,30 @@ def assert_labels(problem: Problem, split: TensorSplit, name: str) -> None:
             assert int(y.min()) >= 0 and int(y.max()) < spec.num_outputs
         else:
             assert y.dtype == torch.float32 and tuple(y.shape[1:]) == (spec.num_outputs,)
+
+
+class AuxStreamReader(Method):
+    """Trains on the primary loss and records the auxiliary-input batches the engine serves it."""
+
+    name = "aux_stream_reader"
+    streams = ("aux",)
+
+    def setup(self, ctx):
+        super().setup(ctx)
+        self.seen = []
+
+    def combine(self, losses):
+        self.seen.append(self.ctx.next_batch("aux"))
+        return losses[self.ctx.problem.primary.name].mean()
+
+
+def aux_stream_trial(tmp_path: Path, problem: str, options: dict):
+    """A trial of :class:`AuxStreamReader` on fake ``problem`` (lenet5) after one epoch."""
+    from auxbench.engine import Trial
+    from tests.methods.helpers import trial_config
+
+    config = trial_config("tests.problems.helpers:AuxStreamReader", problem=problem, backbone="lenet5", batch_size=50)
+    config["problem_options"] = dict(options)
+    trial = Trial(config, tmp_path)
+    trial._train_epoch(0)
+    return trial

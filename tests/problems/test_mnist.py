@@ -8,9 +8,10 @@ import pytest
 import torch
 import torchvision.datasets
 
+from auxbench.engine import evaluate
 from auxbench.errors import DataNotFoundError
 from auxbench.problems import build_problem, check_problem_data, data_dir, mnist
-from tests.problems.helpers import assert_same_problem, assert_splits_basic
+from tests.problems.helpers import assert_same_problem, assert_splits_basic, aux_stream_trial
 
 SMALL = {"n_train": 600, "val_size": 200, "n_test": 200}
 
@@ -106,6 +107,18 @@ def test_fake_is_seeded():
     assert_same_problem(a, b)
     assert torch.equal(a.aux_input.x, b.aux_input.x) and torch.equal(a.aux_input.y["digit"], b.aux_input.y["digit"])
     assert not torch.equal(a.aux_input.x, c.aux_input.x)
+
+
+def test_engine_serves_digit_batches(tmp_path):
+    """A method reading the ``aux`` stream gets MNIST batches in model-input form; the training
+    batches carry the primary label only, and val/test score the primary task only."""
+    trial = aux_stream_trial(tmp_path, "cifar100_20_mnist", {"n_train": 100, "val_size": 50, "n_test": 50, "n_aux": 100})
+    assert "digit" in trial.model.heads
+    batch = trial.method.seen[0]
+    assert set(batch.y) == {"digit"} and batch.x.shape == (50, 3, 32, 32) and batch.x.dtype == torch.float32
+    assert torch.equal(batch.x, mnist.preprocess(trial.problem.aux_input.x[batch.index]))
+    assert set(trial.train_split.y) == {"coarse"}
+    assert set(evaluate(trial.model, trial.problem.splits["val"], trial.problem, 50, "cpu")) == {"coarse/accuracy"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,11 +6,10 @@ import torch
 from scipy.stats import chisquare
 
 from auxbench.errors import AuxbenchError
-from auxbench.method import Method
 from auxbench.problems import ProblemOptionError, build_problem, check_problem
 from auxbench.problems.rotation_aux import add_rotation_aux
 
-from .helpers import assert_same_problem
+from .helpers import assert_same_problem, aux_stream_trial
 
 CIFAR_SMALL = {"n_train": 600, "val_size": 200, "n_test": 200}
 PROBLEMS = [("digits_coarse", {}), ("cifar100_20", CIFAR_SMALL), ("cifar100_fine", CIFAR_SMALL)]
@@ -94,31 +93,10 @@ def test_refusals_are_named():
         add_rotation_aux(build_problem("cifar100_20_mnist", 0, fake=True), True, 0)
 
 
-class RotationReader(Method):
-    """Trains on the primary loss and records the auxiliary-input batches it is served."""
-
-    name = "rotation_reader"
-    streams = ("aux",)
-
-    def setup(self, ctx):
-        super().setup(ctx)
-        self.seen = []
-
-    def combine(self, losses):
-        self.seen.append(self.ctx.next_batch("aux"))
-        return losses[self.ctx.problem.primary.name].mean()
-
-
 def test_engine_serves_rotation_batches(tmp_path):
     """A method reading the ``aux`` stream gets rotated images with rotation labels, in model input form."""
-    from auxbench.engine import Trial
-    from tests.methods.helpers import trial_config
-
-    config = trial_config("tests.problems.test_rotation_aux:RotationReader", backbone="lenet5")
-    config["problem_options"] = {"n_train": 100, "rotation_aux": True}
-    trial = Trial(config, tmp_path)
+    trial = aux_stream_trial(tmp_path, "digits_coarse", {"n_train": 100, "rotation_aux": True})
     assert "rotation" in trial.model.heads
-    trial._train_epoch(0)
     batch = trial.method.seen[0]
     assert set(batch.y) == {"rotation"} and batch.x.shape[1:] == (1, 8, 8) and batch.x.dtype == torch.float32
     assert torch.equal(batch.x, trial.problem.aux_input.x[batch.index])  # digits: no preprocess, no augment
