@@ -1,4 +1,4 @@
-"""``cifar100_20_mnist``: CIFAR-100's 20 superclasses, with MNIST digits as auxiliary *inputs*.
+"""CIFAR-100's 20 superclasses as primary task, with MNIST digits as auxiliary *inputs* (different input).
 
 Why: DTG-AuxL (Chen et al. 2023, §3.2, Table 1 "CIFAR10-100" and "Pet-CUB") has a
 *different-input* setting, in which the auxiliary task is learned on other images than the
