@@ -140,7 +140,9 @@ class Problem:
     """A dataset with its tasks and its seeded splits ``train``, ``meta``, ``val``, ``test``.
 
     ``tasks[0]`` is the primary task. ``hierarchy[c]`` lists the fine classes (of the first
-    auxiliary task) inside primary class ``c`` where such a hierarchy exists.
+    auxiliary task) inside primary class ``c`` where such a hierarchy exists. ``aux_input`` is an
+    auxiliary-input split (the engine's ``aux`` stream: other images with labels of auxiliary
+    tasks only); the tasks only it labels are :attr:`aux_input_tasks`.
     """
 
     name: str
@@ -158,3 +160,11 @@ class Problem:
     @property
     def auxiliary_tasks(self) -> list[TaskSpec]:
         return [t for t in self.tasks if t.role == "auxiliary"]
+
+    @property
+    def aux_input_tasks(self) -> list[TaskSpec]:
+        """The auxiliary tasks labelled on ``aux_input`` rows and not on training rows: a method
+        learns them only from the ``aux`` stream (training batches carry no label for them)."""
+        if self.aux_input is None:
+            return []
+        return [t for t in self.auxiliary_tasks if t.name in self.aux_input.y and t.name not in self.splits["train"].y]

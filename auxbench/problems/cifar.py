@@ -1,9 +1,16 @@
-"""CIFAR-100 with 20 superclasses as primary task and 100 classes as auxiliary task.
+"""CIFAR-100 with its 20 superclasses and 100 classes, one as primary task, the other auxiliary.
 
-The hierarchical set-up of MAXL (Liu et al., 2019, §4, "CIFAR-100 ... 20 class primary task")
-and of the papers that compare with it: primary ``coarse`` (20 superclasses), auxiliary ``fine``
-(100 classes); ``hierarchy[c]`` lists the 5 fine classes of superclass ``c``, read from the
-data's ``coarse_labels`` / ``fine_labels``.
+* ``cifar100_20``: the hierarchical set-up of MAXL (Liu et al., 2019, §4, "CIFAR-100 ... 20 class
+  primary task") and of the papers that compare with it: primary ``coarse`` (20 superclasses),
+  auxiliary ``fine`` (100 classes); ``hierarchy[c]`` lists the 5 fine classes of superclass ``c``,
+  read from the data's ``coarse_labels`` / ``fine_labels``.
+* ``cifar100_fine``: the other way round, DTG-AuxL's CIFAR-100 row (Chen et al. 2023, Table 1:
+  "CIFAR-100 fine labels with coarse auxiliary", ConvNet STL 50.35 -> 50.94): primary ``fine``
+  (100), auxiliary ``coarse`` (20); no ``hierarchy`` (the auxiliary classes are coarser than the
+  primary ones). Same options, same images and same seeded splits as ``cifar100_20``.
+
+Both take ``random_aux`` (:mod:`~auxbench.problems.random_aux`) and ``rotation_aux``
+(:mod:`~auxbench.problems.rotation_aux`).
 
 Data: ``<data_dir>/cifar-100-python/{train,test,meta}`` (the torchvision layout). Every file is
 checked against its published md5 before it is read, and read with a restricted unpickler that
@@ -23,6 +30,7 @@ Choices (documented here; the papers leave them open or differ):
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pickle
 from pathlib import Path
@@ -35,6 +43,7 @@ from auxbench.errors import DataNotFoundError
 from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.random_aux import add_random_aux
+from auxbench.problems.rotation_aux import add_rotation_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
 FOLDER = "cifar-100-python"
@@ -172,32 +181,44 @@ def crop_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# The problem
+# The problems
+
+TASKS = {
+    "coarse": TaskSpec("coarse", "primary", "classification", N_COARSE, loss="classification", metric="accuracy",
+                       description="the 20 superclasses"),
+    "fine": TaskSpec("fine", "primary", "classification", N_FINE, loss="classification", metric="accuracy",
+                     description="the 100 classes"),
+}
 
 
-@register_problem("cifar100_20", check_data=check_data)
-def make_cifar100_20(
+def make_cifar100(
+    name: str,
+    labels: tuple[str, ...],
     seed: int,
     fake: bool,
     data_dir: Path,
-    n_train: int | None = None,
-    val_size: int = 5000,
-    n_test: int | None = None,
-    augment: bool = True,
-    random_aux: int = 0,
+    n_train: int | None,
+    val_size: int,
+    n_test: int | None,
+    augment: bool,
 ) -> Problem:
-    """CIFAR-100: primary ``coarse`` (20), auxiliary ``fine`` (100); see the module docstring."""
+    """CIFAR-100 with the tasks ``labels`` (``"coarse"``/``"fine"``, primary first), seeded splits.
+
+    The splits do not depend on the tasks: every CIFAR-100 problem built with the same seed and
+    sizes holds the same images in the same order (module docstring). ``hierarchy`` is set when the
+    primary task is ``coarse`` and the first auxiliary task ``fine``.
+    """
     for key, v in (("n_train", n_train), ("n_test", n_test)):
         if v is not None and v < 1:
-            raise ProblemOptionError("cifar100_20", key, f"must be >= 1 or null, got {v}")
+            raise ProblemOptionError(name, key, f"must be >= 1 or null, got {v}")
     if not 1 <= val_size < N_TRAIN_IMAGES:
-        raise ProblemOptionError("cifar100_20", "val_size", f"must be >= 1 and < {N_TRAIN_IMAGES}, got {val_size}")
+        raise ProblemOptionError(name, "val_size", f"must be >= 1 and < {N_TRAIN_IMAGES}, got {val_size}")
     aug_fn = crop_flip if augment else None
+    hierarchical = labels[:2] == ("coarse", "fine")
 
     def split(x: Tensor, coarse: Tensor, fine: Tensor, train: bool) -> TensorSplit:
-        return TensorSplit(
-            x.contiguous(), {"coarse": coarse, "fine": fine}, preprocess, aug_fn if train else None
-        )
+        y = {"coarse": coarse, "fine": fine}
+        return TensorSplit(x.contiguous(), {task: y[task] for task in labels}, preprocess, aug_fn if train else None)
 
     if fake:
         g = split_seed(seed, "cifar-fake")
@@ -207,11 +228,11 @@ def make_cifar100_20(
             "test": min(FAKE_SIZES["test"], n_test or FAKE_SIZES["test"]),
         }
         splits = {}
-        for name, n in sizes.items():
+        for split_name, n in sizes.items():
             x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
             fine = torch.randint(0, N_FINE, (n,), generator=g)
-            splits[name] = split(x, fine // 5, fine, name == "train")
-        hierarchy = [list(range(5 * c, 5 * c + 5)) for c in range(N_COARSE)]
+            splits[split_name] = split(x, fine // 5, fine, split_name == "train")
+        hierarchy = [list(range(5 * c, 5 * c + 5)) for c in range(N_COARSE)] if hierarchical else None
         info: dict = {"fake": True}
     else:
         data = _load(str(Path(data_dir).expanduser().resolve()))
@@ -230,7 +251,8 @@ def make_cifar100_20(
             # clone: slices would be views of the cached arrays
             "test": split(x_test[:test_n].clone(), c_test[:test_n].clone(), f_test[:test_n].clone(), False),
         }
-        hierarchy = hierarchy_from_labels(torch.cat([c_pool, c_test]), torch.cat([f_pool, f_test]))
+        hierarchy = (hierarchy_from_labels(torch.cat([c_pool, c_test]), torch.cat([f_pool, f_test]))
+                     if hierarchical else None)
         info = {
             "fake": False,
             "coarse_names": data["coarse_names"],
@@ -238,11 +260,39 @@ def make_cifar100_20(
             "source_index": {"train": train_idx, "val": val_idx},
         }
 
-    tasks = [
-        TaskSpec("coarse", "primary", "classification", N_COARSE, loss="classification", metric="accuracy",
-                 description="the 20 superclasses"),
-        TaskSpec("fine", "auxiliary", "classification", N_FINE, loss="classification", metric="accuracy",
-                 description="the 100 classes"),
-    ]
-    problem = Problem("cifar100_20", (3, 32, 32), tasks, splits, hierarchy=hierarchy, info=info)
-    return add_random_aux(problem, random_aux, seed)
+    tasks = [dataclasses.replace(TASKS[task], role="primary" if i == 0 else "auxiliary") for i, task in enumerate(labels)]
+    return Problem(name, (3, 32, 32), tasks, splits, hierarchy=hierarchy, info=info)
+
+
+@register_problem("cifar100_20", check_data=check_data)
+def make_cifar100_20(
+    seed: int,
+    fake: bool,
+    data_dir: Path,
+    n_train: int | None = None,
+    val_size: int = 5000,
+    n_test: int | None = None,
+    augment: bool = True,
+    random_aux: int = 0,
+    rotation_aux: bool = False,
+) -> Problem:
+    """CIFAR-100: primary ``coarse`` (20), auxiliary ``fine`` (100); see the module docstring."""
+    problem = make_cifar100("cifar100_20", ("coarse", "fine"), seed, fake, data_dir, n_train, val_size, n_test, augment)
+    return add_rotation_aux(add_random_aux(problem, random_aux, seed), rotation_aux, seed)
+
+
+@register_problem("cifar100_fine", check_data=check_data)
+def make_cifar100_fine(
+    seed: int,
+    fake: bool,
+    data_dir: Path,
+    n_train: int | None = None,
+    val_size: int = 5000,
+    n_test: int | None = None,
+    augment: bool = True,
+    random_aux: int = 0,
+    rotation_aux: bool = False,
+) -> Problem:
+    """CIFAR-100: primary ``fine`` (100), auxiliary ``coarse`` (20); see the module docstring."""
+    problem = make_cifar100("cifar100_fine", ("fine", "coarse"), seed, fake, data_dir, n_train, val_size, n_test, augment)
+    return add_rotation_aux(add_random_aux(problem, random_aux, seed), rotation_aux, seed)

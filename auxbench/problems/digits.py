@@ -14,6 +14,9 @@ Choices (not from a paper):
   training are drawn from the rest with the run seed.
 * ``n_train`` caps the training set with a seeded, stratified subset.
 * Fake mode draws random images and random digit labels of the same sizes (no data needed).
+
+Options ``random_aux`` and ``rotation_aux``: :mod:`~auxbench.problems.random_aux`,
+:mod:`~auxbench.problems.rotation_aux`.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from torch import Tensor
 from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.random_aux import add_random_aux
+from auxbench.problems.rotation_aux import add_rotation_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
 N_DIGITS_IMAGES = 1797
@@ -58,6 +62,7 @@ def make_digits_coarse(
     test_fraction: float = 0.25,
     val_fraction: float = 0.15,
     random_aux: int = 0,
+    rotation_aux: bool = False,
 ) -> Problem:
     """Digits with primary ``coarse`` (digit // 2) and auxiliary ``digit``; see the module docstring."""
     for key, fraction in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
@@ -100,4 +105,4 @@ def make_digits_coarse(
     splits = {"train": split(train_idx), "val": split(val_idx), "test": split(test_idx)}
     info = {"fake": fake, "source_index": {"train": train_idx, "val": val_idx, "test": test_idx}}
     problem = Problem("digits_coarse", (1, 8, 8), tasks, splits, hierarchy=[list(h) for h in HIERARCHY], info=info)
-    return add_random_aux(problem, random_aux, seed)
+    return add_rotation_aux(add_random_aux(problem, random_aux, seed), rotation_aux, seed)

@@ -7,7 +7,7 @@ import torch
 import torchvision.datasets
 
 from auxbench.errors import DataNotFoundError
-from auxbench.problems import build_problem, cifar
+from auxbench.problems import ProblemOptionError, build_problem, cifar
 from tests.problems.helpers import assert_hierarchy, assert_same_problem, assert_splits_basic
 
 SMALL = {"n_train": 2000, "val_size": 500, "n_test": 300}
@@ -33,8 +33,9 @@ def never_unpickle(monkeypatch):
 # Without data
 
 
+@pytest.mark.parametrize("problem", ["cifar100_20", "cifar100_fine"])
 @pytest.mark.parametrize("present", [(), ("train",), ("train", "test")])
-def test_missing_file_is_reported(tmp_path, monkeypatch, no_download, never_unpickle, present):
+def test_missing_file_is_reported(tmp_path, monkeypatch, no_download, never_unpickle, present, problem):
     monkeypatch.setenv("AUXBENCH_DATA", str(tmp_path))
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
@@ -42,7 +43,7 @@ def test_missing_file_is_reported(tmp_path, monkeypatch, no_download, never_unpi
         (folder / name).write_bytes(b"junk")
     missing = next(n for n in ("train", "test", "meta") if n not in present)
     with pytest.raises(DataNotFoundError) as err:
-        build_problem("cifar100_20", 0)
+        build_problem(problem, 0)
     msg = str(err.value)
     assert repr(missing) in msg and str(folder) in msg and "AUXBENCH_DATA" in msg
 
@@ -75,6 +76,29 @@ def test_fake_needs_no_files(tmp_path, monkeypatch, no_download, never_unpickle)
     small = build_problem("cifar100_20", 0, fake=True, n_train=50, val_size=20, n_test=10, meta_fraction=0.0)
     assert {k: len(v) for k, v in small.splits.items()} == {"train": 50, "meta": 0, "val": 20, "test": 10}
     assert_same_problem(p, build_problem("cifar100_20", 0, fake=True))
+
+
+def assert_fine_is_cifar100_20_turned_round(fine, c20):
+    """``cifar100_fine`` holds ``cifar100_20``'s images and labels, with the roles of the tasks swapped."""
+    assert [(t.name, t.role, t.num_outputs) for t in fine.tasks] == [("fine", "primary", 100), ("coarse", "auxiliary", 20)]
+    assert [t.description for t in fine.tasks] == [t.description for t in reversed(c20.tasks)]
+    assert fine.hierarchy is None and fine.name == "cifar100_fine"
+    assert_splits_basic(fine, {"fine": 100, "coarse": 20})
+    for name, split in fine.splits.items():
+        assert torch.equal(split.x, c20.splits[name].x), name
+        assert all(torch.equal(split.y[task], c20.splits[name].y[task]) for task in ("coarse", "fine")), name
+        assert split.augment is c20.splits[name].augment and split.preprocess is c20.splits[name].preprocess
+
+
+@pytest.mark.parametrize("options", [{}, {"n_train": 50, "val_size": 20, "n_test": 10, "augment": False}])
+def test_fake_fine_primary(options):
+    assert_fine_is_cifar100_20_turned_round(build_problem("cifar100_fine", 2, fake=True, **options),
+                                            build_problem("cifar100_20", 2, fake=True, **options))
+
+
+def test_fine_options_are_checked_under_its_name():
+    with pytest.raises(ProblemOptionError, match="cifar100_fine: option val_size"):
+        build_problem("cifar100_fine", 0, fake=True, val_size=0)
 
 
 def test_augment_deterministic_and_correct():
@@ -148,3 +172,12 @@ def test_real_and_fake_agree(real_data_dir):
         assert fake.splits[name].x.shape[1:] == real.splits[name].x.shape[1:]
         assert fake.splits[name].x.dtype == real.splits[name].x.dtype
     assert sorted(len(g) for g in fake.hierarchy) == sorted(len(g) for g in real.hierarchy)
+
+
+@pytest.mark.realdata
+def test_real_fine_primary(real_data_dir):
+    fine, c20 = build_problem("cifar100_fine", 7, **SMALL), build_problem("cifar100_20", 7, **SMALL)
+    assert_fine_is_cifar100_20_turned_round(fine, c20)
+    assert torch.equal(fine.info["source_index"]["val"], c20.info["source_index"]["val"])
+    assert fine.info["fine_names"] == c20.info["fine_names"]
+    assert torch.bincount(fine.splits["val"].y["fine"], minlength=100).tolist() == [5] * 100  # stratified

@@ -10,7 +10,8 @@ from auxbench.problems import ProblemOptionError, build_problem, check_problem
 
 from .helpers import assert_same_problem
 
-PROBLEMS = [("digits_coarse", {}), ("cifar100_20", {"n_train": 600, "val_size": 200, "n_test": 200})]
+CIFAR_SMALL = {"n_train": 600, "val_size": 200, "n_test": 200}
+PROBLEMS = [("digits_coarse", {}), ("cifar100_20", CIFAR_SMALL), ("cifar100_20_mnist", CIFAR_SMALL)]
 
 
 @pytest.mark.parametrize(("name", "options"), PROBLEMS)
@@ -32,8 +33,8 @@ def test_random_labels_are_seeded_uniform_independent_and_in_every_split(name, o
                for t in added)
     for split_name, split in problem.splits.items():
         assert torch.equal(split.x, plain.splits[split_name].x)  # the rest of the problem is untouched
-        for task in plain.tasks:
-            assert torch.equal(split.y[task.name], plain.splits[split_name].y[task.name])
+        for task, labels in plain.splits[split_name].y.items():
+            assert torch.equal(split.y[task], labels)
         for task in added:
             labels = split.y[task.name]
             assert labels.shape == (len(split),) and labels.min() >= 0 and labels.max() < primary.num_outputs
