@@ -15,17 +15,21 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from auxbench.executors import run_suite
 
     run_suite(args.suite, executor=args.executor, address=args.address, fake_data=args.fake_data,
-              runs_dir=args.runs_dir, leaderboard_path=args.output)
+              smoke=args.smoke, runs_dir=args.runs_dir, leaderboard_path=args.output)
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> None:
     from auxbench.leaderboard import publish
-    from auxbench.results import default_leaderboard
+    from auxbench.results import default_leaderboard, load_run_record
 
     run_dir = Path(args.runs)
     if not run_dir.is_dir():
         raise AuxbenchError(f"no results folder {run_dir}")
-    out = args.output or default_leaderboard(run_dir.resolve().name)
+    out = args.output
+    if out is None:  # a fake-data or smoke run publishes inside its own folder, never to leaderboards/
+        record = load_run_record(run_dir) or {}
+        rehearsal = record.get("fake_data") or record.get("smoke")
+        out = run_dir / "leaderboard.md" if rehearsal else default_leaderboard(run_dir.resolve().name)
     publish(run_dir, out, metric=args.metric, selection=args.selection, baseline=args.baseline, alpha=args.alpha,
             higher_is_better={"higher": True, "lower": False, None: None}[args.direction])
     print(f"leaderboard: {out}")
@@ -94,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["local", "ray"], default="local")
     run.add_argument("--address", default=None, help="address of an existing Ray cluster")
     run.add_argument("--fake-data", action="store_true", help="random data of the right shapes (offline check)")
+    run.add_argument("--smoke", action="store_true",
+                     help="every trial for 2 epochs of 3 batches on small splits: does the suite run? (never published)")
     run.add_argument("--runs-dir", default="runs", help="results store (default: runs/)")
     run.add_argument("-o", "--output", default=None, help="leaderboard path (default: leaderboards/<suite>.md)")
     run.set_defaults(func=_cmd_run)

@@ -79,8 +79,10 @@ class TrainContext:
       split the method trains on);
     - factories: ``make_optimizer(params, cfg)``/``make_scheduler(optimizer, cfg)`` take the
       suite's syntax; ``build_backbone()`` a fresh backbone like the model's;
-    - ``task_losses(outputs, batch)`` -> per-sample losses; ``log_weights`` records task or
-      sample weights under the engine's schema (``diag/weight/<task>``).
+    - ``task_losses(outputs, batch)`` -> per-sample losses of the tasks ``batch`` labels;
+      ``forward_losses(batch)`` -> every trained task's, including ``aux_input_tasks`` (the tasks
+      labelled only on the auxiliary-input split, from an ``aux`` batch); ``log_weights`` records
+      task or sample weights under the engine's schema (``diag/weight/<task>``).
     """
 
     model: nn.Module
@@ -105,6 +107,7 @@ class TrainContext:
     epoch: int = 0
     global_step: int = 0
     blocks: dict[str, list[str]] = field(default_factory=dict)
+    aux_input_tasks: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, block in self.block_of.items():
@@ -113,3 +116,20 @@ class TrainContext:
     def next_batch(self, stream: str) -> Batch:
         """The next batch of a declared stream (``meta``, ``aux`` or ``extra_train``)."""
         return next(self.streams[stream])
+
+    def forward_losses(self, batch: Batch, forward: Callable[[Tensor], Mapping[str, Tensor]] | None = None
+                       ) -> dict[str, Tensor]:
+        """Per-sample losses of every task the model trains, for one step on ``batch``.
+
+        Tasks ``batch`` labels come from ``forward(batch.x)``; tasks labelled only on the problem's
+        auxiliary-input split (``aux_input_tasks``, e.g. ``rotation_aux``) from ``forward`` of the
+        next ``aux`` batch — a second forward, on other rows, so their per-sample losses have that
+        batch's length. ``forward`` defaults to the model (pass a functional forward in meta passes).
+        """
+        forward = forward or self.model
+        losses = self.task_losses(forward(batch.x), batch)
+        if self.aux_input_tasks:
+            aux = self.next_batch("aux")
+            on_aux = self.task_losses(forward(aux.x), aux)
+            losses.update({task: on_aux[task] for task in self.aux_input_tasks})
+        return losses

@@ -28,7 +28,14 @@ from auxbench.errors import AuxbenchError
 from auxbench.health import assess_health
 from auxbench.losses import TaskLosses, metric_sum
 from auxbench.memory import PeakMemory
-from auxbench.method import Learned, Method, check_declaration, declared_streams, resolve_method
+from auxbench.method import (
+    Learned,
+    Method,
+    aux_input_unserved,
+    check_declaration,
+    declared_streams,
+    resolve_method,
+)
 from auxbench.method_state import collect_state, restore_state
 from auxbench.optim import make_optimizer, make_scheduler
 from auxbench.predictions import save_test_predictions
@@ -44,6 +51,7 @@ from auxbench.results import (
     atomic_write_json,
 )
 from auxbench.rng import rng_state, seed_everything, set_rng_state
+from auxbench.smoke import shrink_problem
 from auxbench.steps import Stepper, WeightLog
 
 # Part of every trial id (``engine_version`` in the config): bump it whenever a change here alters
@@ -112,15 +120,23 @@ class Trial:
             config["problem"], self.seed, meta_fraction=self.training["meta_fraction"],
             meta_source=self.training["meta_source"], fake=config["fake_data"], **config["problem_options"],
         )
+        if config.get("smoke"):
+            self.problem = shrink_problem(self.problem, self.training["batch_size"])
         streams = declared_streams(self.method)
         splits = self.problem.splits
         self.train_split = splits["train"] if "meta" in streams else concat_splits(splits["train"], splits["meta"])
+        unserved = aux_input_unserved(self.method, self.problem)
+        if unserved:
+            raise AuxbenchError(unserved)
+        tasks = self.method.tasks(self.problem)
+        aux_input_tasks = [t.name for t in self.problem.aux_input_tasks if t in tasks]
+        if aux_input_tasks and "aux" not in streams:  # the engine feeds them from the aux split
+            streams = (*streams, "aux")
         stream_splits = self._stream_splits(streams)
 
         # Paired seeds: the backbone, then the heads in task order, from the same seed for every
         # method, so the shared model starts from identical weights.
         seed_everything(self.seed)
-        tasks = self.method.tasks(self.problem)
         self.model = build_model(
             config["backbone"], self.problem.input_shape, tasks, head_hidden=self.training["head_hidden"],
         ).to(self.device)
@@ -150,6 +166,7 @@ class Trial:
                 if p.requires_grad and not block_of[name].startswith("head:")
             },
             block_of=block_of,
+            aux_input_tasks=aux_input_tasks,
             device=self.device,
             epochs=epochs,
             seed=self.seed,

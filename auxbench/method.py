@@ -157,6 +157,15 @@ class Method:
         """The streams this instance reads (default: the class's ``streams``)."""
         return tuple(self.streams)
 
+    def handles_aux_input_tasks(self) -> bool:
+        """Whether this method trains tasks labelled only on the problem's auxiliary-input split.
+
+        The engine trains them for every level but ``train_step`` (a second forward on an ``aux``
+        batch, :meth:`TrainContext.forward_losses`); a ``train_step`` method says ``True`` only if it
+        takes its losses through ``ctx.forward_losses``. Otherwise such a problem is skipped for it.
+        """
+        return self.hook != "train_step"
+
     def pass_data(self, phase: str) -> str:
         """The split pass ``phase`` iterates: ``"train"`` (default) or ``"meta"`` (declared stream)."""
         return "train"
@@ -328,6 +337,17 @@ def declared_streams(method: Method) -> tuple[str, ...]:
             f"method {method.name!r} declares unknown streams {unknown} (valid: {', '.join(STREAMS)})"
         )
     return streams
+
+
+def aux_input_unserved(method: Method, problem: Problem) -> str | None:
+    """Why ``method`` cannot train ``problem`` (a skip reason): it has tasks labelled only on the
+    auxiliary-input split (e.g. ``rotation_aux``) which the method does not handle; else ``None``."""
+    names = {t.name for t in method.tasks(problem)}
+    stranded = [t.name for t in problem.aux_input_tasks if t.name in names]
+    if stranded and not method.handles_aux_input_tasks():
+        return (f"{method.name} computes its losses on training batches only and does not train "
+                f"{', '.join(stranded)}, which problem {problem.name} labels only on its auxiliary-input split")
+    return None
 
 
 def check_declaration(cls: type[Method]) -> None:

@@ -69,7 +69,7 @@ class Stepper:
             optimizer.step()
 
     def _losses(self, batch: Batch) -> dict[str, Tensor]:
-        return self.ctx.task_losses(self.ctx.model(batch.x), batch)
+        return self.ctx.forward_losses(batch)
 
     def _minimise(self, loss: Tensor) -> dict[str, Tensor]:
         self._zero_grad()
@@ -119,12 +119,17 @@ class Stepper:
     def _aggregator(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         from torchjd.autojac import jac_to_grad, mtl_backward
 
-        model = self.ctx.model
-        features = model.features(batch.x)
-        losses = self.ctx.task_losses(model.heads_forward(features), batch)
+        ctx, model = self.ctx, self.ctx.model
+        features = [model.features(batch.x)]
+        losses = ctx.task_losses(model.heads_forward(features[0]), batch)
+        if ctx.aux_input_tasks:  # as forward_losses: a second forward on an aux batch
+            aux = ctx.next_batch("aux")
+            features.append(model.features(aux.x))
+            on_aux = ctx.task_losses(model.heads_forward(features[1]), aux)
+            losses.update({task: on_aux[task] for task in ctx.aux_input_tasks})
         tasks = list(losses)
         means = [losses[t].mean() for t in tasks]
-        shared = list(self.ctx.shared_params.values())
+        shared = list(ctx.shared_params.values())
         self._zero_grad()
         mtl_backward(
             means, features=features, shared_params=shared,

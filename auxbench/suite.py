@@ -44,7 +44,14 @@ from pydantic import (
 from auxbench.determinism import default_threads
 from auxbench.engine import ENGINE_VERSION
 from auxbench.errors import AuxbenchError, unknown_name
-from auxbench.method import Method, check_declaration, declared_streams, discover_methods, resolve_method
+from auxbench.method import (
+    Method,
+    aux_input_unserved,
+    check_declaration,
+    declared_streams,
+    discover_methods,
+    resolve_method,
+)
 from auxbench.problems import (
     MetaSourceError,
     Problem,
@@ -54,6 +61,7 @@ from auxbench.problems import (
     check_problem_data,
     problem_version,
 )
+from auxbench.smoke import smoke_training
 
 # Bounds on the numbers a suite gives: far beyond any sensible run, small enough that a typo
 # (``epochs: 1e23``, ``seeds: 100000000000000000000``) is an error rather than a run that never ends.
@@ -373,7 +381,8 @@ def _streams_unserved(cls: type[Method], hparams: dict, problem: Problem, traini
 
     A declaration the engine does not know, or a ``meta`` stream with ``meta_fraction: 0``, is the
     suite's or the method's mistake and an error; a problem without an auxiliary-input split only
-    means the method does not apply to it.
+    means the method does not apply to it, and so does a task labelled only on that split which
+    the method does not train (:func:`auxbench.method.aux_input_unserved`).
     """
     try:
         check_declaration(cls)
@@ -387,7 +396,7 @@ def _streams_unserved(cls: type[Method], hparams: dict, problem: Problem, traini
         )
     if "aux" in streams and problem.aux_input is None:
         return f"{cls.name} reads an auxiliary-input split ('aux' stream), which problem {problem.name} does not have"
-    return None
+    return aux_input_unserved(cls(**hparams), problem)
 
 
 def _check_backbone(name: str, problem: Problem, where: str) -> None:
@@ -488,8 +497,12 @@ class _Layout:
         return label
 
 
-def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[list[dict], list[dict]]:
+def expand(
+    suite: Suite, path: str | Path, fake_data: bool = False, smoke: bool = False
+) -> tuple[list[dict], list[dict]]:
     """The suite's trials (``{"id", "column", "method", "config"}``) and skipped pairs.
+
+    ``smoke``: each trial as :mod:`auxbench.smoke` cuts it (few epochs and batches, small splits).
 
     Checks everything that the registries can tell without this machine's data or devices
     (see :func:`check_machine` for those).
@@ -536,8 +549,10 @@ def expand(suite: Suite, path: str | Path, fake_data: bool = False) -> tuple[lis
                     "hparams": hparams,
                     "seed": seed,
                     "fake_data": fake_data,
-                    "training": training,
+                    "training": smoke_training(training) if smoke else training,
                 }
+                if smoke:
+                    config["smoke"] = True
                 tid = trial_id(config)
                 if tid in origin:
                     raise AuxbenchError(

@@ -172,13 +172,17 @@ class MAOAL(Method):
     def _head_params(self, task: str) -> list[Tensor]:
         return [p for p in self.ctx.model.heads[task].parameters() if p.requires_grad]
 
-    def _task_means(self, outputs: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
-        return {task: loss.mean() for task, loss in self.ctx.task_losses(outputs, batch).items()}
+    def _task_means(self, batch: Batch, forward=None) -> dict[str, Tensor]:
+        """Mean loss of every task, tasks on the auxiliary-input split (rotation) included."""
+        return {task: loss.mean() for task, loss in self.ctx.forward_losses(batch, forward).items()}
+
+    def handles_aux_input_tasks(self) -> bool:
+        return True  # every loss is taken through ctx.forward_losses
 
     # ----- the two levels ------------------------------------------------------------------------
     def train_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         ctx = self.ctx
-        means = self._task_means(ctx.model(batch.x), batch)
+        means = self._task_means(batch)
         update = self.update_field(means, torch.relu(self.alpha.detach()), create_graph=False)
         ctx.optimizer.zero_grad(set_to_none=True)
         for p, g in zip(self.theta(), update, strict=True):
@@ -193,8 +197,9 @@ class MAOAL(Method):
         ctx = self.ctx
         model = ctx.model
         params = params_of(model)
-        dev_loss = self._task_means(functional_forward(model, params, dev.x), dev)[ctx.problem.primary.name]
-        means = self._task_means(functional_forward(model, params, train.x), train)
+        primary = ctx.problem.primary.name
+        dev_loss = ctx.task_losses(functional_forward(model, params, dev.x), dev)[primary].mean()
+        means = self._task_means(train, lambda x: functional_forward(model, params, x))
         update = self.update_field(means, torch.relu(self.alpha), create_graph=True)
         eta = ctx.optimizer.param_groups[0]["lr"] if self.hp["neumann_step"] == "lower_lr" else 1.0
         (grad,) = neumann_hypergrad_of_update(

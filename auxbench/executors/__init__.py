@@ -73,12 +73,14 @@ def run_suite(
     executor: str = "local",
     address: str | None = None,
     fake_data: bool = False,
+    smoke: bool = False,
     runs_dir: str | Path = "runs",
     leaderboard_path: str | Path | None = None,
 ) -> Path:
     """Run every unfinished trial of a suite and publish its leaderboard; return the run folder.
 
-    Fake-data runs go to ``runs/<suite>-fake`` and publish only inside it, so they can never be
+    Fake-data runs go to ``runs/<suite>-fake`` and smoke runs (:mod:`auxbench.smoke`) to
+    ``runs/<suite>[-fake]-smoke``; both publish only inside that folder, so they can never be
     mistaken for (or overwrite) a real leaderboard. Before anything is written, the suite is
     checked whole, including this machine's data files and, unless the trials run on a Ray
     cluster at ``address``, its devices. ``leaderboard_path`` (the command line's ``-o``) is the
@@ -87,15 +89,15 @@ def run_suite(
     from auxbench.leaderboard import publish
 
     suite = load_suite(suite_path)
-    trials, skipped = expand(suite, suite_path, fake_data=fake_data)
+    trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
     check_machine(suite, suite_path, data=not fake_data, devices=address is None)
-    name = suite.name + ("-fake" if fake_data else "")
+    name = suite.name + ("-fake" if fake_data else "") + ("-smoke" if smoke else "")
     run_dir = Path(runs_dir) / name
     inside(run_dir, runs_dir, "the results folder")
     if leaderboard_path is None:
-        leaderboard_path = run_dir / "leaderboard.md" if fake_data else default_leaderboard(suite.name)
+        leaderboard_path = run_dir / "leaderboard.md" if fake_data or smoke else default_leaderboard(suite.name)
     write_run_record(run_dir, {
-        "suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data,
+        "suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data, "smoke": smoke,
         "spec": suite.model_dump(mode="json"), "trials": trials, "skipped": skipped,
     })
     todo = [t for t in trials if trial_status(run_dir / t["id"]) not in FINISHED_STATUSES]

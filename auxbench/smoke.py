@@ -1,0 +1,43 @@
+"""Smoke mode: every trial of a suite through the real code path in seconds (``run --smoke``).
+
+Why: a paper suite takes GPU-days, but whether each of its trials *runs* — problem, backbone,
+method, streams, checkpoints, evaluation, publication — can be checked anywhere. A smoke trial is
+its suite's trial with at most :data:`SMOKE_EPOCHS` epochs, its training split cut to
+:data:`SMOKE_TRAIN_BATCHES` batches and every other split (meta, val, test, auxiliary inputs) to at
+most :data:`SMOKE_ROWS` rows. The rows kept are spread evenly over each split (no random number is
+drawn), so the cut is the same for every method and seed. A smoke trial's config carries
+``"smoke": true``, so it never shares an id with a real trial; its results go to
+``runs/<suite>[-fake]-smoke/`` and are never published to ``leaderboards/``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from auxbench.problems.base import Problem, TensorSplit
+
+SMOKE_EPOCHS = 2
+SMOKE_TRAIN_BATCHES = 3
+SMOKE_ROWS = 64
+
+
+def smoke_training(training: dict) -> dict:
+    """A trial's training config with its epochs capped for a smoke run."""
+    return {**training, "epochs": min(training["epochs"], SMOKE_EPOCHS)}
+
+
+def _spread(split: TensorSplit, rows: int) -> TensorSplit:
+    if len(split) <= rows:
+        return split
+    return split.subset(torch.linspace(0, len(split) - 1, rows).round().long())
+
+
+def shrink_problem(problem: Problem, batch_size: int) -> Problem:
+    """``problem`` with a training split of a few batches and small other splits."""
+    splits = {
+        name: _spread(split, SMOKE_TRAIN_BATCHES * batch_size if name == "train" else SMOKE_ROWS)
+        for name, split in problem.splits.items()
+    }
+    aux_input = None if problem.aux_input is None else _spread(problem.aux_input, SMOKE_ROWS)
+    return dataclasses.replace(problem, splits=splits, aux_input=aux_input)

@@ -1,0 +1,70 @@
+"""``run --smoke``: every committed suite runs end to end, and smoke results stay out of leaderboards/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from auxbench.cli import main
+from auxbench.engine import Trial
+from auxbench.results import load_run_record
+from auxbench.smoke import SMOKE_EPOCHS, SMOKE_ROWS, SMOKE_TRAIN_BATCHES
+from auxbench.suite import expand, load_suite
+
+from .methods.helpers import trial_config
+
+REPO = Path(__file__).resolve().parent.parent
+SUITES = sorted((REPO / "suites").glob("*.yaml"))
+
+
+def one_seed(suite: Path, out: Path) -> Path:
+    """``suite`` with one seed per experiment: every (column, method) pair, each code path once."""
+    tree = yaml.safe_load(suite.read_text())
+    for exp in tree["experiments"]:
+        exp["seeds"] = [0]
+    out.write_text(yaml.safe_dump(tree))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", SUITES, ids=[p.stem for p in SUITES])
+def test_every_committed_suite_runs_in_smoke_mode(suite, tmp_path, capsys):
+    path = one_seed(suite, tmp_path / suite.name)
+    assert main(["run", str(path), "--fake-data", "--smoke", "--runs-dir", str(tmp_path / "runs")]) == 0
+    name = load_suite(path).name
+    run_dir = tmp_path / "runs" / f"{name}-fake-smoke"
+    record = load_run_record(run_dir)
+    assert record["smoke"] and record["trials"]
+    assert (run_dir / "leaderboard.md").is_file()
+    assert not (tmp_path / "leaderboards").exists()
+
+
+def test_smoke_trials_are_short_small_and_never_share_an_id_with_real_ones(tmp_path):
+    suite_path = REPO / "suites" / "quickstart.yaml"
+    suite = load_suite(suite_path)
+    real, _ = expand(suite, suite_path, fake_data=True)
+    smoke, _ = expand(suite, suite_path, fake_data=True, smoke=True)
+    assert len(real) == len(smoke)
+    assert not {t["id"] for t in real} & {t["id"] for t in smoke}
+    assert all(t["config"]["training"]["epochs"] == SMOKE_EPOCHS and t["config"]["smoke"] for t in smoke)
+    assert all("smoke" not in t["config"] for t in real)  # real trial ids are unchanged by the option
+
+    config = trial_config("stl", batch_size=16)
+    config["smoke"] = True
+    trial = Trial(config, tmp_path / "trial")
+    splits = trial.problem.splits
+    assert len(splits["train"]) == SMOKE_TRAIN_BATCHES * 16
+    assert all(len(s) <= SMOKE_ROWS for name, s in splits.items() if name != "train")
+    labels = splits["train"].y["coarse"]
+    assert len(torch.unique(labels)) > 1  # rows spread over the split, not its first class
+
+
+def test_a_smoke_run_publishes_only_inside_its_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    suite = one_seed(REPO / "suites" / "quickstart.yaml", tmp_path / "quickstart.yaml")
+    assert main(["run", str(suite), "--smoke"]) == 0
+    assert (tmp_path / "runs" / "quickstart-smoke" / "leaderboard.md").is_file()
+    assert main(["leaderboard", "runs/quickstart-smoke"]) == 0
+    assert not (tmp_path / "leaderboards").exists()
