@@ -255,6 +255,10 @@ class DTGAuxL(Method):
         return (("aux",) if self.hp["input_mode"] == "different" else ()) + (
             ("meta",) if self.hp["outer_data"] == "meta" else ())
 
+    def handles_aux_input_tasks(self) -> bool:
+        """Different input: every auxiliary loss is taken on the auxiliary-input batch."""
+        return self.hp["input_mode"] == "different"
+
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         hp, problem = self.hp, ctx.problem
