@@ -77,19 +77,23 @@ def main() -> None:
     parser.add_argument("--option", nargs=2, action="append", default=[], metavar=("KEY", "INT"),
                         type=lambda v: int(v) if v.isdigit() else v, help="problem option, e.g. --option n_train 2000")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        results = {m: measure(m, args, Path(tmp)) for m in args.methods}
-    base_time, base_mem = statistics.median(results["stl"][0]), results["stl"][1]
-    print(f"{args.problem} / {args.backbone} on {args.device}, batch {args.batch_size}, median of {args.epochs} epochs")
+    methods = ["stl", *[m for m in args.methods if m != "stl"]]
     kind = "CUDA peak allocated" if args.device.startswith("cuda") else "process peak RSS"
-    maxl = results.get("maxl")
-    versus = f" {'× MAXL':>7s}" if maxl else ""
-    print(f"{'method':12s} {'s/epoch':>9s} {'× STL':>7s}{versus} {'peak MiB':>9s} {'× STL':>7s}   (memory: {kind})")
-    for method, (times, memory) in results.items():
-        t = statistics.median(times)
-        vs = f" {t / statistics.median(maxl[0]):7.2f}" if maxl else ""
-        print(f"{method:12s} {t:9.3f} {t / base_time:7.2f}{vs} {memory:9.1f} {memory / base_mem:7.2f}")
-
+    print(f"{args.problem} / {args.backbone} on {args.device}, batch {args.batch_size}, median of {args.epochs} epochs"
+          f" (options: {dict(args.option) or 'none'})")
+    print(f"{'method':16s} {'s/epoch':>9s} {'× STL':>7s} {'peak MiB':>9s} {'× STL':>7s}   (memory: {kind})", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        base_time = base_mem = None
+        for method in methods:  # each line as soon as it is measured; a failing method does not stop the others
+            try:
+                times, memory = measure(method, args, Path(tmp))
+            except Exception as err:  # reported, then the next method
+                print(f"{method:16s} failed: {type(err).__name__}: {err}", flush=True)
+                continue
+            t = statistics.median(times)
+            if base_time is None:
+                base_time, base_mem = t, memory
+            print(f"{method:16s} {t:9.3f} {t / base_time:7.2f} {memory:9.1f} {memory / base_mem:7.2f}", flush=True)
 
 if __name__ == "__main__":
     main()
