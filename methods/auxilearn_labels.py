@@ -5,7 +5,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import Tensor, nn
 
-from auxbench.meta import LabelGenerator, params_of
+from auxbench.meta import LabelGenerator, generated_task, generated_task_unavailable, params_of
 from auxbench.method import HParam, TrainContext
 from auxbench.problems import Batch, Problem, TaskSpec
 from methods.auxilearn import COMBINERS, AuxiLearn
@@ -72,14 +72,10 @@ class AuxiLearnLabels(AuxiLearn):
 
     @classmethod
     def applicable(cls, problem: Problem) -> str | None:
-        if problem.primary.kind != "classification":
-            return (f"{cls.name} needs a classification primary task "
-                    f"(its generated labels split each primary class into ψ sub-classes)")
-        return None
+        return generated_task_unavailable(cls.name, problem)
 
     def tasks(self, problem: Problem) -> list[TaskSpec]:
-        classes = problem.primary.num_outputs * self.hp["psi"]
-        return [problem.primary, TaskSpec(self.aux_task, "auxiliary", "classification", classes, "classification", "accuracy")]
+        return [problem.primary, generated_task(problem, self.aux_task, self.hp["psi"])]
 
     def auxiliary_network(self, ctx: TrainContext) -> nn.Module:
         """φ: the label generator, then the combiner (the order of the code's ``phi`` list)."""

@@ -5,7 +5,15 @@ import torch
 from optuna.distributions import FloatDistribution, IntDistribution
 from torch import Tensor, nn
 
-from auxbench.meta import LabelGenerator, functional_forward, negative_entropy, params_of, virtual_step
+from auxbench.meta import (
+    LabelGenerator,
+    functional_forward,
+    generated_task,
+    generated_task_unavailable,
+    negative_entropy,
+    params_of,
+    virtual_step,
+)
 from auxbench.method import HParam, Method, TrainContext
 from auxbench.problems import Batch, Problem, TaskSpec
 
@@ -68,14 +76,10 @@ class MAXL(Method):
 
     @classmethod
     def applicable(cls, problem: Problem) -> str | None:
-        if problem.primary.kind != "classification":
-            return (f"{cls.name} needs a classification primary task "
-                    f"(its generated labels split each primary class into ψ sub-classes)")
-        return None
+        return generated_task_unavailable(cls.name, problem)
 
     def tasks(self, problem: Problem) -> list[TaskSpec]:
-        classes = problem.primary.num_outputs * self.hp["psi"]
-        return [problem.primary, TaskSpec(self.aux_task, "auxiliary", "classification", classes, "classification", "accuracy")]
+        return [problem.primary, generated_task(problem, self.aux_task, self.hp["psi"])]
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)

@@ -60,8 +60,8 @@ def test_list_rejects_unknown_kind(cli):
 def test_validate_quickstart_mentions_skipped_maxl(cli):
     code, out, err = cli("validate", REPO / "suites" / "quickstart.yaml")
     assert code == 0, err
-    # 2 problems x 4 methods x 3 seeds, minus MAXL and WAMAL on the regression problem
-    assert "valid; 18 trials, 2 skipped pairs" in out
+    # 2 problems x 11 methods x 3 seeds, minus MAXL, WAMAL and DTG-AuxL on the regression problem
+    assert "valid; 57 trials, 3 skipped pairs" in out
     skipped = [line for line in out.splitlines() if "skipped maxl" in line]
     assert len(skipped) == 1
     assert "toy_regression" in skipped[0] and "classification primary task" in skipped[0]

@@ -14,7 +14,13 @@
 from auxbench.meta.finite_difference import fd_hypergrad
 from auxbench.meta.functional import functional_forward, lookahead, params_of
 from auxbench.meta.implicit import hvp, neumann_hypergrad, neumann_hypergrad_of_update
-from auxbench.meta.label_generation import LabelGenerator, masked_label_softmax, negative_entropy
+from auxbench.meta.label_generation import (
+    LabelGenerator,
+    generated_task,
+    generated_task_unavailable,
+    masked_label_softmax,
+    negative_entropy,
+)
 from auxbench.meta.meta_step import apply_hypergrad
 from auxbench.meta.optim_step import virtual_step, virtual_step_from_loss
 from auxbench.meta.per_sample import per_sample_dots
@@ -24,6 +30,8 @@ __all__ = [
     "LabelGenerator",
     "apply_hypergrad",
     "fd_hypergrad",
+    "generated_task",
+    "generated_task_unavailable",
     "functional_forward",
     "hvp",
     "lookahead",

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from auxbench.problems.base import Problem, TaskSpec
+
 
 def masked_label_softmax(logits: Tensor, y: Tensor, psi: int) -> Tensor:
     """[B, C·ψ] probabilities: sample i's mass lies only on columns y_i·ψ … y_i·ψ + ψ − 1.
@@ -61,3 +63,16 @@ def negative_entropy(probs: Tensor) -> Tensor:
     """
     mean = probs.mean(dim=0)
     return (mean * mean.clamp_min(torch.finfo(mean.dtype).tiny).log()).sum()
+
+
+def generated_task_unavailable(method: str, problem: Problem) -> str | None:
+    """Why ``problem`` cannot host ψ generated sub-classes per primary class (a skip reason), or ``None``."""
+    if problem.primary.kind != "classification":
+        return (f"{method} needs a classification primary task "
+                f"(its generated labels split each primary class into ψ sub-classes)")
+    return None
+
+
+def generated_task(problem: Problem, name: str, psi: int) -> TaskSpec:
+    """The auxiliary task a label generator invents: ψ sub-classes of every primary class."""
+    return TaskSpec(name, "auxiliary", "classification", problem.primary.num_outputs * psi, "classification", "accuracy")
