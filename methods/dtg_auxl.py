@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import Tensor, nn
 
-from auxbench.errors import AuxbenchError
 from auxbench.meta import apply_hypergrad, functional_forward, neumann_hypergrad, params_of
 from auxbench.method import HParam, Method, TrainContext
 from auxbench.problems import Batch, Problem, TaskSpec
@@ -164,7 +163,9 @@ class DTGAuxL(Method):
       D_ai is the problem's auxiliary-input split (``aux`` stream, one batch per step): their losses
       are on those rows, and row j of the generator pairs the primary row j with auxiliary row j
       (the first min(B_p, B_a) rows) — inputs [f_p; f_a], labels [y_p; y_a1 … y_aK]. All auxiliary
-      tasks share that one input split, so there is one auxiliary feature, not K.
+      tasks share that one input split, so there is one auxiliary feature, not K. An auxiliary task
+      the split does not label (a problem with both kinds, e.g. digits with ``rotation_aux``) keeps
+      the primary rows: its loss and its generator label come from the training batch.
 
     Upper level, every ``interval`` steps (eqs. 11–15): the implicit gradient of the primary loss
     through θ*(φ), −∇θL_p · Σ_{i=0}^{n}(I − η∇²θL_t)^i · ∇φ∇θL_t (eq. 13, n = ``neumann_terms``
@@ -265,13 +266,9 @@ class DTGAuxL(Method):
         aux_tasks = [t for t in ctx.tasks if t.role == "auxiliary"]
         self.primary, self.aux_names = problem.primary.name, [t.name for t in aux_tasks]
         self.partnered = hp["input_mode"] == "share"
-        if not self.partnered:
-            missing = [name for name in self.aux_names if name not in problem.aux_input.y]
-            if missing:
-                raise AuxbenchError(
-                    f"method {self.name!r} (input_mode: different): the auxiliary-input split of problem "
-                    f"{problem.name!r} has no labels for auxiliary tasks {missing}"
-                )
+        # Different input: the auxiliary tasks the aux-input split labels live on its rows; any other
+        # (a problem with both kinds, e.g. digits with rotation_aux) keeps the primary rows.
+        self.on_aux_rows = [] if self.partnered else [n for n in self.aux_names if n in problem.aux_input.y]
         tasks = [problem.primary, *aux_tasks]
         slots = tasks * 2 if self.partnered else tasks
         dim, depth = ctx.model.feature_dim, hp["generator_depth"]
@@ -314,11 +311,11 @@ class DTGAuxL(Method):
             y_partner = y[partner]
         else:
             f_aux = self.features(aux_batch.x, functional)
-            aux_out = {name: model.heads[name](f_aux) for name in self.aux_names}
-            aux_losses = self.ctx.task_losses(aux_out, aux_batch)
+            on_aux = {name: model.heads[name](f_aux) for name in self.on_aux_rows}
+            aux_losses = {**self.ctx.task_losses(outputs, batch), **self.ctx.task_losses(on_aux, aux_batch)}
             n = min(len(batch), len(aux_batch))
             gen_features = [f[:n], f_aux[:n]]
-            labels = [y[:n]] + [aux_batch.y[name][:n] for name in self.aux_names]
+            labels = [y[:n]] + [(aux_batch if name in self.on_aux_rows else batch).y[name][:n] for name in self.aux_names]
             y, y_partner = y[:n], None
         if self.hp["detach_features"]:
             gen_features = [g.detach() for g in gen_features]

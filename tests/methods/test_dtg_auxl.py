@@ -9,11 +9,12 @@ import functools
 import pytest
 import torch
 
+from auxbench.engine import Trial
 from auxbench.problems.sampling import stream_seed
 from methods.dtg_auxl import DTGAuxL, instance_regulariser
 
 from . import conformance
-from .helpers import build_trial
+from .helpers import build_trial, trial_config
 
 
 def _flat(tensors):
@@ -185,3 +186,27 @@ def test_different_input_learns_the_auxiliary_task_on_the_aux_input_rows(tmp_pat
     for _ in range(3):
         trial.step(batch, "train")
     assert read == ["aux"] * 3
+
+
+def test_different_input_with_tasks_on_both_kinds_of_rows(tmp_path):
+    """digits + rotation_aux: ``digit`` is labelled on the training rows, ``rotation`` on the aux-input rows;
+    each task's loss (and generator label) comes from its own rows."""
+    config = trial_config("dtg_auxl", hparams={"input_mode": "different"})
+    config["problem_options"] = {"rotation_aux": True}
+    trial = Trial(config, tmp_path)
+    trial.ctx.streams.start_epoch(0)
+    method = trial.method
+    assert method.on_aux_rows == ["rotation"]
+    batch = next(trial.train_split.batches(16, stream_seed(0, 0, 0), shuffle=True))
+    aux = trial.ctx.next_batch("aux")
+
+    def loss(batch, aux):
+        with torch.no_grad():
+            return method.training_loss(batch, aux, None)[0]
+
+    reference = loss(batch, aux)
+    other_digits = dataclasses.replace(batch, y={**batch.y, "digit": (batch.y["digit"] + 1) % 10})
+    other_rotations = dataclasses.replace(aux, y={**aux.y, "rotation": (aux.y["rotation"] + 1) % 4})
+    assert not torch.allclose(loss(other_digits, aux), reference)
+    assert not torch.allclose(loss(batch, other_rotations), reference)
+    trial.step(batch, "train")  # a whole step runs
