@@ -14,9 +14,10 @@ import torch
 import auxbench.engine as engine
 from auxbench.backbones import build_model
 from auxbench.engine import LATER_TRAINING_DEFAULTS, Trial, evaluate, run_trial
+from auxbench.leaderboard.tables import build_board, curve_key, curves
 from auxbench.losses import metric_sum
 from auxbench.problems import build_problem
-from auxbench.results import METRICS_FILE
+from auxbench.results import METRICS_FILE, load_results, load_run_record
 from auxbench.suite import expand, load_suite
 from tests.conftest import deterministic_result, expanded_trials, metric_rows, tiny_suite
 
@@ -132,12 +133,18 @@ def test_a_board_of_sparse_trials_publishes(cli, write_suite, in_tmp):
     suite["defaults"].update(epochs=4, eval_every=2, test_eval="selected")
     code, out, err = cli("run", write_suite(suite))
     assert code == 0, err
-    board = (in_tmp / "leaderboards" / "tiny.md").read_text()
-    assert "curves_" in board  # epochs every seed tested (at least the last) make the curve
-    code, out, err = cli("leaderboard", in_tmp / "runs" / "tiny", "--selection", "best_val",
-                         "-o", in_tmp / "best.md")
+    assert "curves_" in (in_tmp / "leaderboards" / "tiny.md").read_text()
+    runs = in_tmp / "runs" / "tiny"
+    df = load_results(runs)
+    board = build_board(df, load_run_record(runs))
+    (column,) = board.columns
+    points = curves(board, runs, column, curve_key(board, df, column))
+    assert 4 - 1 in set(points["epoch"])  # the last epoch, which every seed tested
+    assert (points["n"] == 2).all() and points["mean"].notna().all()  # no point from fewer seeds
+    code, out, err = cli("leaderboard", runs, "--selection", "best_val", "-o", in_tmp / "best.md")
     assert code == 0, err
-    assert "nan" not in (in_tmp / "best.md").read_text().lower().replace("nanmean", "")
+    best = build_board(df, load_run_record(runs), selection="best_val")
+    assert best.trials["counted"].all()  # each selected epoch has its test score
 
 
 # ----- precision and memory format ------------------------------------------------------------
