@@ -3,10 +3,11 @@
 A trial is a plain JSON-able config (see :mod:`auxbench.suite`) and a folder. The engine seeds
 everything, builds problem, model and method, trains for ``epochs`` and after every epoch
 evaluates every task on ``val`` and ``test`` (fewer evaluations with ``eval_every`` and
-``test_eval: selected``), rewrites ``metrics.csv`` and saves a checkpoint, each atomically. ``result.json`` is written last: it marks the trial finished. A run that is
-killed resumes from its last checkpoint and ends bit-identical to an uninterrupted one on CPU,
-because data order, augmentation and every stream are functions of (seed, epoch, stream), and
-the random generators, the method's state and its learned tensors are checkpointed.
+``test_eval: selected``), rewrites ``metrics.csv`` and saves a checkpoint, each atomically.
+``result.json`` is written last: it marks the trial finished. A run that is killed resumes
+from its last checkpoint and ends bit-identical to an uninterrupted one on CPU, because data
+order, augmentation and every stream are functions of (seed, epoch, stream), and the random
+generators, the method's state and its learned tensors are checkpointed.
 """
 from __future__ import annotations
 
