@@ -2,20 +2,23 @@
 
 A trial is a plain JSON-able config (see :mod:`auxbench.suite`) and a folder. The engine seeds
 everything, builds problem, model and method, trains for ``epochs`` and after every epoch
-evaluates every task on ``val`` and ``test``, rewrites ``metrics.csv`` and saves a checkpoint,
-each atomically. ``result.json`` is written last: it marks the trial finished. A run that is
-killed resumes from its last checkpoint and ends bit-identical to an uninterrupted one on CPU,
-because data order, augmentation and every stream are functions of (seed, epoch, stream), and
-the random generators, the method's state and its learned tensors are checkpointed.
+evaluates every task on ``val`` and ``test`` (fewer evaluations with ``eval_every`` and
+``test_eval: selected``), rewrites ``metrics.csv`` and saves a checkpoint, each atomically.
+``result.json`` is written last: it marks the trial finished. A run that is killed resumes
+from its last checkpoint and ends bit-identical to an uninterrupted one on CPU, because data
+order, augmentation and every stream are functions of (seed, epoch, stream), and the random
+generators, the method's state and its learned tensors are checkpointed.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,23 @@ from auxbench.steps import Stepper, WeightLog
 # what a trial computes, so new results never mix with old ones.
 ENGINE_VERSION = "2"
 
+# Training options added after boards were published, each at the value that reproduces what the
+# engine did before the option existed. ``auxbench.suite`` leaves an option at this value out of a
+# trial's config, so every earlier trial keeps its config (and with it its id, a hash of the
+# config, and its stored results); the engine reads these options with :func:`training_option`.
+# A new option of this kind is added here, with a default that changes nothing.
+LATER_TRAINING_DEFAULTS: dict[str, Any] = {
+    "eval_every": 1,            # evaluate val/test every k epochs (and always at the last one)
+    "test_eval": "every_epoch",  # or "selected": test only at the epochs selection can pick
+    "precision": "fp32",        # or "bf16": the step and evaluation under bf16 autocast
+    "channels_last": False,     # the model's 4-D weights in channels-last memory format
+}
+
+
+def training_option(training: dict, name: str) -> Any:
+    """A :data:`LATER_TRAINING_DEFAULTS` option of a trial's ``training`` config."""
+    return training.get(name, LATER_TRAINING_DEFAULTS[name])
+
 
 class TrialDiverged(Exception):
     """A training loss became NaN or infinite."""
@@ -70,21 +90,42 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Where the engine runs model code (training step, evaluation): bf16 autocast, or nothing.
+
+    ``bf16`` covers the whole step, backward included, so second-order paths (a look-ahead built
+    with ``create_graph=True`` and the double backward through it) run their matrix products in
+    bf16 too, while parameters, their gradients and optimizer states stay fp32. No loss scaling is
+    needed: bf16 has fp32's exponent range. ``fp32`` enters no context at all, so the default path
+    is the code path from before the option existed.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise AuxbenchError(f"training.precision must be 'fp32' or 'bf16', got {precision!r}")
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, split: TensorSplit, problem: Problem, batch_size: int, device) -> dict[str, float]:
-    """Every task metric that has both a head and labels, averaged over ``split``."""
+    """Every task metric that has both a head and labels, averaged over ``split``.
+
+    The per-batch metric sums are added up on ``device`` and read back once per split, so a GPU
+    is not stalled by a host sync per batch. They are accumulated in float64 (float32 on MPS,
+    which has no float64), as the host's Python floats did before: the results are the same bits.
+    """
     model.eval()
-    tasks = [t for t in problem.tasks if t.name in split.y]
-    sums = {t.name: 0.0 for t in tasks}
+    tasks = [t for t in problem.tasks if t.name in split.y and t.name in model.heads]
+    dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
+    sums = torch.zeros(len(tasks), dtype=dtype, device=device)
     for batch in split.batches(batch_size):
         batch = batch.to(device)
         out = model(batch.x)
-        for t in tasks:
-            if t.name in out:
-                sums[t.name] += float(metric_sum(t, out[t.name], batch.y[t.name]))
+        for i, t in enumerate(tasks):
+            sums[i] += metric_sum(t, out[t.name].float(), batch.y[t.name]).to(dtype)  # fp32 under bf16 too
     model.train()
     n = len(split)
-    return {f"{t.name}/{t.metric}": sums[t.name] / n for t in tasks if t.name in model.heads}
+    return {f"{t.name}/{t.metric}": total / n for t, total in zip(tasks, sums.tolist(), strict=True)}
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -112,6 +153,8 @@ class Trial:
         self.training = config["training"]
         self.seed = int(config["seed"])
         self.device = pick_device(self.training["device"])
+        self.precision = partial(precision_context, self.device, training_option(self.training, "precision"))
+        self.channels_last = training_option(self.training, "channels_last")
 
         method_cls: type[Method] = resolve_method(config["method"])
         check_declaration(method_cls)
@@ -137,9 +180,9 @@ class Trial:
         # Paired seeds: the backbone, then the heads in task order, from the same seed for every
         # method, so the shared model starts from identical weights.
         seed_everything(self.seed)
-        self.model = build_model(
+        self.model = self._placed(build_model(
             config["backbone"], self.problem.input_shape, tasks, head_hidden=self.training["head_hidden"],
-        ).to(self.device)
+        ))
         self.optimizer = make_optimizer(self.model.parameters(), self.training["optimizer"])
         self.losses = TaskLosses(tasks, self.training["loss"])
         self.weight_log = WeightLog()
@@ -153,7 +196,7 @@ class Trial:
             problem=self.problem,
             tasks=tasks,
             optimizer=self.optimizer,
-            build_backbone=lambda: build_backbone(config["backbone"], self.problem.input_shape).to(self.device),
+            build_backbone=lambda: self._placed(build_backbone(config["backbone"], self.problem.input_shape)),
             task_losses=self.losses,
             classification_loss=self.losses.classification_loss,
             streams=Streams(self.method.name, stream_splits, batch_size, self.seed, self.device),
@@ -179,6 +222,13 @@ class Trial:
         self.own_schedulers.insert(0, self.scheduler)
         self.stepper = Stepper(self.method, self.ctx, self.own_optimizers)
         collect_state(self.method, self._engine_owned())  # unsavable state fails here, not at epoch 1
+
+    def _placed(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` on the trial's device, in channels-last format when the training asks for it
+        (a convolution whose weight is channels-last computes channels-last whatever its input's
+        format, so inputs are left as they come)."""
+        module = module.to(self.device)
+        return module.to(memory_format=torch.channels_last) if self.channels_last else module
 
     def _stream_splits(self, streams: tuple[str, ...]) -> dict[str, TensorSplit]:
         """The split behind each declared stream, or a clear error before any training."""
@@ -231,7 +281,8 @@ class Trial:
 
     def step(self, batch: Batch, phase: str) -> dict[str, Any]:
         """One training step at the method's hook level (``batch`` already on the device)."""
-        return self.stepper.run(batch, phase)
+        with self.precision():
+            return self.stepper.run(batch, phase)
 
     # -- checkpoints --
     def _save_checkpoint(self, epoch: int, rows: list[dict]) -> None:
@@ -291,7 +342,8 @@ class Trial:
         with PeakMemory(self.device) as memory:
             status, diverged_at = self._run_epochs(start_epoch, rows, report)
         if status == "done":  # per-example test scores for the leaderboard's bootstrap over test examples
-            save_test_predictions(self.dir, self.model, self.problem, self.training["eval_batch_size"], self.device)
+            with self.precision():
+                save_test_predictions(self.dir, self.model, self.problem, self.training["eval_batch_size"], self.device)
         result = summarise(rows, self.problem, status, diverged_at)
         assess_health(result, rows, self.problem)
         result.update(
@@ -314,10 +366,10 @@ class Trial:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             row: dict[str, Any] = {"epoch": epoch, "time/epoch_s": time.perf_counter() - tick, **train_metrics}
-            eval_bs = self.training["eval_batch_size"]
-            for split in ("val", "test"):
-                for name, value in evaluate(self.model, self.problem.splits[split], self.problem, eval_bs, self.device).items():
-                    row[f"{split}/{name}"] = value
+            if self._evaluates(epoch):
+                row.update(self._evaluate("val"))
+                if self._tests(epoch, rows, row):
+                    row.update(self._evaluate("test"))
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             diagnostics = {**self.weight_log.summary(), **self.method.diagnostics()}
             row.update({f"diag/{k}": float(v) for k, v in diagnostics.items()})
@@ -325,13 +377,34 @@ class Trial:
             write_metrics_csv(self.dir / METRICS_FILE, rows)
             self._save_checkpoint(epoch, rows)
             if report is not None:
-                report({"epoch": epoch, "primary_val": row[f"val/{key}"], "primary_test": row[f"test/{key}"]})
+                scores = {"primary_val": row.get(f"val/{key}"), "primary_test": row.get(f"test/{key}")}
+                report({"epoch": epoch, **{k: v for k, v in scores.items() if v is not None}})
         return "done", None
+
+    def _evaluate(self, split: str) -> dict[str, float]:
+        """``split``'s metrics, keyed as in ``metrics.csv`` (``<split>/<task>/<metric>``)."""
+        with self.precision():
+            metrics = evaluate(self.model, self.problem.splits[split], self.problem,
+                               self.training["eval_batch_size"], self.device)
+        return {f"{split}/{name}": value for name, value in metrics.items()}
+
+    def _evaluates(self, epoch: int) -> bool:
+        """``eval_every``: every k-th epoch and always the last, whose model is the final one."""
+        last = epoch == self.training["epochs"] - 1
+        return last or (epoch + 1) % training_option(self.training, "eval_every") == 0
+
+    def _tests(self, epoch: int, rows: list[dict], row: dict) -> bool:
+        """Whether epoch ``row`` (val already in it) needs test: always under ``every_epoch``;
+        under ``selected`` only where a selection can land, the last epoch and each epoch that
+        :func:`best_val_row` would pick from the rows so far, so ``final`` and ``best_val`` both
+        have their test scores while the other epochs skip a pass over test."""
+        if training_option(self.training, "test_eval") == "every_epoch" or epoch == self.training["epochs"] - 1:
+            return True
+        return best_val_row([*rows, row], self.problem) is row
 
 
 def summarise(rows: list[dict], problem: Problem, status: str, diverged_at: int | None) -> dict:
     """Final-epoch and best-on-val metrics (selection by ``val`` only; test never chooses)."""
-    key = f"val/{primary_key(problem)}"
     result: dict[str, Any] = {
         "status": status,
         "epochs_completed": len(rows),
@@ -343,11 +416,17 @@ def summarise(rows: list[dict], problem: Problem, status: str, diverged_at: int 
         "best_val": None,
     }
     if status == "done" and rows:
-        sign = 1 if problem.primary.higher_is_better else -1
-        best = max(rows, key=lambda r: (sign * r[key], -r["epoch"]))
         result["final"] = rows[-1]
-        result["best_val"] = best
+        result["best_val"] = best_val_row(rows, problem)
     return result
+
+
+def best_val_row(rows: list[dict], problem: Problem) -> dict:
+    """The row with the best primary ``val`` metric among the evaluated epochs (the earliest of
+    equals)."""
+    key = f"val/{primary_key(problem)}"
+    sign = 1 if problem.primary.higher_is_better else -1
+    return max((r for r in rows if key in r), key=lambda r: (sign * r[key], -r["epoch"]))
 
 
 def run_trial(config: dict, trial_dir: Path, report: Callable[[dict], None] | None = None) -> dict:

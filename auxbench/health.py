@@ -69,7 +69,7 @@ def collapse_to_chance(rows: list[dict[str, Any]], problem: Problem) -> str | No
     key = f"val/{problem.primary.name}/{problem.primary.metric}"
     n = len(problem.splits["val"])
     margin = CHANCE_STANDARD_ERRORS * math.sqrt(chance * (1 - chance) / n)
-    final, best = rows[-1][key], max(r[key] for r in rows)
+    final, best = rows[-1][key], max(r[key] for r in rows if key in r)  # eval_every: some rows lack val
     if final <= chance + margin and best >= chance + 2 * margin:
         return (f"{key} ended at {final:.4f}, within {CHANCE_STANDARD_ERRORS:g} standard errors of chance "
                 f"({chance:.4f}, majority class of val), after reaching {best:.4f}")

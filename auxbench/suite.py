@@ -42,7 +42,7 @@ from pydantic import (
 )
 
 from auxbench.determinism import default_threads
-from auxbench.engine import ENGINE_VERSION
+from auxbench.engine import ENGINE_VERSION, LATER_TRAINING_DEFAULTS
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.method import (
     Method,
@@ -147,6 +147,12 @@ class TrainingConfig(Strict):
     head_hidden: int = Field(0, ge=0, le=65_536)
     device: str = "auto"
     threads: int | None = Field(None, ge=1)  # intra-op threads; None: resources.cpu (auxbench.determinism)
+    # Options of auxbench.engine.LATER_TRAINING_DEFAULTS: a trial's config holds them only when set
+    # to something else (see _training), so adding them changed no trial id.
+    eval_every: int = Field(LATER_TRAINING_DEFAULTS["eval_every"], gt=0, le=MAX_EPOCHS)
+    test_eval: Literal["every_epoch", "selected"] = LATER_TRAINING_DEFAULTS["test_eval"]
+    precision: Literal["fp32", "bf16"] = LATER_TRAINING_DEFAULTS["precision"]
+    channels_last: bool = LATER_TRAINING_DEFAULTS["channels_last"]
 
     @field_validator("device")
     @classmethod
@@ -357,10 +363,14 @@ def trial_id(config: dict) -> str:
 
 
 def _training(defaults: dict, override: dict, path: Path, key: str) -> dict:
+    """The resolved training config, without the later options left at their defaults: the
+    config (and so the id) of a trial that does not use them is the one it had before they
+    existed (:data:`auxbench.engine.LATER_TRAINING_DEFAULTS`)."""
     try:
-        return TrainingConfig.model_validate(_merge(defaults, override)).model_dump()
+        training = TrainingConfig.model_validate(_merge(defaults, override)).model_dump()
     except ValidationError as err:
         raise AuxbenchError(_format_errors(path, err, key)) from None
+    return {k: v for k, v in training.items() if k not in LATER_TRAINING_DEFAULTS or v != LATER_TRAINING_DEFAULTS[k]}
 
 
 def _fake_problem(exp: Experiment, where: str, meta_source: str) -> Problem:

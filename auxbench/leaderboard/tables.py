@@ -589,7 +589,12 @@ def curve_key(board: Board, df: pd.DataFrame, column: str) -> str | None:
 
 
 def curves(board: Board, run_dir: Path, column: str, key: str) -> pd.DataFrame:
-    """Mean and std over counted seeds of ``key`` per epoch, per method (from each trial's metrics.csv)."""
+    """Mean and std over counted seeds of ``key`` per epoch, per method (from each trial's metrics.csv).
+
+    A trial evaluated only some epochs (``eval_every``, ``test_eval: selected``) leaves the others
+    empty; an epoch is drawn for a method only where every one of its seeds has a value, so no
+    point averages over another set of seeds than its neighbours.
+    """
     t = board.trials
     frames = []
     for _, trial in t[(t["column"] == column) & t["counted"]].iterrows():
@@ -597,11 +602,15 @@ def curves(board: Board, run_dir: Path, column: str, key: str) -> pd.DataFrame:
         if path.exists():
             m = pd.read_csv(path)
             if key in m:
-                frames.append(pd.DataFrame({"method": trial["method"], "epoch": m["epoch"], "value": m[key]}))
+                frames.append(pd.DataFrame({"method": trial["method"], "trial": trial["trial_id"],
+                                            "epoch": m["epoch"], "value": m[key]}))
+    empty = pd.DataFrame(columns=["method", "epoch", "mean", "std", "n"])
     if not frames:
-        return pd.DataFrame(columns=["method", "epoch", "mean", "std", "n"])
+        return empty
     long = pd.concat(frames, ignore_index=True)
+    seeds = long.groupby("method")["trial"].nunique()
     out = long.groupby(["method", "epoch"])["value"].agg(["mean", "std", "count"]).reset_index()
     out = out.rename(columns={"count": "n"})
+    out = out[out["n"] == out["method"].map(seeds)].copy()
     out["_m"] = out["method"].map(board.methods.index)
     return out.sort_values(["_m", "epoch"]).drop(columns="_m").reset_index(drop=True)
