@@ -1,7 +1,9 @@
 """Suites: the YAML schema (pydantic) and its expansion into trials (DESIGN.md, "Suite").
 
 A suite has training ``defaults``, ``experiments`` (problem, backbone, methods, seeds, training
-overrides), ``resources`` per trial, a ``leaderboard`` spec and optional paper ``references``.
+overrides), ``resources`` per trial, a ``leaderboard`` spec, optional paper ``references`` and an
+optional ``tuning`` block (its schema here, its checks against the methods and its studies in
+:mod:`auxbench.tuning`).
 Expansion resolves every default, so a trial's config is complete and its id — a hash of that
 config, method version included — changes whenever anything that affects its result changes.
 

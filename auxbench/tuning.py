@@ -150,6 +150,8 @@ def _distribution(hp: HParam, name: str, rng: SearchRange, where: str) -> Any:
 
     if rng.choices is not None:
         for k, choice in enumerate(rng.choices):
+            if not isinstance(choice, bool | int | float | str):  # what an Optuna categorical can hold
+                raise AuxbenchError(f"{where}.choices[{k}]: a choice is a number, a string or a boolean, got {choice!r}")
             hp.validate(name, choice, f"{where}.choices[{k}]")
         if len({repr(c) for c in rng.choices}) < len(rng.choices):
             raise AuxbenchError(f"{where}.choices: a choice is listed twice")

@@ -6,6 +6,7 @@ import functools
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,6 +79,8 @@ def test_a_suite_range_replaces_the_declared_space(write_suite):
      ["tuning.methods.human_aux.space.aux_weight", "needs low and high"]),
     ({"methods": {"human_aux": {"space": {"aux_weight": {"choices": [0.5, -2.0]}}}}},
      ["tuning.methods.human_aux.space.aux_weight.choices[1]", "must be in [0.0"]),
+    ({"methods": {"human_aux": {"space": {"aux_weight": {"choices": [[0.5], 1.0]}}}}},
+     ["tuning.methods.human_aux.space.aux_weight.choices[0]", "a number, a string or a boolean"]),
     ({"methods": {"humn_aux": {"budget": 2}}}, ["tuning.methods", "'humn_aux'", "'human_aux'"]),
     ({"methods": {"human_aux": {"budget": 0}}}, ["tuning.methods.human_aux.budget", "greater than 0"]),
     ({"budget": 0}, ["tuning.budget", "greater than 0"]),
@@ -91,6 +94,13 @@ def test_a_suite_range_replaces_the_declared_space(write_suite):
 ])
 def test_bad_tuning_blocks_are_one_clear_error(cli, write_suite, tuning, fragments):
     _bad(cli, write_suite(_tuned_suite(**tuning)), *fragments)
+
+
+def test_validate_lists_each_cells_budget_and_searched_hyperparameters(cli):
+    code, out, err = cli("validate", "--fake-data", Path(__file__).parents[1] / "suites" / "tuned_quickstart.yaml")
+    assert code == 0, err
+    assert "tuning stl on digits_coarse/convnet4: budget 0 (nothing to tune: defaults)" in out
+    assert "tuning maxl on digits_coarse/convnet4: budget 4 (psi, entropy_weight, label_lr)" in out
 
 
 def test_bad_ranges_of_typed_hyperparameters(cli, write_suite):
@@ -151,8 +161,10 @@ def test_budget_and_seeds_are_respected_and_the_best_validation_score_is_chosen(
 def test_the_objective_never_reads_test(write_suite, tmp_path):
     """The stand-in writes test = -val: an objective reading test would choose the worst."""
     _, record, _ = _study(write_suite, tmp_path, budget=6)
-    values = {c["value"] for c in record["human_aux"]["configurations"]}
-    assert record["human_aux"]["objective"] == pytest.approx(-max(values))  # mse: lower is better
+    human = record["human_aux"]
+    val = [_distance(c["params"], 100) for c in human["configurations"]]
+    assert human["chosen"] == human["configurations"][val.index(min(val))]["params"]  # mse: lower is better
+    assert human["objective"] == pytest.approx(min(val)) and max(val) > min(val)
 
 
 def test_same_sampler_seed_same_study_another_seed_another(write_suite, tmp_path):
