@@ -80,11 +80,16 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> None:
     from auxbench.suite import check_machine, expand, load_suite
+    from auxbench.tuning import plan_tuning
 
     suite = load_suite(args.suite)
     trials, skipped = expand(suite, args.suite, fake_data=args.fake_data)
+    cells = plan_tuning(suite, args.suite, trials)
     check_machine(suite, args.suite, data=not args.fake_data)
     print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
+    for cell in cells:
+        tuned = ", ".join(cell.space) or "nothing to tune: defaults"
+        print(f"  tuning {cell.method} on {cell.column}: budget {cell.budget} ({tuned})")
     for s in skipped:
         print(f"  skipped {s['method']} on {s['column']}: {s['reason']}")
 

@@ -1,7 +1,9 @@
 """Suites: the YAML schema (pydantic) and its expansion into trials (DESIGN.md, "Suite").
 
 A suite has training ``defaults``, ``experiments`` (problem, backbone, methods, seeds, training
-overrides), ``resources`` per trial, a ``leaderboard`` spec and optional paper ``references``.
+overrides), ``resources`` per trial, a ``leaderboard`` spec, optional paper ``references`` and an
+optional ``tuning`` block (its schema here, its checks against the methods and its studies in
+:mod:`auxbench.tuning`).
 Expansion resolves every default, so a trial's config is complete and its id — a hash of that
 config, method version included — changes whenever anything that affects its result changes.
 
@@ -196,14 +198,19 @@ class Experiment(Strict):
             return value
         if not isinstance(value, list):
             raise ValueError(f"seeds must be a number of seeds or a list of seeds, got {value!r}")
-        if not 1 <= len(value) <= MAX_SEEDS:
-            raise ValueError(f"a list of seeds must hold 1 to {MAX_SEEDS} seeds, got {len(value)}")
-        for k, seed in enumerate(value):
-            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-                raise ValueError(f"seeds[{k}] must be an integer in [0, {MAX_SEED}], got {seed!r}")
-            if seed in value[:k]:
-                raise ValueError(f"seed {seed} is listed twice (seeds[{value.index(seed)}] and seeds[{k}])")
-        return value
+        return _seed_list(value)
+
+
+def _seed_list(value: list) -> list:
+    """A list of 1 to ``MAX_SEEDS`` distinct seeds in ``[0, MAX_SEED]``."""
+    if not 1 <= len(value) <= MAX_SEEDS:
+        raise ValueError(f"a list of seeds must hold 1 to {MAX_SEEDS} seeds, got {len(value)}")
+    for k, seed in enumerate(value):
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seeds[{k}] must be an integer in [0, {MAX_SEED}], got {seed!r}")
+        if seed in value[:k]:
+            raise ValueError(f"seed {seed} is listed twice (seeds[{value.index(seed)}] and seeds[{k}])")
+    return value
 
 
 class Resources(Strict):
@@ -232,6 +239,60 @@ class Reference(Strict):
     source: str = Field("", max_length=1000)
 
 
+class SearchRange(Strict):
+    """A suite's search space for one hyperparameter (``tuning.methods.<label>.space.<name>``):
+    ``{low, high, log}`` for a number, ``{choices: [...]}`` for anything. It replaces the
+    method's declared ``HParam.space`` and must stay inside the ``HParam``'s bounds and choices
+    (checked against the method by :func:`auxbench.tuning.plan_tuning`)."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    choices: list[Any] | None = Field(None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError("give either choices or low/high (and log), not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a search range needs low and high (or choices)")
+        if not self.low < self.high:
+            raise ValueError(f"low must be below high, got low {self.low!r} and high {self.high!r}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scaled range needs low > 0, got {self.low!r}")
+        return self
+
+
+class TuningMethod(Strict):
+    """Per-method settings of ``tuning.methods.<label>``: its own ``budget`` (the leaderboard
+    flags unequal budgets) and search ranges overriding the declared ``HParam.space``."""
+
+    budget: int | None = Field(None, gt=0, le=MAX_TRIALS)
+    space: dict[str, SearchRange] = Field({}, max_length=100)
+
+
+class Tuning(Strict):
+    """Equal-budget tuning (:mod:`auxbench.tuning`): per method and experiment, ``budget``
+    configurations asked of a seeded Optuna TPE sampler, each trained on every tuning seed and
+    scored on validation only; the best is frozen and run on the experiment's seeds."""
+
+    budget: int = Field(gt=0, le=MAX_TRIALS)
+    seeds: list[int]
+    metric: str = Field("primary", min_length=1, max_length=200)
+    sampler_seed: int = Field(0, ge=0, le=MAX_SEED)
+    parallel: int = Field(1, gt=0, le=1000)  # configurations asked before any result is told
+    methods: dict[str, TuningMethod] = Field({}, max_length=1000)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError(f"tuning seeds must be a list of seeds, distinct from the evaluation seeds; got {value!r}")
+        return _seed_list(value)
+
+
 class Suite(Strict):
     name: str | None = None
     description: str = Field("", max_length=10_000)
@@ -240,6 +301,7 @@ class Suite(Strict):
     resources: Resources = Resources()
     leaderboard: LeaderboardSpec = LeaderboardSpec()
     references: list[Reference] = Field([], max_length=1000)
+    tuning: Tuning | None = None
 
     @field_validator("name")
     @classmethod

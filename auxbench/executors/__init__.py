@@ -21,7 +21,7 @@ from auxbench.results import (
     trial_status,
     write_run_record,
 )
-from auxbench.suite import check_machine, expand, load_suite
+from auxbench.suite import Resources, check_machine, expand, load_suite
 
 EXECUTORS = ("local", "ray")
 def execute_trial(trial: dict, run_dir: Path, report=None, wait: bool = True) -> dict | None:
@@ -68,6 +68,18 @@ def main_table(markdown: str) -> str:
     return "\n".join(lines[start:end])
 
 
+def execute_trials(todo: list[dict], run_dir: Path, executor: str, resources: Resources,
+                   address: str | None) -> list[str]:
+    """Run ``todo`` with ``executor``; return the ids of the trials that raised."""
+    if executor == "local":
+        from auxbench.executors.local import run_local
+
+        return run_local(todo, run_dir)
+    from auxbench.executors.ray import run_ray
+
+    return run_ray(todo, run_dir, resources, address)
+
+
 def run_suite(
     suite_path: str | Path,
     executor: str = "local",
@@ -87,33 +99,31 @@ def run_suite(
     user's choice and goes where it says; the default is checked to stay in ``leaderboards/``.
     """
     from auxbench.leaderboard import publish
+    from auxbench.tuning import plan_tuning, tune
 
     suite = load_suite(suite_path)
     trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
+    cells = plan_tuning(suite, suite_path, trials)
     check_machine(suite, suite_path, data=not fake_data, devices=address is None)
+    if executor not in EXECUTORS:
+        raise AuxbenchError(f"unknown executor {executor!r} (valid: {', '.join(EXECUTORS)})")
     name = suite.name + ("-fake" if fake_data else "") + ("-smoke" if smoke else "")
     run_dir = Path(runs_dir) / name
     inside(run_dir, runs_dir, "the results folder")
     if leaderboard_path is None:
         leaderboard_path = run_dir / "leaderboard.md" if fake_data or smoke else default_leaderboard(suite.name)
-    write_run_record(run_dir, {
-        "suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data, "smoke": smoke,
-        "spec": suite.model_dump(mode="json"), "trials": trials, "skipped": skipped,
-    })
+    record = {"suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data, "smoke": smoke,
+              "spec": suite.model_dump(mode="json"), "trials": trials, "skipped": skipped}
+    if cells:  # tuned cells' evaluation trials are known once their studies have chosen
+        tuned, record["tuning"] = tune(cells, suite.tuning, suite.leaderboard.selection, run_dir.resolve(),
+                                       lambda todo: execute_trials(todo, run_dir, executor, suite.resources, address))
+        trials = record["trials"] = [tuned.get(t["id"], t) for t in trials]
+    write_run_record(run_dir, record)
     todo = [t for t in trials if trial_status(run_dir / t["id"]) not in FINISHED_STATUSES]
     print(f"{suite.name}: {len(trials)} trials ({len(trials) - len(todo)} already finished), "
           f"{len(skipped)} skipped pairs; running {len(todo)} with the {executor} executor")
     announce_resumes(todo, run_dir)
-    if executor == "local":
-        from auxbench.executors.local import run_local
-
-        failed = run_local(todo, run_dir)
-    elif executor == "ray":
-        from auxbench.executors.ray import run_ray
-
-        failed = run_ray(todo, run_dir, suite.resources, address)
-    else:
-        raise AuxbenchError(f"unknown executor {executor!r} (valid: {', '.join(EXECUTORS)})")
+    failed = execute_trials(todo, run_dir, executor, suite.resources, address)
     try:
         publish(run_dir, leaderboard_path)
         print(f"\n{main_table(Path(leaderboard_path).read_text())}\n\nleaderboard: {leaderboard_path}")

@@ -379,6 +379,39 @@ def _reference_section(board: T.Board, cells: pd.DataFrame, record: dict | None,
                               "consistent"]), ""]
 
 
+def _tuning_section(record: dict | None) -> list[str]:
+    """Each tuned cell's budget, search space and chosen values (:mod:`auxbench.tuning`), and a flag
+    on every column whose methods with something to tune had unequal budgets."""
+    cells = (record or {}).get("tuning")
+    if not cells:
+        return []
+    spec = record.get("spec", {})
+    tuning = spec.get("tuning") or {}
+    selection = spec.get("leaderboard", {}).get("selection", "final")
+    metrics = sorted({c["metric"] for c in cells})
+    lines = ["## Tuning", "",
+             f"Every method was tuned with a budget of configurations asked of Optuna's TPE sampler (seed "
+             f"{tuning.get('sampler_seed', '–')}; random for its first 10 asks), each trained on tuning seeds "
+             f"{_seeds(tuning.get('seeds', []))} (never an evaluation seed) and scored on "
+             f"{', '.join(f'`{m}`' for m in metrics)} at the "
+             f"{'final epoch' if selection == 'final' else 'epoch with the best validation score'}, averaged "
+             "over the tuning seeds: validation only, test never chooses. Each method's best configuration "
+             "was then frozen and run on the evaluation seeds of the tables above. Budget 0: nothing to tune "
+             "(no hyperparameter with a search space that the suite does not fix); run at the defaults.", ""]
+    for column in dict.fromkeys(c["column"] for c in cells):
+        budgets = {c["method"]: c["budget"] for c in cells if c["column"] == column and c["space"]}
+        if len(set(budgets.values())) > 1:
+            listing = ", ".join(f"{m} {b}" for m, b in budgets.items())
+            lines += [f"**Unequal budgets** on {column}: {listing} configurations; its comparisons are not at "
+                      "equal tuning effort.", ""]
+    rows = [[c["column"], c["method"], str(c["budget"]),
+             "; ".join(f"{k} ∈ {v}" for k, v in c["space"].items()) or "–",
+             ", ".join(f"{k} = {_num(v) if isinstance(v, float) else v}" for k, v in c["chosen"].items()) or "defaults",
+             "–" if c["objective"] is None else _num(c["objective"])]
+            for c in cells]
+    return lines + [_table(rows, ["column", "method", "budget", "search space", "chosen", "validation score"]), ""]
+
+
 def _figure_section(board: T.Board, figures: dict[str, str]) -> list[str]:
     lines = [f"![{c} curves]({figures['curves', c]})" for c in board.columns if ("curves", c) in figures]
     if "forest" in figures:
@@ -435,6 +468,7 @@ def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.
     if machine := machine_summary(df):  # provenance of the results (auxbench.provenance)
         lines.insert(-1, machine)
     lines += _main_table(board, cells)
+    lines += _tuning_section(record)
     lines += _baseline_table(board, cells)
     lines += _pairwise_tables(board)
     lines += _across_columns(board, cells, ranks, figures)
