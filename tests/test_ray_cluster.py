@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +108,13 @@ class Cluster:
         return {**os.environ, **RAY_ENV, "PYTHONPATH": f"{REPO}{os.pathsep}{self.root / 'user'}"}
 
 
-def _ray_start(root: Path, name: str, *args: str) -> subprocess.Popen:
+def _ray_start(root: Path, temp: Path, name: str, *args: str) -> subprocess.Popen:
+    """``ray start --block`` in its own session; Ray's files under ``temp`` (a short path: Ray's
+    sockets live there and a Unix socket path has at most 107 bytes, which pytest's folders exceed)."""
     ray = Path(sys.executable).with_name("ray")
     return subprocess.Popen(
         [str(ray), "start", "--block", "--num-cpus=1", "--disable-usage-stats",
-         f"--temp-dir={root / name}", *args],
+         f"--temp-dir={temp / name}", *args],
         cwd=root / "nodes", env={**os.environ, **RAY_ENV, "PYTHONPATH": str(REPO)},
         stdout=open(root / f"{name}.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -125,26 +129,33 @@ def cluster(tmp_path_factory):
     (root / "nodes").mkdir()
     (root / "user").mkdir()
     (root / "user" / "cluster_user_method.py").write_text(USER_METHOD)
+    temp = Path(tempfile.mkdtemp(prefix="auxbench-ray-", dir="/tmp"))
     port = _free_port()
-    head = _ray_start(root, "head", "--head", f"--port={port}", "--include-dashboard=false",
+    head = _ray_start(root, temp, "head", "--head", f"--port={port}", "--include-dashboard=false",
                       '--resources={"head_node": 1}')
-    worker = None
+    worker, processes = None, {}
     try:
-        worker = _ray_start(root, "worker", f"--address=127.0.0.1:{port}", '--resources={"worker_node": 1}')
-        cluster = Cluster(f"127.0.0.1:{port}", root, head, worker)
+        worker = _ray_start(root, temp, "worker", f"--address=127.0.0.1:{port}", '--resources={"worker_node": 1}')
+        cluster = Cluster(f"127.0.0.1:{port}", root, head, worker, processes)
         probe = ("import ray, sys; ray.init(address=sys.argv[1]); "
                  "print(sum(n['Alive'] for n in ray.nodes()))")
-        _wait_for(lambda: subprocess.run([sys.executable, "-c", probe, cluster.address], env=cluster.driver_env(),
-                                         capture_output=True, text=True, timeout=60).stdout.strip() == "2",
-                  120, "both nodes to join")
+
+        def joined() -> bool:
+            for proc in (head, worker):
+                if proc.poll() is not None:
+                    name = "head" if proc is head else "worker"
+                    pytest.fail(f"ray start ({name}) exited: {(root / f'{name}.log').read_text()[-2000:]}")
+            return subprocess.run([sys.executable, "-c", probe, cluster.address], env=cluster.driver_env(),
+                                  capture_output=True, text=True, timeout=60).stdout.strip() == "2"
+
+        _wait_for(joined, 120, "both nodes to join")
         cluster.record()
         yield cluster
     finally:
-        cluster_processes = {p.pid: s[2] for p in (head, worker) if p is not None and (s := _stat(p.pid))}
-        cluster_processes.update(_descendants(set(cluster_processes)))
-        if "cluster" in locals():
-            cluster_processes.update(cluster.processes)
-        _terminate(cluster_processes)
+        processes.update({p.pid: s[2] for p in (head, worker) if p is not None and (s := _stat(p.pid))})
+        processes.update(_descendants(set(processes)))
+        _terminate(processes)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +271,33 @@ def test_an_address_nothing_answers_is_one_message_and_exit_2(cli, write_suite, 
     assert code == 2
     assert f"--address 127.0.0.1:{port}: no Ray head answers there within 5 s" in err
     assert "Traceback" not in err
+
+
+def test_user_modules_are_the_files_and_package_folders_workers_cannot_import(tmp_path, monkeypatch):
+    """What ``py_modules`` ships: a single module's ``.py`` file, a package's folder (for a
+    submodule too), never auxbench's own packages nor built-in method names."""
+    from auxbench.executors.ray import user_modules
+
+    (tmp_path / "single_user_mod.py").write_text("")
+    (tmp_path / "user_pkg" / "sub").mkdir(parents=True)
+    for init in ("user_pkg/__init__.py", "user_pkg/sub/__init__.py", "user_pkg/sub/mod.py"):
+        (tmp_path / init).write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    specs = ["stl", "single_user_mod:A", "user_pkg.sub.mod:B", "user_pkg:C", "methods.stl:STL",
+             "tests.test_engine:NaNMethod"]
+    trials = [{"config": {"method": spec}} for spec in specs]
+    assert user_modules(trials) == [str(tmp_path / "single_user_mod.py"), str(REPO / "tests"),
+                                    str(tmp_path / "user_pkg")]
+
+
+def test_a_trial_on_a_node_without_the_shared_runs_folder_says_so(tmp_path):
+    """A worker that cannot see the driver's run folder (no shared file system) must not write
+    results into a folder of its own that the driver never reads."""
+    pytest.importorskip("ray.tune")
+    from auxbench.errors import AuxbenchError
+    from auxbench.executors.ray import _trainable
+
+    trial = {"id": "abc", "config": {}}
+    with pytest.raises(AuxbenchError, match="is not visible on node .*shared file system"):
+        _trainable({"trial": trial, "run_dir": str(tmp_path / "runs" / "suite"), "python_path": []})
+    assert not (tmp_path / "runs").exists()
