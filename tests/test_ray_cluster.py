@@ -263,7 +263,7 @@ def test_a_worker_node_killed_mid_trial_is_retried_and_finished_trials_are_not_r
 
 
 def test_an_address_nothing_answers_is_one_message_and_exit_2(cli, write_suite, in_tmp):
-    """``ray.init`` alone retries such an address for minutes; auxbench says so at once."""
+    """``ray.init`` alone retries such an address for a minute or more; auxbench says so at once."""
     pytest.importorskip("ray")
     path = write_suite({**SUITE, "experiments": [{**SUITE["experiments"][0], "methods": ["stl"]}]})
     port = _free_port()  # closed again: nothing listens there
