@@ -12,8 +12,9 @@ when its run ends; one left by a killed driver is deleted by the next run that e
 With ``address`` (an existing cluster, README "Running on a cluster"), three things differ:
 
 - joining is checked first: an address where nothing answers within :data:`CONNECT_TIMEOUT_S`
-  is refused at once (``ray.init`` itself retries such an address for a minute or more), and any other
-  failure to join (a token-authenticated cluster, ``auto`` with no cluster running) is one message;
+  is refused at once (``ray.init`` itself retries such an address for a minute or more), and
+  any other failure to join (a token-authenticated cluster, ``auto`` with no cluster running)
+  is one message;
 - a user's ``package.module:Class`` methods reach the workers through Ray's ``runtime_env``
   (``py_modules``: the driver uploads the module's file or package folder, every worker imports
   it), not through the driver's ``sys.path``, whose folders exist only on the driver's machine;
@@ -93,7 +94,8 @@ def user_modules(trials: list[dict]) -> list[str]:
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Refuse a ``host:port`` address where nothing accepts a connection within ``timeout``.
 
-    ``ray.init(address=...)`` retries an unreachable head for a minute or more (80 s measured on Ray 2.60); this says so in seconds.
+    ``ray.init(address=...)`` retries an unreachable head for a minute or more (80 s measured
+    with Ray 2.60); this says so in seconds.
     Other forms (``auto``, ``ray://...``) are left to ``ray.init``, whose errors
     :func:`joined_cluster` reports.
     """
