@@ -135,7 +135,8 @@ def cluster(tmp_path_factory):
                       '--resources={"head_node": 1}')
     worker, processes = None, {}
     try:
-        worker = _ray_start(root, temp, "worker", f"--address=127.0.0.1:{port}", '--resources={"worker_node": 1}')
+        worker = _ray_start(root, temp, "worker", f"--address=127.0.0.1:{port}",
+                            '--resources={"worker_node": 1}')
         cluster = Cluster(f"127.0.0.1:{port}", root, head, worker, processes)
         probe = ("import ray, sys; ray.init(address=sys.argv[1]); "
                  "print(sum(n['Alive'] for n in ray.nodes()))")
@@ -176,7 +177,9 @@ def reference(tmp_path_factory):
 
 
 def _results(run_dir: Path) -> dict[str, tuple[dict, list[dict]]]:
-    return {d.name: (deterministic_result(json.loads((d / RESULT_FILE).read_text())), metric_rows(d / METRICS_FILE))
+    """Every finished trial's result (without wall-clock fields) and metrics rows, by trial id."""
+    return {d.name: (deterministic_result(json.loads((d / RESULT_FILE).read_text())),
+                     metric_rows(d / METRICS_FILE))
             for d in sorted(run_dir.iterdir()) if (d / RESULT_FILE).is_file()}
 
 

@@ -121,8 +121,9 @@ def joined_cluster(address: str, **init_options) -> Iterator[None]:
     try:
         ray.init(address=address, **init_options)
     except Exception as err:  # ConnectionError, AuthenticationError, ValueError: all the address's
-        raise AuxbenchError(f"--address {address}: cannot join the Ray cluster ({type(err).__name__}: {err})") \
-            from None
+        raise AuxbenchError(
+            f"--address {address}: cannot join the Ray cluster ({type(err).__name__}: {err})"
+        ) from None
     try:
         yield
     finally:
@@ -188,7 +189,9 @@ def _remove_tune_folders(root: Path, mine: str) -> None:
         pass
 
 
-def _fit(trials: list[dict], run_dir: Path, resources: Resources, name: str, python_path: list[str]) -> list[str]:
+def _fit(
+    trials: list[dict], run_dir: Path, resources: Resources, name: str, python_path: list[str]
+) -> list[str]:
     from ray import tune
 
     trainable = tune.with_resources(_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
