@@ -304,3 +304,19 @@ def test_a_trial_on_a_node_without_the_shared_runs_folder_says_so(tmp_path):
     with pytest.raises(AuxbenchError, match="is not visible on node .*shared file system"):
         _trainable({"trial": trial, "run_dir": str(tmp_path / "runs" / "suite"), "python_path": []})
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_request_this_machines_ray_cannot_hold_is_refused_before_the_suite_starts(cli, write_suite, in_tmp):
+    """The same check without ``--address``: ``cpu: 64`` on this machine's Ray (Tune alone would
+    keep the trial pending forever)."""
+    pytest.importorskip("ray.tune")
+    cpus = os.cpu_count() or 1
+    if cpus >= 64:
+        pytest.skip("this machine has 64 CPUs")
+    path = write_suite({**SUITE, "experiments": [{**SUITE["experiments"][0], "methods": ["stl"]}],
+                        "resources": {"cpu": 64}})
+    code, out, err = cli("run", path, "--executor", "ray")
+    assert code == 2
+    assert "resources: each trial asks for cpu: 64, gpu: 0 on one node, and no node of this machine's Ray" in err
+    assert not list((in_tmp / "runs").glob(f"*/*/{METRICS_FILE}"))
