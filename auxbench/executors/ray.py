@@ -82,10 +82,12 @@ def user_modules(trials: list[dict]) -> list[str]:
     paths = []
     for top in tops:
         spec = importlib.util.find_spec(top)  # found: expand() imported it already
-        if top in _INSTALLED or spec is None or spec.origin is None and not spec.submodule_search_locations:
+        if top in _INSTALLED or spec is None:
             continue
-        path = Path(next(iter(spec.submodule_search_locations))) if spec.submodule_search_locations \
-            else Path(spec.origin)
+        folders = spec.submodule_search_locations  # a package's; None for a single module
+        if not folders and spec.origin is None:
+            continue  # a namespace without files, or a built-in module
+        path = Path(next(iter(folders))) if folders else Path(spec.origin)
         if not {"site-packages", "dist-packages"} & set(path.parts):
             paths.append(str(path))
     return paths
