@@ -8,17 +8,43 @@ process it started included (:mod:`auxbench.executors.ray_session`). Tune's own 
 folder, ``runs/<suite>/_ray/driver-<pid>-<tag>/``, holds nothing auxbench reads: each driver
 has its own (two drivers may share a store, :func:`auxbench.results.trial_lock`) and deletes it
 when its run ends; one left by a killed driver is deleted by the next run that ends.
+
+With ``address`` (an existing cluster, README "Running on a cluster"), three things differ:
+
+- joining is checked first: an address where nothing answers within :data:`CONNECT_TIMEOUT_S`
+  is refused at once (``ray.init`` itself retries such an address for a minute or more), and
+  any other failure to join (a token-authenticated cluster, ``auto`` with no cluster running)
+  is one message;
+- a user's ``package.module:Class`` methods reach the workers through Ray's ``runtime_env``
+  (``py_modules``: the driver uploads the module's file or package folder, every worker imports
+  it), not through the driver's ``sys.path``, whose folders exist only on the driver's machine;
+  auxbench and the ``methods`` package must be installed on every node, as any dependency;
+- results are written by the workers straight into the trial folders, so ``runs/`` must be a
+  shared file system mounted at the same path on every node: a trial on a node where the run
+  folder is not visible fails with that message instead of writing results nobody reads.
+
+Locally and on a cluster, a ``resources`` request no node can satisfy is refused before the
+first trial (Tune would otherwise wait for such a node forever, printing warnings).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import socket
 import sys
 import uuid
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from auxbench.errors import AuxbenchError
+from auxbench.results import RUN_RECORD
 from auxbench.suite import Resources
+
+CONNECT_TIMEOUT_S = 5.0
+# Installed on every node with auxbench itself: never shipped through runtime_env.
+_INSTALLED = ("auxbench", "methods")
 
 
 def _trainable(config: dict) -> None:
@@ -26,39 +52,122 @@ def _trainable(config: dict) -> None:
 
     from auxbench.executors import execute_trial
 
-    # A suite's ``package.module:Class`` methods import in the worker as they did in the driver.
-    for entry in config.get("python_path", []):
+    # Local Ray: a suite's ``package.module:Class`` methods import in the worker as they did in
+    # the driver (on a cluster ``python_path`` is empty: runtime_env ships them).
+    for entry in config["python_path"]:
         if entry not in sys.path:
             sys.path.append(entry)
-
-    execute_trial(config["trial"], Path(config["run_dir"]), report=tune.report)
+    run_dir = Path(config["run_dir"])
+    if not (run_dir / RUN_RECORD).is_file():
+        raise AuxbenchError(
+            f"the run folder {run_dir} is not visible on node {socket.gethostname()}: on a Ray cluster "
+            "runs/ must be a shared file system mounted at the same path on every node (--runs-dir)"
+        )
+    execute_trial(config["trial"], run_dir, report=tune.report)
 
 
 def _python_path() -> list[str]:
-    """The driver's import path (working directory first), for the workers."""
+    """The driver's import path (working directory first), for the workers of a local Ray."""
     entries = [os.getcwd(), *(str(Path(p).resolve()) for p in sys.path if p)]
     return [p for p in dict.fromkeys(entries) if Path(p).is_dir()]
+
+
+def user_modules(trials: list[dict]) -> list[str]:
+    """The files or package folders of the suite's ``package.module:Class`` methods that a
+    cluster's workers cannot import by themselves: the top-level module of each, unless it is
+    auxbench's own or installed (under ``site-packages``/``dist-packages``), as Ray's
+    ``py_modules`` wants them (a package's folder, or a single module's ``.py`` file)."""
+    tops = sorted({t["config"]["method"].partition(":")[0].split(".")[0]
+                   for t in trials if ":" in t["config"]["method"]})
+    paths = []
+    for top in tops:
+        spec = importlib.util.find_spec(top)  # found: expand() imported it already
+        if top in _INSTALLED or spec is None:
+            continue
+        folders = spec.submodule_search_locations  # a package's; None for a single module
+        if not folders and spec.origin is None:
+            continue  # a namespace without files, or a built-in module
+        path = Path(next(iter(folders))) if folders else Path(spec.origin)
+        if not {"site-packages", "dist-packages"} & set(path.parts):
+            paths.append(str(path))
+    return paths
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse a ``host:port`` address where nothing accepts a connection within ``timeout``.
+
+    ``ray.init(address=...)`` retries an unreachable head for a minute or more (80 s measured
+    with Ray 2.60); this says so in seconds.
+    Other forms (``auto``, ``ray://...``) are left to ``ray.init``, whose errors
+    :func:`joined_cluster` reports.
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise AuxbenchError(
+            f"--address {address}: no Ray head answers there within {timeout:g} s ({err}); start one with "
+            f"`ray start --head --port={port}` on that machine, or give the address `ray start` printed"
+        ) from None
+
+
+@contextmanager
+def joined_cluster(address: str, **init_options) -> Iterator[None]:
+    """Connect this process to the Ray cluster at ``address`` for the body, then disconnect
+    (the cluster and its processes are not ours: they keep running)."""
+    import ray
+
+    check_reachable(address)
+    try:
+        ray.init(address=address, **init_options)
+    except Exception as err:  # ConnectionError, AuthenticationError, ValueError: all the address's
+        raise AuxbenchError(
+            f"--address {address}: cannot join the Ray cluster ({type(err).__name__}: {err})"
+        ) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def check_resources(resources: Resources, where: str) -> None:
+    """Refuse, before any trial, a per-trial request that no live node of the Ray this process
+    joined can hold (a trial's CPUs and GPUs must all be on one node)."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    if any(n.get("CPU", 0) >= resources.cpu and n.get("GPU", 0) >= resources.gpu for n in nodes):
+        return
+    listing = ", ".join(f"{n.get('CPU', 0):g} CPU + {n.get('GPU', 0):g} GPU" for n in nodes) or "none"
+    raise AuxbenchError(
+        f"resources: each trial asks for cpu: {resources.cpu:g}, gpu: {resources.gpu:g} on one node, "
+        f"and no node of {where} has that many (its nodes: {listing}); lower the suite's resources "
+        "or add a node that has them"
+    )
 
 
 def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
     """Run ``trials`` under Ray Tune; return the ids of those that failed after retries."""
     if not trials:
         return []
-    import ray
-
     run_dir = Path(run_dir).resolve()
     options = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     if address is None:
         from auxbench.executors.ray_session import local_ray
 
-        session = local_ray(**options)
+        session, where, python_path = local_ray(**options), "this machine's Ray", _python_path()
     else:
-        ray.init(address=address, **options)
-        session = nullcontext()
+        modules = user_modules(trials)
+        runtime_env = {"py_modules": modules} if modules else None
+        session = joined_cluster(address, runtime_env=runtime_env, **options)
+        where, python_path = f"the Ray cluster at {address}", []
     name = f"driver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     with session:
+        check_resources(resources, where)
         try:
-            return _fit(trials, run_dir, resources, name)
+            return _fit(trials, run_dir, resources, name, python_path)
         finally:
             _remove_tune_folders(run_dir / "_ray", name)
 
@@ -82,14 +191,16 @@ def _remove_tune_folders(root: Path, mine: str) -> None:
         pass
 
 
-def _fit(trials: list[dict], run_dir: Path, resources: Resources, name: str) -> list[str]:
+def _fit(
+    trials: list[dict], run_dir: Path, resources: Resources, name: str, python_path: list[str]
+) -> list[str]:
     from ray import tune
 
     trainable = tune.with_resources(_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
     tuner = tune.Tuner(
         trainable,
         param_space={
-            "run_dir": str(run_dir), "trial": tune.grid_search(trials), "python_path": _python_path(),
+            "run_dir": str(run_dir), "trial": tune.grid_search(trials), "python_path": python_path,
         },
         tune_config=tune.TuneConfig(
             max_concurrent_trials=resources.max_concurrent,
