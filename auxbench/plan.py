@@ -124,7 +124,7 @@ def packing(resources: Resources) -> str:
 
 def _seconds(value: float) -> str:
     if value < 120:
-        return f"{value:.1f} s"
+        return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
     return f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"
 
 
