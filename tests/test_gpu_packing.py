@@ -10,7 +10,6 @@ after the first ones ended).
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
