@@ -20,7 +20,9 @@ Not a test: timings depend on the machine and on what else runs on it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from auxbench.results import RESULT_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = (("local", "local", None), ("ray, 1 at a time", "ray", 1), ("ray, 2 at a time", "ray", 2))
@@ -43,8 +47,9 @@ def suite(trials: int, epochs: int, n_train: int, max_concurrent: int | None) ->
     }
 
 
-def timed_run(executor: str, max_concurrent: int | None, args: argparse.Namespace) -> float:
-    """Wall seconds of ``auxbench run`` of the suite in a fresh process and a fresh results folder."""
+def timed_run(executor: str, max_concurrent: int | None, args: argparse.Namespace) -> tuple[float, float]:
+    """Wall seconds of ``auxbench run`` of the suite in a fresh process and a fresh results folder,
+    and the median of its trials' own ``run_wall_s`` (the training, without any executor's cost)."""
     with tempfile.TemporaryDirectory(prefix="auxbench-throughput-") as tmp:
         path = Path(tmp) / "throughput.yaml"
         path.write_text(yaml.safe_dump(suite(args.trials, args.epochs, args.n_train, max_concurrent)))
@@ -56,7 +61,8 @@ def timed_run(executor: str, max_concurrent: int | None, args: argparse.Namespac
         wall = time.perf_counter() - started
         if done.returncode != 0:
             sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-        return wall
+        trial_s = [json.loads(p.read_text())["run_wall_s"] for p in Path(tmp, "runs").glob(f"*/*/{RESULT_FILE}")]
+        return wall, statistics.median(trial_s)
 
 
 def main() -> None:
@@ -72,8 +78,9 @@ def main() -> None:
           f"{os.cpu_count()} CPUs; each mode a fresh process and results folder")
     walls = {}
     for label, executor, max_concurrent in MODES:
-        walls[label] = timed_run(executor, max_concurrent, args)
-        print(f"  {label:18s} {walls[label]:8.1f} s  {60 * args.trials / walls[label]:7.2f} trials/min", flush=True)
+        walls[label], trial_s = timed_run(executor, max_concurrent, args)
+        print(f"  {label:18s} {walls[label]:8.1f} s  {60 * args.trials / walls[label]:7.2f} trials/min  "
+              f"(median trial {trial_s:.1f} s of training)", flush=True)
     local, ray1, ray2 = (walls[label] for label, _, _ in MODES)
     print(f"Ray's overhead against local, one trial at a time: {ray1 / local - 1:+.1%} of the wall time, "
           f"{(ray1 - local) / args.trials:+.2f} s per trial (Ray's start and shutdown included)")
