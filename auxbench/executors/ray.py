@@ -25,7 +25,7 @@ def _hide_unreserved_gpus() -> None:
     """A trial that reserved no GPU sees none, so that ``device: auto`` puts it on the CPU.
 
     Ray sets ``CUDA_VISIBLE_DEVICES`` to the GPUs it assigned a trial (so ``cuda`` is the GPU Ray
-    placed it on, shared with the other trials packed there), but since Ray 2.4x it leaves the
+    placed it on, shared with the other trials packed there), but recent Ray (2.60 here) leaves the
     variable as inherited when a trial reserves none (``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO``):
     such a trial would otherwise use the node's first GPU outside Ray's accounting.
     """
