@@ -1,7 +1,7 @@
 """Suite throughput: trials per minute with the local executor and with Ray at 1 and 2 trials at a time.
 
     python benchmarks/suite_throughput.py                         # 4 trials of a few seconds each
-    python benchmarks/suite_throughput.py --trials 4 --epochs 600 # trials of about 30 s on a 2-core CPU
+    python benchmarks/suite_throughput.py --trials 4 --epochs 1600  # trials of about 30 s on a 2-core CPU
 
 The suite is ``--trials`` identical trials (STL on ``toy_regression`` with an MLP, seeds 0 to
 N-1, one CPU thread each: ``resources.cpu: 1``). Each mode runs ``auxbench run SUITE --fake-data``
