@@ -12,6 +12,12 @@ from auxbench.errors import AuxbenchError
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
+    if args.dry_run:
+        from auxbench.plan import format_plan, plan_suite
+
+        print(format_plan(plan_suite(args.suite, executor=args.executor, address=args.address,
+                                     fake_data=args.fake_data, smoke=args.smoke, runs_dir=args.runs_dir)))
+        return
     from auxbench.executors import run_suite
 
     run_suite(args.suite, executor=args.executor, address=args.address, fake_data=args.fake_data,
@@ -105,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fake-data", action="store_true", help="random data of the right shapes (offline check)")
     run.add_argument("--smoke", action="store_true",
                      help="every trial for 2 epochs of 3 batches on small splits: does the suite run? (never published)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the trial plan (trials, finished ones, skipped pairs, resources, time estimates); "
+                          "train and write nothing")
     run.add_argument("--runs-dir", default="runs", help="results store (default: runs/)")
     run.add_argument("-o", "--output", default=None, help="leaderboard path (default: leaderboards/<suite>.md)")
     run.set_defaults(func=_cmd_run)

@@ -80,6 +80,13 @@ def execute_trials(todo: list[dict], run_dir: Path, executor: str, resources: Re
     return run_ray(todo, run_dir, resources, address)
 
 
+def run_folder(suite_name: str, runs_dir: str | Path, fake_data: bool, smoke: bool) -> Path:
+    """``runs/<suite>[-fake][-smoke]``, checked to stay inside ``runs_dir``."""
+    run_dir = Path(runs_dir) / (suite_name + ("-fake" if fake_data else "") + ("-smoke" if smoke else ""))
+    inside(run_dir, runs_dir, "the results folder")
+    return run_dir
+
+
 def run_suite(
     suite_path: str | Path,
     executor: str = "local",
@@ -107,9 +114,7 @@ def run_suite(
     check_machine(suite, suite_path, data=not fake_data, devices=address is None)
     if executor not in EXECUTORS:
         raise AuxbenchError(f"unknown executor {executor!r} (valid: {', '.join(EXECUTORS)})")
-    name = suite.name + ("-fake" if fake_data else "") + ("-smoke" if smoke else "")
-    run_dir = Path(runs_dir) / name
-    inside(run_dir, runs_dir, "the results folder")
+    run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
     if leaderboard_path is None:
         leaderboard_path = run_dir / "leaderboard.md" if fake_data or smoke else default_leaderboard(suite.name)
     record = {"suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data, "smoke": smoke,

@@ -47,10 +47,26 @@ CONNECT_TIMEOUT_S = 5.0
 _INSTALLED = ("auxbench", "methods")
 
 
+def _hide_unreserved_gpus() -> None:
+    """A trial that reserved no GPU sees none, so that ``device: auto`` puts it on the CPU.
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` to the GPUs it assigned a trial (so ``cuda`` is the GPU Ray
+    placed it on, shared with the other trials packed there), but recent Ray (2.60 here) leaves the
+    variable as inherited when a trial reserves none (``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO``):
+    such a trial would otherwise use the node's first GPU outside Ray's accounting.
+    """
+    import ray
+
+    if not ray.get_gpu_ids():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
 def _trainable(config: dict) -> None:
     from ray import tune
 
     from auxbench.executors import execute_trial
+
+    _hide_unreserved_gpus()
 
     # Local Ray: a suite's ``package.module:Class`` methods import in the worker as they did in
     # the driver (on a cluster ``python_path`` is empty: runtime_env ships them).

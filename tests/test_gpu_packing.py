@@ -1,0 +1,107 @@
+"""Fractional GPUs under ``--executor ray``: Ray packs ``1 / gpu`` trials per GPU, and a trial sees
+the GPU Ray placed it on (and none when it reserved none).
+
+No GPU is needed: Ray is started with GPUs it is told the machine has (``num_gpus``), which it
+schedules and assigns (``CUDA_VISIBLE_DEVICES``) exactly as real ones. Each trial records when it
+started and ended and what it was given. Each trial waits until every trial of its run has started
+(or ``HOLD_S`` passed), so the trials Ray lets run together overlap for certain and the largest
+overlap is the packing Ray enforces, not an accident of timing (a trial Ray holds back starts
+after the first ones ended).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from auxbench.method import HParam, Method
+from tests.conftest import tiny_suite
+
+HOLD_S = 5.0  # how long a trial waits for the others to start
+
+
+class PackingProbe(Method):
+    """STL that records its trial's start, end, ``CUDA_VISIBLE_DEVICES`` and Ray GPU ids."""
+
+    name = "packing_probe"
+    hparams = {"log": HParam("", help="folder of this run's records"),
+               "trials": HParam(1, help="trials of this run (each waits for them all to start, or HOLD_S)")}
+
+    def setup(self, ctx):
+        import ray
+
+        super().setup(ctx)
+        log = Path(self.hp["log"])
+        self.record = str(log / f"{uuid.uuid4().hex}.json")  # strings: method state is checkpointed
+        self.entry = {"start": time.time(), "visible": os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+                      "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}
+        Path(self.record).write_text(json.dumps(self.entry))
+        deadline = time.time() + HOLD_S
+        while len(list(log.glob("*.json"))) < self.hp["trials"] and time.time() < deadline:
+            time.sleep(0.05)
+
+    def combine(self, losses):
+        return losses[self.ctx.problem.primary.name].mean()
+
+    def end_epoch(self, epoch):
+        Path(self.record).write_text(json.dumps({**self.entry, "end": time.time()}))
+
+
+def _most_at_once(entries: list[dict]) -> int:
+    """The largest number of [start, end] intervals that overlap."""
+    events = sorted([(e["start"], 1) for e in entries] + [(e["end"], -1) for e in entries])
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def _run(cli, write_suite, tmp, name, gpu, trials) -> list[dict]:
+    """Run ``trials`` probe trials with ``resources.gpu = gpu`` on the Ray this process started."""
+    log = tmp / f"log-{name}"
+    log.mkdir()
+    probe = {"name": "tests.test_gpu_packing:PackingProbe", "hparams": {"log": str(log), "trials": trials}}
+    suite = tiny_suite(methods=[probe], seeds=trials, name=name,
+                       resources={"cpu": 0.25, "gpu": gpu, "retries": 0})
+    suite["defaults"]["epochs"] = 1
+    code, out, err = cli("run", write_suite(suite, f"{name}.yaml"), "--fake-data", "--executor", "ray",
+                         "--address", "auto", "--runs-dir", tmp / "runs")
+    assert code == 0, err
+    entries = [json.loads(p.read_text()) for p in log.glob("*.json")]
+    assert len(entries) == trials and all("end" in e for e in entries)
+    return entries
+
+
+def _by_gpu(entries: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for e in entries:
+        assert e["visible"] == ",".join(e["gpu_ids"]) and len(e["gpu_ids"]) == 1, e  # cuda:0 is Ray's GPU
+        out.setdefault(e["gpu_ids"][0], []).append(e)
+    return out
+
+
+@pytest.mark.slow
+def test_fractional_gpus_pack_trials_and_each_sees_its_own_gpu(cli, write_suite, tmp_path):
+    """One Ray, told of two GPUs, joined with ``--address`` by three runs (one Ray start: they are slow)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.tune")
+    ray.init(num_gpus=2, num_cpus=4, include_dashboard=False, log_to_driver=False)  # cpu allows 16 trials
+    try:
+        # gpu: 0.25: four trials at a time on each GPU (nine trials: the ninth waits)
+        quarter = _run(cli, write_suite, tmp_path, "quarter", gpu=0.25, trials=9)
+        assert sorted(_most_at_once(on_gpu) for on_gpu in _by_gpu(quarter).values()) == [4, 4]
+
+        # gpu: 0.5: two on each (the fifth waits)
+        half = _run(cli, write_suite, tmp_path, "half", gpu=0.5, trials=5)
+        assert sorted(_most_at_once(on_gpu) for on_gpu in _by_gpu(half).values()) == [2, 2]
+
+        # gpu: 0 (the default): no GPU reserved, none visible (Ray would leave CUDA_VISIBLE_DEVICES as inherited)
+        none = _run(cli, write_suite, tmp_path, "none", gpu=0, trials=1)
+        assert {(e["visible"], tuple(e["gpu_ids"])) for e in none} == {("", ())}
+    finally:
+        ray.shutdown()
