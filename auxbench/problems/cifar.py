@@ -42,6 +42,7 @@ from torch import Tensor
 from auxbench.errors import DataNotFoundError
 from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
+from auxbench.problems.files import ensure_files
 from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.rotation_aux import add_rotation_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
@@ -102,20 +103,12 @@ def check_data(data_dir: Path, **options) -> None:
 
 def _ensure_present(root: Path) -> Path:
     """The ``cifar-100-python`` folder under ``root`` with every file; downloads missing ones if it can."""
-    folder = root / FOLDER
-    if any(not (folder / name).is_file() for name in MD5):
-        try:
-            import torchvision.datasets
+    def download() -> None:
+        import torchvision.datasets
 
-            torchvision.datasets.CIFAR100(root=str(root), train=True, download=True)
-        except Exception:  # offline, no permission, ...: report the missing file below
-            pass
-    for name in MD5:
-        if not (folder / name).is_file():
-            raise DataNotFoundError(
-                f"CIFAR-100 file {name!r} not found in {folder} (and it could not be downloaded): {_HOW_TO}"
-            )
-    return folder
+        torchvision.datasets.CIFAR100(root=str(root), train=True, download=True)
+
+    return ensure_files(root / FOLDER, MD5, download, "CIFAR-100", _HOW_TO)
 
 
 def _ensure_files(root: Path) -> Path:

@@ -41,6 +41,7 @@ from torch import Tensor
 from auxbench.errors import DataNotFoundError
 from auxbench.problems import ProblemOptionError, cifar, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
+from auxbench.problems.files import ensure_files
 from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
@@ -69,20 +70,12 @@ def check_data(data_dir: Path, **options) -> None:
 
 def _ensure_present(root: Path) -> Path:
     """The ``MNIST/raw`` folder under ``root`` with both training files; downloads them if it can."""
-    folder = root / FOLDER
-    if any(not (folder / name).is_file() for name in MD5):
-        try:
-            import torchvision.datasets
+    def download() -> None:
+        import torchvision.datasets
 
-            torchvision.datasets.MNIST(root=str(root), train=True, download=True)
-        except Exception:  # offline, no permission, ...: report the missing file below
-            pass
-    for name in MD5:
-        if not (folder / name).is_file():
-            raise DataNotFoundError(
-                f"MNIST file {name!r} not found in {folder} (and it could not be downloaded): {_HOW_TO}"
-            )
-    return folder
+        torchvision.datasets.MNIST(root=str(root), train=True, download=True)
+
+    return ensure_files(root / FOLDER, MD5, download, "MNIST", _HOW_TO)
 
 
 def read_idx(path: Path, md5: str) -> Tensor:
