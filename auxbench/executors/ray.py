@@ -132,9 +132,17 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 @contextmanager
 def joined_cluster(address: str, **init_options) -> Iterator[None]:
     """Connect this process to the Ray cluster at ``address`` for the body, then disconnect
-    (the cluster and its processes are not ours: they keep running)."""
+    (the cluster and its processes are not ours: they keep running).
+
+    A process already connected to Ray (a notebook or a program that called ``ray.init`` itself)
+    keeps its connection: it is used as it is (its own ``runtime_env``) and left open, since
+    shutting it down would end a Ray that process may have started.
+    """
     import ray
 
+    if ray.is_initialized():
+        yield
+        return
     check_reachable(address)
     try:
         ray.init(address=address, **init_options)
