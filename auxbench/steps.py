@@ -120,13 +120,13 @@ class Stepper:
         from torchjd.autojac import jac_to_grad, mtl_backward
 
         ctx, model = self.ctx, self.ctx.model
-        features = [model.features(batch.x)]
-        losses = ctx.task_losses(model.heads_forward(features[0]), batch)
-        if ctx.aux_input_tasks:  # as forward_losses: a second forward on an aux batch
-            aux = ctx.next_batch("aux")
-            features.append(model.features(aux.x))
-            on_aux = ctx.task_losses(model.heads_forward(features[1]), aux)
-            losses.update({task: on_aux[task] for task in ctx.aux_input_tasks})
+        features: list[Tensor] = []  # one per forward: the batch's, and an aux batch's if any
+
+        def forward(x: Tensor) -> dict[str, Tensor]:
+            features.append(model.features(x))
+            return model.heads_forward(features[-1])
+
+        losses = ctx.forward_losses(batch, forward)
         tasks = list(losses)
         means = [losses[t].mean() for t in tasks]
         shared = list(ctx.shared_params.values())
