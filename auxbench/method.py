@@ -323,7 +323,10 @@ def resolve_method(spec: str, where: str = "") -> type[Method]:
     if spec not in methods:
         for module_name, reason in unavailable.items():
             if spec == module_name:
-                raise AuxbenchError(f"{where + ': ' if where else ''}method {spec!r} is unavailable: {reason}")
+                raise AuxbenchError(
+                    f"{where + ': ' if where else ''}method {spec!r} is unavailable: {reason} (optional "
+                    f"dependencies install with the extras of pyproject.toml, e.g. pip install -e '.[aggregators]')"
+                )
         raise unknown_name("method", spec, methods, where)
     return methods[spec]
 

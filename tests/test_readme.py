@@ -77,3 +77,15 @@ def test_readme_methods_table_lists_every_method_in_methods():
                                                    if line.startswith("| `"))))
     missing = sorted((set(available) | set(unavailable)) - listed)
     assert not missing, f"methods without a row in README's Methods table: {missing}"
+
+
+def test_quickstart_needs_no_optional_extra():
+    """The README's first command installs no extra: every quickstart method imports without them."""
+    import subprocess
+    import sys
+
+    blocked = "; ".join(f"sys.modules[{m!r}] = None" for m in ("torchjd", "qpsolvers", "quadprog", "cvxpy"))
+    code = (f"import sys; {blocked}; from auxbench.cli import main; "
+            f"sys.exit(main(['validate', '--fake-data', {str(README.parent / 'suites' / 'quickstart.yaml')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
