@@ -2,7 +2,8 @@
 
 Why: a paper suite takes GPU-days, but whether each of its trials *runs* — problem, backbone,
 method, streams, checkpoints, evaluation, publication — can be checked anywhere. A smoke trial is
-its suite's trial with at most :data:`SMOKE_EPOCHS` epochs, its training split cut to
+its suite's trial with at most :data:`SMOKE_EPOCHS` epochs of batches of at most :data:`SMOKE_BATCH`
+rows, images of at most :data:`SMOKE_IMAGE_SIZE` pixels a side, its training split cut to
 :data:`SMOKE_TRAIN_BATCHES` batches and every other split (meta, val, test, auxiliary inputs) to at
 most :data:`SMOKE_ROWS` rows. The rows kept are spread evenly over each split (no random number is
 drawn), so the cut is the same for every method and seed. A smoke trial's config carries
@@ -16,15 +17,29 @@ import dataclasses
 import torch
 
 from auxbench.problems.base import Problem, TensorSplit
+from auxbench.problems.images import ImageConfig
 
 SMOKE_EPOCHS = 2
 SMOKE_TRAIN_BATCHES = 3
 SMOKE_ROWS = 64
+SMOKE_BATCH = 16
+SMOKE_IMAGE_SIZE = 32
 
 
 def smoke_training(training: dict) -> dict:
-    """A trial's training config with its epochs capped for a smoke run."""
-    return {**training, "epochs": min(training["epochs"], SMOKE_EPOCHS)}
+    """A trial's training config with its epochs and batch sizes capped for a smoke run."""
+    return {
+        **training,
+        "epochs": min(training["epochs"], SMOKE_EPOCHS),
+        "batch_size": min(training["batch_size"], SMOKE_BATCH),
+        "eval_batch_size": min(training["eval_batch_size"], SMOKE_ROWS),
+    }
+
+
+def smoke_image(image: ImageConfig | None) -> ImageConfig | None:
+    """A backbone's input at :data:`SMOKE_IMAGE_SIZE` pixels: a ViT-B/16 at 224 pixels costs
+    minutes per CPU step; the same code at 32 pixels, seconds (timm models take the size)."""
+    return None if image is None else dataclasses.replace(image, size=min(image.size, SMOKE_IMAGE_SIZE))
 
 
 def _spread(split: TensorSplit, rows: int) -> TensorSplit:

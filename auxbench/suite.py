@@ -63,6 +63,7 @@ from auxbench.problems import (
     check_problem_data,
     problem_version,
 )
+from auxbench.problems.images import backbone_image_config
 from auxbench.smoke import smoke_training
 
 # Bounds on the numbers a suite gives: far beyond any sensible run, small enough that a typo
@@ -439,7 +440,8 @@ def _fake_problem(exp: Experiment, where: str, meta_source: str) -> Problem:
     """The experiment's problem on fake data: its tasks and shapes, without reading a file."""
     check_problem(exp.problem, exp.problem_options, where)
     try:
-        return build_problem(exp.problem, seed=0, fake=True, meta_source=meta_source, **exp.problem_options)
+        return build_problem(exp.problem, seed=0, fake=True, meta_source=meta_source,
+                             image=backbone_image_config(exp.backbone), **exp.problem_options)
     except ProblemOptionError as err:
         raise AuxbenchError(f"{where}.problem_options.{err.key}: {err.message} (problem {exp.problem})") from None
     except MetaSourceError as err:

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.problems.base import Batch, Problem, TaskSpec, TensorSplit, concat_splits
+from auxbench.problems.images import ImageConfig
 from auxbench.problems.sampling import split_seed
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 ProblemFactory = Callable[..., Problem]
+#: Factory parameters set by auxbench, not by a suite's ``problem_options``.
+RESERVED_PARAMETERS = {"seed", "fake", "data_dir", "image"}
 DataCheck = Callable[..., None]
 PROBLEMS: dict[str, ProblemFactory] = {}
 PROBLEM_VERSIONS: dict[str, str] = {}
@@ -48,6 +51,9 @@ def register_problem(
     name: str, version: str = "1", check_data: DataCheck | None = None
 ) -> Callable[[ProblemFactory], ProblemFactory]:
     """Register ``factory(seed, fake, data_dir, **options) -> Problem`` (splits train/val/test).
+
+    A factory of image problems may also take ``image: ImageConfig | None``: the input the
+    backbone expects (:mod:`auxbench.problems.images`; ``None``: the problem's own default).
 
     ``version`` enters every trial id of the problem: bump it whenever the data, the splits or the
     tasks change, so that new results never mix with results on the old data.
@@ -84,7 +90,7 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
     place = f"{where}." if where else ""
     if name not in PROBLEMS:
         raise unknown_name("problem", name, PROBLEMS, f"{place}problem" if where else "")
-    accepted = set(inspect.signature(PROBLEMS[name]).parameters) - {"seed", "fake", "data_dir"}
+    accepted = set(inspect.signature(PROBLEMS[name]).parameters) - RESERVED_PARAMETERS
     for key in options:
         if key not in accepted:
             raise unknown_name(
@@ -127,13 +133,15 @@ def build_problem(
     meta_fraction: float = 0.1,
     fake: bool = False,
     meta_source: str = "train_fraction",
+    image: ImageConfig | None = None,
     **options,
 ) -> Problem:
     """Build problem ``name`` for ``seed`` with its ``meta`` split.
 
     ``meta_source="train_fraction"`` carves ``meta`` out of the training split (any meta split the
     problem declares is unused); ``"problem"`` takes the problem's own meta split (e.g. the clean
-    one of ``toy_regression``) and leaves ``train`` whole.
+    one of ``toy_regression``) and leaves ``train`` whole. ``image`` (the backbone's input,
+    :func:`~auxbench.problems.images.backbone_image_config`) reaches the factories that take it.
     """
     check_problem(name, options)
     if not 0.0 <= meta_fraction < 1.0:
@@ -141,6 +149,8 @@ def build_problem(
     if meta_source not in META_SOURCES:
         raise AuxbenchError(f"meta_source must be one of {', '.join(META_SOURCES)}, got {meta_source!r}")
     factory = PROBLEMS[name]
+    if "image" in inspect.signature(factory).parameters:
+        options = {**options, "image": image}
     problem = factory(seed=seed, fake=fake, data_dir=data_dir(), **options)
     if meta_source == "problem":
         if "meta" not in problem.splits:

@@ -43,6 +43,7 @@ from auxbench.errors import DataNotFoundError
 from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.files import ensure_files
+from auxbench.problems.images import random_crop_flip
 from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.rotation_aux import add_rotation_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
@@ -160,17 +161,7 @@ def preprocess(x: Tensor) -> Tensor:
 
 def crop_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Random 32x32 crop of the 4-pixel zero-padded batch, then a random horizontal flip."""
-    b, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (PAD, PAD, PAD, PAD))
-    dy = torch.randint(0, 2 * PAD + 1, (b,), generator=generator)
-    dx = torch.randint(0, 2 * PAD + 1, (b,), generator=generator)
-    flip = torch.rand(b, generator=generator) < 0.5
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
-    cols = dx[:, None] + torch.arange(w)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
-    bi = torch.arange(b)[:, None, None, None]
-    ci = torch.arange(c)[None, :, None, None]
-    return padded[bi, ci, rows, cols]
+    return random_crop_flip(x, 32, generator, pad=PAD)
 
 
 # ---------------------------------------------------------------------------------------------
