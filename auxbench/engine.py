@@ -185,8 +185,10 @@ class Trial:
         # Paired seeds: the backbone, then the heads in task order, from the same seed for every
         # method, so the shared model starts from identical weights.
         seed_everything(self.seed)
+        pretrained = bool(config.get("pretrained")) and not config["fake_data"]  # fake data: random init
         self.model = self._placed(build_model(
             config["backbone"], self.problem.input_shape, tasks, head_hidden=self.training["head_hidden"],
+            pretrained=pretrained,
         ))
         self.optimizer = make_optimizer(self.model.parameters(), self.training["optimizer"])
         self.losses = TaskLosses(tasks, self.training["loss"])
@@ -201,7 +203,7 @@ class Trial:
             problem=self.problem,
             tasks=tasks,
             optimizer=self.optimizer,
-            build_backbone=lambda: self._placed(build_backbone(config["backbone"], self.problem.input_shape)),
+            build_backbone=lambda: self._placed(build_backbone(config["backbone"], self.problem.input_shape, pretrained)),
             task_losses=self.losses,
             classification_loss=self.losses.classification_loss,
             streams=Streams(self.method.name, stream_splits, batch_size, self.seed, self.device),

@@ -43,6 +43,8 @@ from pydantic import (
     model_validator,
 )
 
+from auxbench.backbones.registry import TIMM_PREFIX
+from auxbench.backbones.timm_backbone import fetch_pretrained
 from auxbench.determinism import default_threads
 from auxbench.engine import ENGINE_VERSION, LATER_TRAINING_DEFAULTS
 from auxbench.errors import AuxbenchError, unknown_name
@@ -188,6 +190,7 @@ class Experiment(Strict):
     problem_options: dict[str, Any] = {}
     training: dict[str, Any] = {}
     label: Label | None = None
+    pretrained: bool = False  # timm backbones only: start from the hub weights (fake data: random init)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -481,7 +484,6 @@ def _check_backbone(name: str, problem: Problem, where: str) -> None:
 
     from auxbench.backbones import BACKBONES, build_backbone
     from auxbench.backbones.base import image_shape
-    from auxbench.backbones.registry import TIMM_PREFIX
     from auxbench.backbones.timm_backbone import check_timm_model
 
     where = f"{where}.backbone"
@@ -595,6 +597,9 @@ def expand(
         problem = _fake_problem(exp, where, training["meta_source"])
         problems.append(problem)
         _check_backbone(exp.backbone, problem, where)
+        if exp.pretrained and not exp.backbone.startswith(TIMM_PREFIX):
+            raise AuxbenchError(f"{where}.pretrained: backbone {exp.backbone!r} has no pretrained weights "
+                                f"(only timm:<model> backbones do)")
         column = layout.column(exp, i, path)
         seeds = list(range(exp.seeds)) if isinstance(exp.seeds, int) else exp.seeds
         here: dict[str, int] = {}
@@ -625,6 +630,8 @@ def expand(
                     "fake_data": fake_data,
                     "training": smoke_training(training) if smoke else training,
                 }
+                if exp.pretrained:  # only when set: the key is younger than the published trial ids
+                    config["pretrained"] = True
                 if smoke:
                     config["smoke"] = True
                 tid = trial_id(config)
@@ -699,7 +706,8 @@ def device_unavailable(device: str) -> str | None:
 
 def check_machine(suite: Suite, path: str | Path, data: bool = True, devices: bool = True) -> None:
     """Raise before any training if this machine lacks what ``suite``'s trials need: a real data
-    file (``data``; off for fake data) or a device (``devices``; off when trials run elsewhere,
+    file or pretrained weights (``data``; off for fake data, whose trials start from random
+    weights), or a device (``devices``; off when trials run elsewhere,
     on a Ray cluster). Call after :func:`expand`, which has checked everything else."""
     path = Path(path)
     defaults = _training(suite.defaults, {}, path, "defaults")
@@ -708,8 +716,10 @@ def check_machine(suite: Suite, path: str | Path, data: bool = True, devices: bo
         if data:
             try:
                 check_problem_data(exp.problem, exp.problem_options)
+                if exp.pretrained:
+                    fetch_pretrained(exp.backbone[len(TIMM_PREFIX):])
             except AuxbenchError as err:
-                raise AuxbenchError(f"{where} ({exp.problem}): {err}") from None
+                raise AuxbenchError(f"{where} ({exp.problem}, {exp.backbone}): {err}") from None
         if devices:
             device = _training(defaults, exp.training, path, f"experiments[{i}].training")["device"]
             reason = device_unavailable(device)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 
 from torch import Tensor, nn
 
@@ -44,11 +45,48 @@ def timm_backbone(model_name: str, input_shape: tuple[int, ...], pretrained: boo
 
     ``feature_dim`` is the model's ``head_hidden_size`` where timm defines one (models with a
     pre-logits layer, e.g. MobileNetV3, output that size) and ``num_features`` otherwise.
+    Inputs of another side than the model's default are passed as ``img_size`` to models that take
+    one (ViTs: timm resamples the position embedding of pretrained weights); convolutional models
+    take any size as they are. Pretrained weights that cannot be had raise :class:`PretrainedUnavailable`.
     """
     import timm
 
-    c, _, _ = image_shape(f"timm:{model_name}", input_shape)
+    c, h, _ = image_shape(f"timm:{model_name}", input_shape)
     check_timm_model(model_name)
-    model = timm.create_model(model_name, pretrained=pretrained, num_classes=0, in_chans=c)
+    kwargs = {"num_classes": 0, "in_chans": c}
+    default = timm.models.get_pretrained_cfg(model_name)
+    try:
+        if default is not None and default.input_size[1] != h:
+            try:
+                model = timm.create_model(model_name, pretrained=pretrained, img_size=h, **kwargs)
+            except TypeError:  # the model takes no img_size: it takes any input size
+                model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+        else:
+            model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError, ValueError) as err:
+        if not pretrained:
+            raise
+        raise PretrainedUnavailable(model_name, err) from None
     feature_dim = getattr(model, "head_hidden_size", None) or model.num_features
     return TimmBackbone(model, feature_dim)
+
+
+class PretrainedUnavailable(AuxbenchError):
+    """A timm model's pretrained weights are neither in the local Hugging Face cache nor downloadable."""
+
+    def __init__(self, model_name: str, err: Exception) -> None:
+        cfg = __import__("timm").models.get_pretrained_cfg(model_name)
+        source = getattr(cfg, "hf_hub_id", None) or getattr(cfg, "url", None) or "the timm hub"
+        super().__init__(
+            f"pretrained weights of timm:{model_name} ({source}) are not in the local cache and could not be "
+            f"downloaded ({type(err).__name__}); run once with internet access (timm caches them under "
+            f"$HF_HOME, default ~/.cache/huggingface), or set pretrained: false"
+        )
+
+
+@functools.cache
+def fetch_pretrained(model_name: str) -> None:
+    """Make sure ``timm:<model_name>``'s pretrained weights are cached here (downloaded if needed),
+    so that no trial finds out mid-suite; raises :class:`PretrainedUnavailable` otherwise. Builds
+    the model once on the CPU (timm loads weights only into a built model)."""
+    timm_backbone(model_name, (3, 224, 224), pretrained=True)
