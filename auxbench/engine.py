@@ -55,7 +55,7 @@ from auxbench.results import (
     atomic_write_json,
 )
 from auxbench.rng import rng_state, seed_everything, set_rng_state
-from auxbench.smoke import shrink_problem, smoke_image
+from auxbench.smoke import SMOKE_IMAGE_SIZE, shrink_problem
 from auxbench.steps import Stepper, WeightLog
 
 # Part of every trial id (``engine_version`` in the config): bump it whenever a change here alters
@@ -160,13 +160,11 @@ class Trial:
         method_cls: type[Method] = resolve_method(config["method"])
         check_declaration(method_cls)
         self.method = method_cls(**config["hparams"])
-        image = backbone_image_config(config["backbone"])
-        if config.get("smoke"):
-            image = smoke_image(image)
         self.problem = build_problem(
             config["problem"], self.seed, meta_fraction=self.training["meta_fraction"],
-            meta_source=self.training["meta_source"], fake=config["fake_data"], image=image,
-            **config["problem_options"],
+            meta_source=self.training["meta_source"], fake=config["fake_data"],
+            image=backbone_image_config(config["backbone"]),
+            max_image_size=SMOKE_IMAGE_SIZE if config.get("smoke") else None, **config["problem_options"],
         )
         if config.get("smoke"):
             self.problem = shrink_problem(self.problem, self.training["batch_size"])

@@ -17,13 +17,12 @@ import dataclasses
 import torch
 
 from auxbench.problems.base import Problem, TensorSplit
-from auxbench.problems.images import ImageConfig
 
 SMOKE_EPOCHS = 2
 SMOKE_TRAIN_BATCHES = 3
 SMOKE_ROWS = 64
 SMOKE_BATCH = 16
-SMOKE_IMAGE_SIZE = 32
+SMOKE_IMAGE_SIZE = 32  # a ViT-B/16 step at 224 px costs minutes on a CPU; at 32 px, seconds
 
 
 def smoke_training(training: dict) -> dict:
@@ -34,12 +33,6 @@ def smoke_training(training: dict) -> dict:
         "batch_size": min(training["batch_size"], SMOKE_BATCH),
         "eval_batch_size": min(training["eval_batch_size"], SMOKE_ROWS),
     }
-
-
-def smoke_image(image: ImageConfig | None) -> ImageConfig | None:
-    """A backbone's input at :data:`SMOKE_IMAGE_SIZE` pixels: a ViT-B/16 at 224 pixels costs
-    minutes per CPU step; the same code at 32 pixels, seconds (timm models take the size)."""
-    return None if image is None else dataclasses.replace(image, size=min(image.size, SMOKE_IMAGE_SIZE))
 
 
 def _spread(split: TensorSplit, rows: int) -> TensorSplit:

@@ -7,6 +7,7 @@ learns of a missing file before any training (:func:`check_problem_data`).
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -25,7 +26,7 @@ from auxbench.problems.sampling import split_seed
 __all__ = [
     "Batch", "Problem", "TaskSpec", "TensorSplit", "concat_splits",
     "PROBLEMS", "PROBLEM_VERSIONS", "META_SOURCES", "MetaSourceError", "ProblemOptionError", "register_problem",
-    "problem_version", "check_problem", "check_problem_data", "build_problem", "data_dir", "split_seed",
+    "problem_version", "takes_image", "check_problem", "check_problem_data", "build_problem", "data_dir", "split_seed",
 ]
 
 ProblemFactory = Callable[..., Problem]
@@ -83,6 +84,11 @@ def data_dir() -> Path:
     return Path(os.environ.get("AUXBENCH_DATA", "~/.cache/auxbench")).expanduser()
 
 
+def takes_image(name: str) -> bool:
+    """Whether problem ``name`` (registered) builds its inputs from an :class:`ImageConfig`."""
+    return "image" in inspect.signature(PROBLEMS[name]).parameters
+
+
 def check_problem(name: str, options: dict, where: str = "") -> None:
     """Raise a clear error for an unknown problem or an option it does not take."""
     from auxbench.problems import cifar, digits, mnist, toy  # noqa: F401  (registration)
@@ -91,6 +97,8 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
     if name not in PROBLEMS:
         raise unknown_name("problem", name, PROBLEMS, f"{place}problem" if where else "")
     accepted = set(inspect.signature(PROBLEMS[name]).parameters) - RESERVED_PARAMETERS
+    if takes_image(name):
+        accepted.add("image_size")
     for key in options:
         if key not in accepted:
             raise unknown_name(
@@ -104,6 +112,9 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
         if isinstance(value, float) and not math.isfinite(value):
             prefix = f"{place}problem_options.{key}" if where else f"problem {name!r} option {key!r}"
             raise AuxbenchError(f"{prefix}: must be a finite number (got {value!r})")
+        if key == "image_size" and (isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 4096):
+            prefix = f"{place}problem_options.{key}" if where else f"problem {name!r} option {key!r}"
+            raise AuxbenchError(f"{prefix}: must be a side in pixels from 8 to 4096 (got {value!r})")
         if key not in hints:
             continue
         try:  # strict: "lots" for an int option is named here, not deep inside the factory
@@ -134,14 +145,20 @@ def build_problem(
     fake: bool = False,
     meta_source: str = "train_fraction",
     image: ImageConfig | None = None,
+    max_image_size: int | None = None,
     **options,
 ) -> Problem:
     """Build problem ``name`` for ``seed`` with its ``meta`` split.
 
     ``meta_source="train_fraction"`` carves ``meta`` out of the training split (any meta split the
     problem declares is unused); ``"problem"`` takes the problem's own meta split (e.g. the clean
-    one of ``toy_regression``) and leaves ``train`` whole. ``image`` (the backbone's input,
-    :func:`~auxbench.problems.images.backbone_image_config`) reaches the factories that take it.
+    one of ``toy_regression``) and leaves ``train`` whole.
+
+    ``image`` (the backbone's input, :func:`~auxbench.problems.images.backbone_image_config`) reaches
+    the factories that take it, with its side set by the option ``image_size`` where a suite gives
+    one (a paper's resolution, e.g. WAMAL's CIFAR-10 ResNet-50 at 32 px; the backbone's
+    normalisation is kept, ImageNet's for a built-in backbone) and capped at ``max_image_size``
+    (smoke runs).
     """
     check_problem(name, options)
     if not 0.0 <= meta_fraction < 1.0:
@@ -149,8 +166,14 @@ def build_problem(
     if meta_source not in META_SOURCES:
         raise AuxbenchError(f"meta_source must be one of {', '.join(META_SOURCES)}, got {meta_source!r}")
     factory = PROBLEMS[name]
-    if "image" in inspect.signature(factory).parameters:
-        options = {**options, "image": image}
+    if takes_image(name):
+        options = dict(options)
+        size = options.pop("image_size", None)
+        if size is not None:
+            image = dataclasses.replace(image or ImageConfig(size), size=size)
+        if image is not None and max_image_size is not None and image.size > max_image_size:
+            image = dataclasses.replace(image, size=max_image_size)
+        options["image"] = image
     problem = factory(seed=seed, fake=fake, data_dir=data_dir(), **options)
     if meta_source == "problem":
         if "meta" not in problem.splits:
