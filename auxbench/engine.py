@@ -286,8 +286,17 @@ class Trial:
 
     def step(self, batch: Batch, phase: str) -> dict[str, Any]:
         """One training step at the method's hook level (``batch`` already on the device)."""
-        with self.precision():
+        with self.precision(), self.attention_kernels():
             return self.stepper.run(batch, phase)
+
+    def attention_kernels(self) -> contextlib.AbstractContextManager:
+        """Math attention for a ``higher_order`` method (fused kernels lack second derivatives);
+        PyTorch's choice of kernel for every other method."""
+        if not self.method.higher_order:
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.MATH])
 
     # -- checkpoints --
     def _save_checkpoint(self, epoch: int, rows: list[dict]) -> None:

@@ -116,7 +116,11 @@ class Method:
     - ``reduces_to_stl_when``: hyperparameters under which the method takes exactly STL's steps
       on the primary network (e.g. ``{"aux_weight": 0.0}``); conformance tests check it;
     - ``needs_auxiliary_tasks``: the method weights or combines the problem's auxiliary tasks, so
-      it is skipped (with that reason) on a problem that has none.
+      it is skipped (with that reason) on a problem that has none;
+    - ``higher_order``: the method differentiates through a gradient (a double backward through a
+      look-ahead, Hessian-vector products, forward mode through a backward); the engine then runs
+      its steps with PyTorch's math attention kernel, the only one with those derivatives (the
+      fused kernels have none, so a ViT backbone would fail). Other backbones are unaffected.
     """
 
     name: ClassVar[str] = ""
@@ -127,6 +131,7 @@ class Method:
     epoch_passes: ClassVar[tuple[str, ...]] = ("train",)
     reduces_to_stl_when: ClassVar[dict[str, Any] | None] = None
     needs_auxiliary_tasks: ClassVar[bool] = False
+    higher_order: ClassVar[bool] = False
 
     def __init__(self, **overrides: Any) -> None:
         self.hp = self.resolve_hparams(overrides)

@@ -70,6 +70,7 @@ class ARML(Method):
     name = "arml"
     needs_auxiliary_tasks = True
     version = "1"
+    higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"
     hparams = {
         "update_every": HParam(20, "N: every N-th step updates α instead of θ (official code)", low=1,

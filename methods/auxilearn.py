@@ -139,6 +139,7 @@ class AuxiLearn(Method):
 
     name = "auxilearn"
     version = "1"
+    higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"
     streams = ("meta", "extra_train")
     needs_auxiliary_tasks = True

@@ -217,6 +217,7 @@ class DTGAuxL(Method):
 
     name = "dtg_auxl"
     version = "1"
+    higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"
     generated = "dtg_generated"
     hparams = {

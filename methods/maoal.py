@@ -107,6 +107,7 @@ class MAOAL(Method):
 
     name = "maoal"
     version = "1"
+    higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"
     streams = ("meta", "extra_train")
     needs_auxiliary_tasks = True

@@ -58,6 +58,7 @@ class MAXL(Method):
 
     name = "maxl"
     version = "2"  # 2: the look-ahead mirrors the primary optimizer (virtual_step)
+    higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"
     epoch_passes = ("theta", "phi")
     reduces_to_stl_when = {"aux_weight": 0.0}

@@ -89,6 +89,7 @@ class SLGrad(Method):
     name = "slgrad"
     needs_auxiliary_tasks = True
     version = "1"
+    higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"
     streams = ("meta",)
     hparams = {

@@ -17,14 +17,19 @@ class TimmBackbone(Backbone):
     parameters held by children (parameters held directly by the model, e.g. a ViT's
     ``cls_token``/``pos_embed``, belong to no block), but running them in order is *not* the
     forward pass in general (it is for timm ResNets), so ``forward`` calls the model itself.
-    The same modules appear under ``model.*`` and ``blocks.*`` in ``state_dict``.
+    ``blocks`` is a plain list, not registered a second time: a module registered under two
+    names breaks ``torch.func.functional_call``, which then leaves look-ahead tensors in place of
+    the parameters (MAXL's φ step followed by a θ step failed on a ViT).
     """
 
     def __init__(self, model: nn.Module, feature_dim: int) -> None:
         nn.Module.__init__(self)
         self.model = model
-        self.blocks = nn.ModuleList(model.children())
         self.feature_dim = int(feature_dim)
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        return list(self.model.children())
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x).flatten(1)

@@ -145,6 +145,19 @@ def check_diagnostics_schema(method: str, tmp_path: Path) -> None:
         assert math.isfinite(float(value)), f"{method}: diagnostic {key} = {value}"
 
 
+def check_trains_a_vit(method: str, tmp_path: Path) -> None:
+    """One epoch on a ViT: a method that differentiates through a gradient declares
+    ``higher_order``, so that the engine gives it the math attention kernel (the fused ones have no
+    double backward: "derivative for aten::_scaled_dot_product_..._backward is not implemented")."""
+    cls = resolve_method(method)
+    if cls.applicable(build_problem("cifar100_20", 0, fake=True)) is not None:
+        return
+    config = trial_config(method, problem="cifar100_20", backbone="timm:vit_tiny_patch16_224", epochs=1)
+    config["problem_options"] = {"n_train": 64, "n_test": 16, "val_size": 16}
+    result = Trial(config, tmp_path).run()
+    assert result["status"] == "done", f"{method}: {result['status']} on a ViT"
+
+
 ALL_CHECKS = (
     check_streams_served_as_declared,
     check_resume_is_bitwise,
@@ -152,4 +165,5 @@ ALL_CHECKS = (
     check_learned_parameters_change,
     check_reduces_to_stl,
     check_diagnostics_schema,
+    check_trains_a_vit,
 )
