@@ -79,7 +79,7 @@ def decode_image(path: Path, size: int) -> np.ndarray:
         im = im.resize((nw, nh), Image.Resampling.BILINEAR)
         left, top = (nw - size) // 2, (nh - size) // 2
         im = im.crop((left, top, left + size, top + size))
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+        return np.array(im, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def cache_path(cache_dir: Path, dataset: str, folder: Path, files: Sequence[str], size: int) -> Path:
