@@ -11,7 +11,9 @@ storage size into ``<data_dir>/auxbench-cache/<dataset>-<S>-<key>.npy`` (:func:`
   full-size decode and makes decoding several times faster), and its centre ``S x S`` square kept;
 * the array, uint8 ``[N, 3, S, S]``, is written into a temporary file and renamed into place only
   when complete (``os.replace``), so a killed run never leaves a half-written file that a later
-  run would trust; ``<key>`` hashes the data set, the decode recipe, the ordered file list and
+  run would trust; one process at a time writes a given cache file (an ``flock`` on
+  ``<file>.lock``: trials started together wait for the first one instead of each decoding, and a
+  killed writer's temporary file is removed by the next writer); ``<key>`` hashes the data set, the decode recipe, the ordered file list and
   every file's size, so another list, order or a replaced file gets a new cache file;
 * it is opened with ``np.load(mmap_mode="c", allow_pickle=False)``: pages are read from disk on
   demand and never written back (copy-on-write, so ``torch.from_numpy`` gets the writable array
@@ -38,12 +40,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 from torch import Tensor
 
 from auxbench.errors import DataNotFoundError
@@ -103,12 +111,32 @@ def decoded_images(folder: Path, files: Sequence[str], size: int, dataset: str, 
     """
     path = cache_path(cache_dir, dataset, folder, files, size)
     if not path.is_file():
-        write_cache(path, [folder / name for name in files], size, dataset, how_to)
+        with writer_lock(path):
+            if not path.is_file():  # else another process wrote it while this one waited
+                for stale in path.parent.glob(f"{path.name}.tmp-*"):  # a killed writer's; nobody writes now
+                    stale.unlink(missing_ok=True)
+                write_cache(path, [folder / name for name in files], size, dataset, how_to)
     array = np.load(path, mmap_mode="c", allow_pickle=False)
     if array.shape != (len(files), 3, size, size) or array.dtype != np.uint8:
         raise DataNotFoundError(f"{dataset}: image cache {path} holds {array.dtype} {list(array.shape)}, "
                                 f"not uint8 {[len(files), 3, size, size]}; delete it to rebuild it")
     return torch.from_numpy(array)
+
+
+@contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Hold ``<path>.lock`` (``flock``; released by the OS if the holder dies), so that trials
+    started together decode a data set once, not once each into their own temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # Windows: no lock; concurrent first runs each decode (correct, wasteful)
+        yield
+        return
+    with open(path.with_name(f"{path.name}.lock"), "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def write_cache(path: Path, files: Sequence[Path], size: int, dataset: str, how_to: str) -> None:

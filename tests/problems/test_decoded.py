@@ -79,7 +79,7 @@ def test_an_interrupted_write_leaves_no_cache_file(tmp_path, monkeypatch):
     monkeypatch.setattr(decoded, "decode_image", dies_on_the_fourth)
     with pytest.raises(KeyboardInterrupt):
         decoded.decoded_images(tmp_path / "images", files, 12, "Test set", cache, "fetch it")
-    assert list(cache.iterdir()) == []  # neither a half-written .npy nor a stray temporary file
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []  # no .npy, no temporary file
     monkeypatch.setattr(decoded, "decode_image", real)
     x = decoded.decoded_images(tmp_path / "images", files, 12, "Test set", cache, "fetch it")
     assert image_ids(x) == [1, 2, 3, 4, 5, 6]
@@ -129,3 +129,14 @@ def test_split_off_and_per_class_pick():
     picked = decoded.per_class_pick(rows, labels, 3, torch.Generator().manual_seed(0))
     assert torch.bincount(labels[picked]).tolist() == [3, 3, 3]
     assert picked.tolist() == sorted(picked.tolist())
+
+
+def test_a_killed_writers_temporary_file_is_removed_not_trusted(tmp_path):
+    files = write_files(tmp_path / "images", 3)
+    cache = tmp_path / "cache"
+    path = decoded.cache_path(cache, "Test set", tmp_path / "images", files, 12)
+    cache.mkdir()
+    stale = path.with_name(f"{path.name}.tmp-999999")  # what a kill -9 mid-write leaves
+    stale.write_bytes(b"half")
+    x = decoded.decoded_images(tmp_path / "images", files, 12, "Test set", cache, "fetch it")
+    assert image_ids(x) == [1, 2, 3] and not stale.exists()
