@@ -1,6 +1,9 @@
 """The decoded-image store: decoding, the cache file (reuse, keys, atomic write) and the transforms."""
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 from PIL import Image
@@ -140,3 +143,33 @@ def test_a_killed_writers_temporary_file_is_removed_not_trusted(tmp_path):
     stale.write_bytes(b"half")
     x = decoded.decoded_images(tmp_path / "images", files, 12, "Test set", cache, "fetch it")
     assert image_ids(x) == [1, 2, 3] and not stale.exists()
+
+
+def test_grayscale_and_cmyk_files_become_rgb(tmp_path):
+    """CUB-200-2011 and Food-101 hold some grayscale (and CMYK) JPEGs among the RGB ones."""
+    Image.new("L", (30, 20), 100).save(tmp_path / "gray.jpg")
+    Image.new("CMYK", (30, 20), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    gray = decoded.decode_image(tmp_path / "gray.jpg", 8)
+    assert gray.shape == (3, 8, 8) and (abs(gray.astype(int) - 100) <= 2).all()
+    red = decoded.decode_image(tmp_path / "cmyk.jpg", 8)
+    assert red.shape == (3, 8, 8) and red[0].min() > 200 and red[1:].max() < 60
+
+
+def test_a_waiting_writer_uses_the_file_the_lock_holder_wrote(tmp_path, monkeypatch):
+    """Trials started together: the second waits on the lock and then reads, it does not decode."""
+    files = write_files(tmp_path / "images", 3)
+    cache = tmp_path / "cache"
+    path = decoded.cache_path(cache, "Test set", tmp_path / "images", files, 12)
+    calls, result, real = [], {}, decoded.decode_image
+    monkeypatch.setattr(decoded, "decode_image", lambda p, s: calls.append(p) or real(p, s))
+
+    def second_trial():
+        result["x"] = decoded.decoded_images(tmp_path / "images", files, 12, "Test set", cache, "fetch it")
+
+    with decoded.writer_lock(path):
+        thread = threading.Thread(target=second_trial)
+        thread.start()
+        time.sleep(0.3)  # lets the second trial reach the cache before the first writes it
+        decoded.write_cache(path, [tmp_path / "images" / f for f in files], 12, "Test set", "fetch it")
+    thread.join()
+    assert len(calls) == 3 and image_ids(result["x"]) == [1, 2, 3]
