@@ -138,10 +138,10 @@ def _fake(size: int, generator: torch.Generator) -> tuple[Tensor, dict[str, Tens
 def make_pet(name: str, seed: int, fake: bool, data_dir: Path, config: ImageConfig, val_fraction: float,
              train_fraction: float, augment: bool, species: bool) -> Problem:
     """Oxford-IIIT Pet with ``breed`` (and ``species`` if asked) and its seeded splits (module docstring)."""
-    for key, value, low in (("val_fraction", val_fraction, 0.0), ("train_fraction", train_fraction, 0.0)):
-        if not (low < value <= 1.0 if key == "train_fraction" else low < value < 1.0):
-            raise ProblemOptionError(name, key, f"must be in {'(0, 1]' if key == 'train_fraction' else '(0, 1)'}, "
-                                                f"got {value}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ProblemOptionError(name, "val_fraction", f"must be in (0, 1), got {val_fraction}")
+    if not 0.0 < train_fraction <= 1.0:
+        raise ProblemOptionError(name, "train_fraction", f"must be in (0, 1], got {train_fraction}")
     if fake:
         x, y, is_trainval = _fake(config.storage_size, split_seed(seed, "pet-fake"))
     else:

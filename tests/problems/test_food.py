@@ -12,12 +12,16 @@ from tests.problems.photo_layouts import image_ids, write_food
 IMAGE = ImageConfig(8)
 
 
+def refuse_download(root):
+    raise RuntimeError("no network in tests")
+
+
 @pytest.fixture
 def tiny_food(tmp_path, monkeypatch):
     truth = write_food(tmp_path)
     monkeypatch.setattr(food, "N_IMAGES", truth["counts"])
     monkeypatch.setattr(food, "N_CLASSES", 3)
-    monkeypatch.setattr(food, "download", lambda root: (_ for _ in ()).throw(RuntimeError("no network")))
+    monkeypatch.setattr(food, "download", refuse_download)
     monkeypatch.setenv("AUXBENCH_DATA", str(tmp_path))
     return tmp_path, truth
 
@@ -54,7 +58,7 @@ def test_incomplete_lists_are_reported(tiny_food):
 
 
 def test_missing_data_names_the_data_set_folder_and_fetch(tmp_path, monkeypatch):
-    monkeypatch.setattr(food, "download", lambda root: (_ for _ in ()).throw(RuntimeError("no network")))
+    monkeypatch.setattr(food, "download", refuse_download)
     monkeypatch.setenv("AUXBENCH_DATA", str(tmp_path))
     with pytest.raises(DataNotFoundError) as err:
         check_problem_data("food101", {})

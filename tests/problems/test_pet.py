@@ -12,12 +12,16 @@ from tests.problems.photo_layouts import image_ids, write_pet
 IMAGE = ImageConfig(8)
 
 
+def refuse_download(root):
+    raise RuntimeError("no network in tests")
+
+
 @pytest.fixture
 def tiny_pet(tmp_path, monkeypatch):
     """5 breeds (2 cat, 3 dog) x (10 trainval + 2 test images); official counts patched to match."""
     truth = write_pet(tmp_path)
     monkeypatch.setattr(pet, "N_IMAGES", truth["counts"])
-    monkeypatch.setattr(pet, "download", lambda root: (_ for _ in ()).throw(RuntimeError("no network")))
+    monkeypatch.setattr(pet, "download", refuse_download)
     monkeypatch.setenv("AUXBENCH_DATA", str(tmp_path))
     return tmp_path, truth
 
@@ -64,7 +68,7 @@ def test_damaged_list_is_reported(tiny_pet):
 
 
 def test_missing_data_names_the_data_set_folder_and_fetch(tmp_path, monkeypatch):
-    monkeypatch.setattr(pet, "download", lambda root: (_ for _ in ()).throw(RuntimeError("no network")))
+    monkeypatch.setattr(pet, "download", refuse_download)
     monkeypatch.setenv("AUXBENCH_DATA", str(tmp_path))
     with pytest.raises(DataNotFoundError) as err:
         check_problem_data("oxford_pet", {})
