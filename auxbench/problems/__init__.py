@@ -91,7 +91,7 @@ def takes_image(name: str) -> bool:
 
 def check_problem(name: str, options: dict, where: str = "") -> None:
     """Raise a clear error for an unknown problem or an option it does not take."""
-    from auxbench.problems import cifar, digits, mnist, toy  # noqa: F401  (registration)
+    from auxbench.problems import cifar, cub, digits, food, mnist, pet, toy  # noqa: F401  (registration)
 
     place = f"{where}." if where else ""
     if name not in PROBLEMS:
