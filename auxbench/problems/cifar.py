@@ -45,7 +45,7 @@ from torch import Tensor
 from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Preprocess, Problem, TaskSpec, TensorSplit
 from auxbench.problems.files import ensure_files, verified_files
-from auxbench.problems.images import ImageConfig, random_crop_flip, to_model_input
+from auxbench.problems.images import ImageConfig, normalise, random_crop_flip, to_model_input
 from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.rotation_aux import add_rotation_aux
 from auxbench.problems.sampling import held_out_rows, split_seed
@@ -168,7 +168,7 @@ CIFAR_IMAGE = ImageConfig(32, mean=(MEAN,) * 3, std=(STD,) * 3, crop_pct=1.0)
 
 def preprocess(x: Tensor) -> Tensor:
     """uint8 ``[B, 3, 32, 32]`` -> float32, ``(x / 255 - 0.5) / 0.2``."""
-    return to_model_input(x, CIFAR_IMAGE)
+    return normalise(x, CIFAR_IMAGE)
 
 
 def input_transform(image: ImageConfig | None) -> Preprocess:
