@@ -27,9 +27,10 @@ def _images(n: int, seed: int) -> np.ndarray:
 
 
 def _cifar_batch(images: np.ndarray, **labels) -> bytes:
-    """A CIFAR batch as the official files hold it: rows of 3072 bytes (R, G, B planes) and label lists."""
+    """A CIFAR batch as the official files hold it: rows of 3072 bytes (R, G, B planes) and label
+    lists (protocol 4: numpy arrays through the same globals as the Python 2 originals)."""
     return pickle.dumps({"data": images.reshape(len(images), -1), **{k: list(map(int, v)) for k, v in labels.items()}},
-                        protocol=2)
+                        protocol=4)
 
 
 def write_cifar10(root: Path, monkeypatch, per_batch: int = 20, n_test: int = 30) -> dict[str, torch.Tensor]:
@@ -45,7 +46,7 @@ def write_cifar10(root: Path, monkeypatch, per_batch: int = 20, n_test: int = 30
     x_test, y_test = _images(n_test, 99), np.arange(n_test) % 10
     _write(folder, "test_batch", _cifar_batch(x_test, labels=y_test), cifar10.CIFAR10.md5, monkeypatch)
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    _write(folder, "batches.meta", pickle.dumps({"label_names": names}, protocol=2), cifar10.CIFAR10.md5, monkeypatch)
+    _write(folder, "batches.meta", pickle.dumps({"label_names": names}, protocol=4), cifar10.CIFAR10.md5, monkeypatch)
     return {"x": torch.from_numpy(np.concatenate(xs)), "y": torch.from_numpy(np.concatenate(ys)),
             "x_test": torch.from_numpy(x_test), "y_test": torch.from_numpy(y_test)}
 
@@ -60,7 +61,7 @@ def write_cifar100(root: Path, monkeypatch, n_train: int = 200, n_test: int = 10
                monkeypatch)
         out[split] = (torch.from_numpy(x), torch.from_numpy(fine))
     meta = {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]}
-    _write(folder, "meta", pickle.dumps(meta, protocol=2), cifar.CIFAR100.md5, monkeypatch)
+    _write(folder, "meta", pickle.dumps(meta, protocol=4), cifar.CIFAR100.md5, monkeypatch)
     return {"x": out["train"][0], "fine": out["train"][1]}
 
 
