@@ -10,18 +10,22 @@ from pathlib import Path
 
 from auxbench.errors import AuxbenchError
 
+DOWNLOAD_HELP = ("fetch missing data files (torchvision's downloads, checked by md5) into $AUXBENCH_DATA "
+                 "before any trial starts; without it, missing data is an error that names this command")
+
 
 def _cmd_run(args: argparse.Namespace) -> None:
     if args.dry_run:
         from auxbench.plan import format_plan, plan_suite
 
         print(format_plan(plan_suite(args.suite, executor=args.executor, address=args.address,
-                                     fake_data=args.fake_data, smoke=args.smoke, runs_dir=args.runs_dir)))
+                                     fake_data=args.fake_data, smoke=args.smoke, runs_dir=args.runs_dir,
+                                     download=args.download)))
         return
     from auxbench.executors import run_suite
 
     run_suite(args.suite, executor=args.executor, address=args.address, fake_data=args.fake_data,
-              smoke=args.smoke, runs_dir=args.runs_dir, leaderboard_path=args.output)
+              smoke=args.smoke, runs_dir=args.runs_dir, leaderboard_path=args.output, download=args.download)
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> None:
@@ -91,7 +95,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     suite = load_suite(args.suite)
     trials, skipped = expand(suite, args.suite, fake_data=args.fake_data)
     cells = plan_tuning(suite, args.suite, trials)
-    check_machine(suite, args.suite, data=not args.fake_data)
+    check_machine(suite, args.suite, data=not args.fake_data, download=args.download)
     print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
     for cell in cells:
         tuned = ", ".join(cell.space) or "nothing to tune: defaults"
@@ -114,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="print the trial plan (trials, finished ones, skipped pairs, resources, time estimates); "
                           "train and write nothing")
+    run.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     run.add_argument("--runs-dir", default="runs", help="results store (default: runs/)")
     run.add_argument("-o", "--output", default=None, help="leaderboard path (default: leaderboards/<suite>.md)")
     run.set_defaults(func=_cmd_run)
@@ -142,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a suite, its data files and devices, without training")
     validate.add_argument("suite")
     validate.add_argument("--fake-data", action="store_true", help="check as for run --fake-data (no data files needed)")
+    validate.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     validate.set_defaults(func=_cmd_validate)
     return parser
 

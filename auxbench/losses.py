@@ -68,13 +68,23 @@ class TaskLosses:
         }
 
 
-def metric_sum(spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
-    """The metric summed over the batch (divide by the number of samples for the mean)."""
+def metric_per_example(spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
+    """The metric of each example of the batch (float): ``accuracy`` 1.0 where it is classified
+    right (binary and multilabel: the fraction of its labels that are right); ``mse`` its squared
+    error and ``bce`` its binary cross-entropy (of the logits), each averaged over its outputs."""
     if spec.metric == "accuracy":
         if spec.kind in ("binary", "multilabel"):
             correct = ((output.reshape(target.shape) > 0) == target.bool()).float()
-            return correct.reshape(len(target), -1).mean(dim=1).sum()
-        return (output.argmax(dim=-1) == target).sum().float()
+            return correct.reshape(len(target), -1).mean(dim=1)
+        return (output.argmax(dim=-1) == target).float()
     if spec.metric == "mse":
-        return (output - target.reshape(output.shape)).pow(2).reshape(len(target), -1).mean(dim=1).sum()
+        return (output - target.reshape(output.shape)).pow(2).reshape(len(target), -1).mean(dim=1)
+    if spec.metric == "bce":
+        per_label = F.binary_cross_entropy_with_logits(output.reshape(target.shape), target.float(), reduction="none")
+        return per_label.reshape(len(target), -1).mean(dim=1)
     raise ValueError(f"task {spec.name!r}: unknown metric {spec.metric!r}")
+
+
+def metric_sum(spec: TaskSpec, output: Tensor, target: Tensor) -> Tensor:
+    """The metric summed over the batch (divide by the number of samples for the mean)."""
+    return metric_per_example(spec, output, target).sum()

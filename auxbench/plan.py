@@ -164,9 +164,11 @@ def format_plan(plan: Plan) -> str:
 
 
 def plan_suite(suite_path: str | Path, executor: str = "local", address: str | None = None,
-               fake_data: bool = False, smoke: bool = False, runs_dir: str | Path = "runs") -> Plan:
+               fake_data: bool = False, smoke: bool = False, runs_dir: str | Path = "runs",
+               download: bool = False) -> Plan:
     """The plan of ``auxbench run`` with these arguments, after the same checks (suite, data files,
-    devices unless ``address``), so that a plan that prints is a run that starts."""
+    fetched first with ``download``, devices unless ``address``), so that a plan that prints is a
+    run that starts."""
     from auxbench.executors import run_folder
     from auxbench.suite import check_machine, expand, load_suite
     from auxbench.tuning import plan_tuning
@@ -174,7 +176,7 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     suite = load_suite(suite_path)
     trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
     cells = plan_tuning(suite, suite_path, trials)
-    check_machine(suite, suite_path, data=not fake_data, devices=address is None)
+    check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
     plan = build_plan(suite.name, trials, skipped, run_dir, Path(runs_dir), executor, suite.resources)
     seeds = len(suite.tuning.seeds) if suite.tuning else 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from auxbench.losses import metric_per_example
 from auxbench.problems import Problem
 from auxbench.results import atomic_write_bytes
 
@@ -28,9 +29,9 @@ PREDICTIONS_FILE = "test_predictions.pt"
 def per_example_scores(model: torch.nn.Module, problem: Problem, batch_size: int, device) -> torch.Tensor:
     """The primary task's metric for each test example, in test-split order (float32).
 
-    Accuracy: 1.0 where the example is classified correctly (binary and multilabel: the
-    fraction of its labels that are right); MSE: the example's squared error averaged over
-    outputs. The mean of the result equals the test metric the engine records for the epoch.
+    (:func:`~auxbench.losses.metric_per_example`: accuracy 1.0 where the example is classified
+    correctly, MSE or BCE its loss). The mean of the result equals the test metric the engine
+    records for the epoch.
     """
     task = problem.primary
     split = problem.splits["test"]
@@ -40,15 +41,7 @@ def per_example_scores(model: torch.nn.Module, problem: Problem, batch_size: int
     for batch in split.batches(batch_size):
         batch = batch.to(device)
         out, target = model(batch.x)[task.name], batch.y[task.name]
-        if task.metric == "accuracy" and task.kind in ("binary", "multilabel"):
-            right = (out.reshape(target.shape) > 0) == target.bool()
-            scores.append(right.float().reshape(len(target), -1).mean(dim=1))
-        elif task.metric == "accuracy":
-            scores.append((out.argmax(dim=-1) == target).float())
-        elif task.metric == "mse":
-            scores.append((out - target.reshape(out.shape)).pow(2).reshape(len(target), -1).mean(dim=1))
-        else:
-            raise ValueError(f"task {task.name!r}: no per-example score for metric {task.metric!r}")
+        scores.append(metric_per_example(task, out, target))
     model.train(was_training)
     return torch.cat(scores).float().cpu()
 

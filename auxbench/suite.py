@@ -65,6 +65,7 @@ from auxbench.problems import (
     check_problem_data,
     problem_version,
 )
+from auxbench.problems.files import DOWNLOAD_HINT
 from auxbench.problems.images import backbone_image_config
 from auxbench.smoke import smoke_training
 
@@ -307,6 +308,7 @@ class Suite(Strict):
     leaderboard: LeaderboardSpec = LeaderboardSpec()
     references: list[Reference] = Field([], max_length=1000)
     tuning: Tuning | None = None
+    download: bool = False  # fetch missing data files before any trial (as ``--download``)
 
     @field_validator("name")
     @classmethod
@@ -709,22 +711,30 @@ def device_unavailable(device: str) -> str | None:
     return None
 
 
-def check_machine(suite: Suite, path: str | Path, data: bool = True, devices: bool = True) -> None:
+def check_machine(
+    suite: Suite, path: str | Path, data: bool = True, devices: bool = True, download: bool = False
+) -> None:
     """Raise before any training if this machine lacks what ``suite``'s trials need: a real data
     file or pretrained weights (``data``; off for fake data, whose trials start from random
-    weights), or a device (``devices``; off when trials run elsewhere,
-    on a Ray cluster). Call after :func:`expand`, which has checked everything else."""
+    weights), or a device (``devices``; off when trials run elsewhere, on a Ray cluster). Call
+    after :func:`expand`, which has checked everything else.
+
+    With ``download`` (the command line's ``--download``) or the suite's ``download: true``,
+    missing data files are fetched here, before any trial starts; trials never download. A
+    missing file otherwise names the command that fetches it, with this suite's path."""
     path = Path(path)
+    download = download or suite.download
     defaults = _training(suite.defaults, {}, path, "defaults")
     for i, exp in enumerate(suite.experiments):
         where = f"{path}: experiments[{i}]"
         if data:
             try:
-                check_problem_data(exp.problem, exp.problem_options)
+                check_problem_data(exp.problem, exp.problem_options, download=download)
                 if exp.pretrained:
                     fetch_pretrained(exp.backbone[len(TIMM_PREFIX):])
             except AuxbenchError as err:
-                raise AuxbenchError(f"{where} ({exp.problem}, {exp.backbone}): {err}") from None
+                message = str(err).replace(DOWNLOAD_HINT, f"auxbench run {path} --download")
+                raise AuxbenchError(f"{where} ({exp.problem}): {message}") from None
         if devices:
             device = _training(defaults, exp.training, path, f"experiments[{i}].training")["device"]
             reason = device_unavailable(device)

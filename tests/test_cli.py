@@ -124,3 +124,67 @@ def test_leaderboard_of_a_malformed_trial(cli, tmp_path):
     (tmp_path / "abc").mkdir()
     (tmp_path / "abc" / "config.json").write_text('{"problem": "toy_regression"}')
     _board_error(cli, tmp_path, str(tmp_path / "abc" / "config.json"), "a trial without 'backbone'")
+
+
+# ----- data downloads: only when asked, before any trial ------------------------------------
+def _cifar10_suite(**top) -> dict:
+    from tests.conftest import tiny_suite
+
+    return tiny_suite(problem="cifar10", options={"n_train": 50, "val_size": 20, "n_test": 20},
+                      defaults={"epochs": 1, "batch_size": 25, "device": "cpu"}, **top)
+
+
+@pytest.fixture
+def fake_torchvision_cifar10(tmp_path, monkeypatch):
+    """An empty AUXBENCH_DATA and a torchvision CIFAR10 whose download writes a tiny official copy."""
+    import torchvision.datasets
+
+    from tests.problems.layouts import write_cifar10
+
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("AUXBENCH_DATA", str(data))
+    calls = []
+
+    def download(root, train, download):
+        calls.append(root)
+        write_cifar10(Path(root), monkeypatch)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", download)
+    return calls
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_missing_data_names_the_download_command(cli, write_suite, fake_torchvision_cifar10, command, in_tmp):
+    path = write_suite(_cifar10_suite())
+    code, _, err = cli(command, path)
+    assert code == 2 and fake_torchvision_cifar10 == []  # nothing downloaded unasked
+    assert "CIFAR-10 file 'data_batch_1' not found" in err and "cifar-10-batches-py" in err
+    assert f"auxbench run {path} --download" in err and "Traceback" not in err
+    assert not (in_tmp / "runs").exists()
+
+
+def test_validate_download_fetches_before_checking(cli, write_suite, fake_torchvision_cifar10):
+    code, out, err = cli("validate", write_suite(_cifar10_suite()), "--download")
+    assert code == 0, err
+    assert len(fake_torchvision_cifar10) == 1 and "valid; 1 trials" in out
+
+
+def test_suite_download_key(cli, write_suite, fake_torchvision_cifar10):
+    code, _, err = cli("validate", write_suite(_cifar10_suite(download=True)))
+    assert code == 0, err
+    assert len(fake_torchvision_cifar10) == 1
+
+
+def test_run_download_then_trials_read_the_files(cli, write_suite, fake_torchvision_cifar10, in_tmp):
+    """``run --download`` fetches once, before the trial; the trial itself reads the verified files."""
+    code, _, err = cli("run", write_suite(_cifar10_suite()), "--download")
+    assert code == 0, err
+    assert len(fake_torchvision_cifar10) == 1
+    assert len(list((in_tmp / "runs" / "tiny").glob("*/result.json"))) == 1
+
+
+def test_fake_data_skips_data_checks(cli, write_suite, fake_torchvision_cifar10):
+    code, _, err = cli("validate", write_suite(_cifar10_suite()), "--fake-data")
+    assert code == 0, err
+    assert fake_torchvision_cifar10 == []

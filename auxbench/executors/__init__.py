@@ -95,6 +95,7 @@ def run_suite(
     smoke: bool = False,
     runs_dir: str | Path = "runs",
     leaderboard_path: str | Path | None = None,
+    download: bool = False,
 ) -> Path:
     """Run every unfinished trial of a suite and publish its leaderboard; return the run folder.
 
@@ -102,7 +103,8 @@ def run_suite(
     ``runs/<suite>[-fake]-smoke``; both publish only inside that folder, so they can never be
     mistaken for (or overwrite) a real leaderboard. Before anything is written, the suite is
     checked whole, including this machine's data files and, unless the trials run on a Ray
-    cluster at ``address``, its devices. ``leaderboard_path`` (the command line's ``-o``) is the
+    cluster at ``address``, its devices; ``download`` (or the suite's ``download: true``) fetches
+    missing data files then, before any trial. ``leaderboard_path`` (the command line's ``-o``) is the
     user's choice and goes where it says; the default is checked to stay in ``leaderboards/``.
     """
     from auxbench.leaderboard import publish
@@ -111,7 +113,7 @@ def run_suite(
     suite = load_suite(suite_path)
     trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
     cells = plan_tuning(suite, suite_path, trials)
-    check_machine(suite, suite_path, data=not fake_data, devices=address is None)
+    check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
     if executor not in EXECUTORS:
         raise AuxbenchError(f"unknown executor {executor!r} (valid: {', '.join(EXECUTORS)})")
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)

@@ -58,9 +58,11 @@ def register_problem(
 
     ``version`` enters every trial id of the problem: bump it whenever the data, the splits or the
     tasks change, so that new results never mix with results on the old data.
-    ``check_data(data_dir, **options)``, for problems that read files, raises
-    :class:`~auxbench.errors.DataNotFoundError` naming the missing file, the folder and how to
-    provide it; it is cheap (presence, not contents) and never called for fake data.
+    ``check_data(data_dir, download=False, **options)``, for problems that read files, raises
+    :class:`~auxbench.errors.DataNotFoundError` naming the missing file, the folder and the command
+    that fetches it; it is cheap (presence, not contents) and never called for fake data. With
+    ``download=True`` (the user's ``--download`` or a suite's ``download: true``) it first fetches
+    missing files; nothing else ever downloads (:mod:`auxbench.problems.files`).
     """
 
     def deco(factory: ProblemFactory) -> ProblemFactory:
@@ -91,7 +93,7 @@ def takes_image(name: str) -> bool:
 
 def check_problem(name: str, options: dict, where: str = "") -> None:
     """Raise a clear error for an unknown problem or an option it does not take."""
-    from auxbench.problems import cifar, cub, digits, food, mnist, pet, toy  # noqa: F401  (registration)
+    from auxbench.problems import cifar, cifar10, cifar10_ovr, cub, digits, food, mnist, pet, svhn, toy  # noqa: F401  (registration)
 
     place = f"{where}." if where else ""
     if name not in PROBLEMS:
@@ -124,11 +126,12 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
             raise AuxbenchError(f"{prefix}: {err.errors()[0]['msg']} (got {value!r})") from None
 
 
-def check_problem_data(name: str, options: dict) -> None:
-    """Raise :class:`~auxbench.errors.DataNotFoundError` if problem ``name`` lacks a data file."""
+def check_problem_data(name: str, options: dict, download: bool = False) -> None:
+    """Raise :class:`~auxbench.errors.DataNotFoundError` if problem ``name`` lacks a data file;
+    with ``download`` (the user asked for it), fetch missing files first."""
     check_problem(name, options)
     if name in DATA_CHECKS:
-        DATA_CHECKS[name](data_dir(), **options)
+        DATA_CHECKS[name](data_dir(), download=download, **options)
 
 
 META_SOURCES = ("train_fraction", "problem")

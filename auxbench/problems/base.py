@@ -16,7 +16,7 @@ Kind = Literal["classification", "binary", "multilabel", "regression"]
 # ``metric`` of a TaskSpec and the last part of a ``metrics.csv`` key such as
 # ``test/coarse/accuracy``). A new metric must be declared here (or given an explicit
 # ``higher_is_better``); nothing guesses a direction from a metric's name.
-METRIC_HIGHER_IS_BETTER: dict[str, bool] = {"accuracy": True, "mse": False}
+METRIC_HIGHER_IS_BETTER: dict[str, bool] = {"accuracy": True, "mse": False, "bce": False}
 
 
 def metric_direction(metric: str) -> bool:
@@ -33,7 +33,7 @@ class TaskSpec:
     """One task: its head size, its loss and how it is scored.
 
     ``loss`` is ``"classification"`` (cross-entropy or focal, chosen per suite), ``"bce"`` or
-    ``"mse"``; ``metric`` is a declared metric id (``"accuracy"``, ``"mse"``: see
+    ``"mse"``; ``metric`` is a declared metric id (``"accuracy"``, ``"mse"``, ``"bce"``: see
     :data:`METRIC_HIGHER_IS_BETTER`). ``higher_is_better`` defaults to the metric's declared
     direction; an undeclared metric needs it given explicitly. ``description`` says in words what
     the task predicts ("the 20 superclasses"); leaderboards name the metric with it.

@@ -14,7 +14,8 @@ Both take ``random_aux`` (:mod:`~auxbench.problems.random_aux`) and ``rotation_a
 
 Data: ``<data_dir>/cifar-100-python/{train,test,meta}`` (the torchvision layout). Every file is
 checked against its published md5 before it is read, and read with a restricted unpickler that
-only rebuilds numpy arrays. Missing files are downloaded with torchvision when possible.
+only rebuilds numpy arrays (:class:`CifarFiles`, shared with CIFAR-10). Missing files are
+downloaded with torchvision only when the user asks (``auxbench run SUITE --download``).
 
 Choices (documented here; the papers leave them open or differ):
 
@@ -32,21 +33,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from auxbench.errors import DataNotFoundError
 from auxbench.problems import ProblemOptionError, register_problem
-from auxbench.problems.base import Problem, TaskSpec, TensorSplit
-from auxbench.problems.files import ensure_files
-from auxbench.problems.images import random_crop_flip
+from auxbench.problems.base import Preprocess, Problem, TaskSpec, TensorSplit
+from auxbench.problems.files import ensure_files, verified_files
+from auxbench.problems.images import ImageConfig, normalise, random_crop_flip, to_model_input
 from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.rotation_aux import add_rotation_aux
-from auxbench.problems.sampling import split_seed, stratified_pick
+from auxbench.problems.sampling import held_out_rows, split_seed
 
 FOLDER = "cifar-100-python"
 MD5 = {
@@ -61,14 +63,8 @@ N_COARSE, N_FINE = 20, 100
 N_TRAIN_IMAGES = 50_000  # of the data set: val_size takes part of them
 FAKE_SIZES = {"train": 500, "val": 100, "test": 100}
 
-_HOW_TO = (
-    "set AUXBENCH_DATA to a folder that contains cifar-100-python/ (train, test, meta), "
-    "or download 'CIFAR-100 python version' from https://www.cs.toronto.edu/~kriz/cifar.html "
-    "and extract it there"
-)
-
 # ---------------------------------------------------------------------------------------------
-# Safe loading
+# The CIFAR file format (CIFAR-10 and CIFAR-100: torchvision's python layout)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -89,59 +85,72 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
 
 
-def _read_pickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return _NumpyOnlyUnpickler(f, encoding="latin1").load()
+def _read_pickle(data: bytes) -> dict:
+    return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
 
 
-def check_data(data_dir: Path, **options) -> None:
-    """The ``check_data`` hook: every CIFAR-100 file is present (downloaded if missing and possible).
+@dataclass(frozen=True)
+class CifarFiles:
+    """One CIFAR data set in torchvision's layout: ``<root>/<folder>/<file>`` with published md5s.
+
+    Files are checked against their md5 before they are unpickled, and unpickled with a
+    restricted unpickler that only rebuilds numpy arrays (never arbitrary objects).
+    """
+
+    dataset: str             # "CIFAR-100", as messages name it
+    folder: str              # "cifar-100-python"
+    md5: dict[str, str]      # file name -> md5
+    torchvision_class: str   # "CIFAR100": its download fetches and extracts every file
+
+    def fetch(self, root: Path) -> str:
+        """The torchvision call that downloads the files into ``root``."""
+        return f"torchvision.datasets.{self.torchvision_class}({str(root)!r}, download=True)"
+
+    def check(self, root: Path, download: bool = False) -> None:
+        """Every file present under ``root`` (downloaded first when ``download``); presence only."""
+        def fetch_now() -> None:
+            import torchvision.datasets
+
+            getattr(torchvision.datasets, self.torchvision_class)(root=str(root), train=True, download=True)
+
+        ensure_files(root / self.folder, self.md5, self.dataset, self.fetch(root), fetch_now if download else None)
+
+    def read(self, root: Path) -> dict[str, dict]:
+        """Every file under ``root``, md5-checked, then unpickled (numpy arrays only); never downloads."""
+        files = verified_files(root / self.folder, self.md5, self.dataset, self.fetch(root))
+        return {name: _read_pickle(data) for name, data in files.items()}
+
+
+CIFAR100 = CifarFiles("CIFAR-100", "cifar-100-python", MD5, "CIFAR100")
+
+
+def check_data(data_dir: Path, download: bool = False, **options) -> None:
+    """The ``check_data`` hook: every CIFAR-100 file is present (downloaded first if asked).
 
     Presence only; contents are verified against their md5 when the files are read.
     """
-    _ensure_present(Path(data_dir).expanduser().resolve())
+    CIFAR100.check(Path(data_dir).expanduser().resolve(), download)
 
 
-def _ensure_present(root: Path) -> Path:
-    """The ``cifar-100-python`` folder under ``root`` with every file; downloads missing ones if it can."""
-    def download() -> None:
-        import torchvision.datasets
-
-        torchvision.datasets.CIFAR100(root=str(root), train=True, download=True)
-
-    return ensure_files(root / FOLDER, MD5, download, "CIFAR-100", _HOW_TO)
-
-
-def _ensure_files(root: Path) -> Path:
-    """The verified ``cifar-100-python`` folder under ``root``; downloads missing files if it can."""
-    from torchvision.datasets.utils import check_integrity
-
-    folder = _ensure_present(root)
-    for name, md5 in MD5.items():
-        if not check_integrity(str(folder / name), md5):
-            raise DataNotFoundError(
-                f"CIFAR-100 file {folder / name} is corrupt (md5 is not {md5}); "
-                f"delete it and {_HOW_TO}"
-            )
-    return folder
+def images_of(d: dict) -> Tensor:
+    """The uint8 ``[N, 3, 32, 32]`` images of an unpickled CIFAR batch (rows of 3072 bytes)."""
+    return torch.from_numpy(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).copy())
 
 
 @functools.lru_cache(maxsize=4)
 def _load(root: str) -> dict:
     """Arrays of the verified CIFAR-100 files under ``root`` (cached: suites build it often)."""
-    folder = _ensure_files(Path(root))
+    files = CIFAR100.read(Path(root))
     out: dict = {}
     for split in ("train", "test"):
-        d = _read_pickle(folder / split)
-        images = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        d = files[split]
         out[split] = (
-            torch.from_numpy(images.copy()),
+            images_of(d),
             torch.as_tensor(d["coarse_labels"], dtype=torch.long),
             torch.as_tensor(d["fine_labels"], dtype=torch.long),
         )
-    meta = _read_pickle(folder / "meta")
-    out["coarse_names"] = list(meta["coarse_label_names"])
-    out["fine_names"] = list(meta["fine_label_names"])
+    out["coarse_names"] = list(files["meta"]["coarse_label_names"])
+    out["fine_names"] = list(files["meta"]["fine_label_names"])
     return out
 
 
@@ -153,15 +162,43 @@ def hierarchy_from_labels(coarse: Tensor, fine: Tensor, n_coarse: int = N_COARSE
 # ---------------------------------------------------------------------------------------------
 # Batch transforms
 
+#: The CIFAR problems' own input: 32x32, ``(x / 255 - 0.5) / 0.2`` (MAXL's official code).
+CIFAR_IMAGE = ImageConfig(32, mean=(MEAN,) * 3, std=(STD,) * 3, crop_pct=1.0)
+
 
 def preprocess(x: Tensor) -> Tensor:
     """uint8 ``[B, 3, 32, 32]`` -> float32, ``(x / 255 - 0.5) / 0.2``."""
-    return (x.float().div_(255.0) - MEAN) / STD
+    return normalise(x, CIFAR_IMAGE)
+
+
+def input_transform(image: ImageConfig | None) -> Preprocess:
+    """``preprocess`` of 32x32 images stored as uint8 for the backbone input ``image``: the
+    problem's own (:func:`preprocess`) for ``None``, else resized to ``image.size`` and normalised
+    with the backbone's mean and std."""
+    return preprocess if image is None else functools.partial(to_model_input, config=image)
 
 
 def crop_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Random 32x32 crop of the 4-pixel zero-padded batch, then a random horizontal flip."""
     return random_crop_flip(x, 32, generator, pad=PAD)
+
+
+def check_sizes(name: str, n_train: int | None, val_size: int, n_test: int | None, n_pool: int) -> None:
+    """A ProblemOptionError for sizes no split of a training file of ``n_pool`` images can have."""
+    for key, v in (("n_train", n_train), ("n_test", n_test)):
+        if v is not None and v < 1:
+            raise ProblemOptionError(name, key, f"must be >= 1 or null, got {v}")
+    if not 1 <= val_size < n_pool:
+        raise ProblemOptionError(name, "val_size", f"must be >= 1 and < {n_pool}, got {val_size}")
+
+
+def fake_sizes(n_train: int | None, val_size: int, n_test: int | None) -> dict[str, int]:
+    """Split sizes of a fake image problem: 500 / 100 / 100 unless smaller ones are asked."""
+    return {
+        "train": min(FAKE_SIZES["train"], n_train or FAKE_SIZES["train"]),
+        "val": min(FAKE_SIZES["val"], val_size),
+        "test": min(FAKE_SIZES["test"], n_test or FAKE_SIZES["test"]),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,11 +229,7 @@ def make_cifar100(
     sizes holds the same images in the same order (module docstring). ``hierarchy`` is set when the
     primary task is ``coarse`` and the first auxiliary task ``fine``.
     """
-    for key, v in (("n_train", n_train), ("n_test", n_test)):
-        if v is not None and v < 1:
-            raise ProblemOptionError(name, key, f"must be >= 1 or null, got {v}")
-    if not 1 <= val_size < N_TRAIN_IMAGES:
-        raise ProblemOptionError(name, "val_size", f"must be >= 1 and < {N_TRAIN_IMAGES}, got {val_size}")
+    check_sizes(name, n_train, val_size, n_test, N_TRAIN_IMAGES)
     aug_fn = crop_flip if augment else None
     hierarchical = labels[:2] == ("coarse", "fine")
 
@@ -206,13 +239,8 @@ def make_cifar100(
 
     if fake:
         g = split_seed(seed, "cifar-fake")
-        sizes = {
-            "train": min(FAKE_SIZES["train"], n_train or FAKE_SIZES["train"]),
-            "val": min(FAKE_SIZES["val"], val_size),
-            "test": min(FAKE_SIZES["test"], n_test or FAKE_SIZES["test"]),
-        }
         splits = {}
-        for split_name, n in sizes.items():
+        for split_name, n in fake_sizes(n_train, val_size, n_test).items():
             x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
             fine = torch.randint(0, N_FINE, (n,), generator=g)
             splits[split_name] = split(x, fine // 5, fine, split_name == "train")
@@ -221,12 +249,7 @@ def make_cifar100(
     else:
         data = _load(str(Path(data_dir).expanduser().resolve()))
         x_pool, c_pool, f_pool = data["train"]
-        val_idx = stratified_pick(f_pool, val_size, split_seed(seed, "val"))
-        keep = torch.ones(len(f_pool), dtype=torch.bool)
-        keep[val_idx] = False
-        train_idx = keep.nonzero().squeeze(1)
-        if n_train is not None and n_train < len(train_idx):
-            train_idx = train_idx[stratified_pick(f_pool[train_idx], n_train, split_seed(seed, "subset"))]
+        train_idx, val_idx = held_out_rows(f_pool, val_size, n_train, seed)
         x_test, c_test, f_test = data["test"]
         test_n = len(f_test) if n_test is None else min(n_test, len(f_test))
         splits = {

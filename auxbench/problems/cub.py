@@ -99,6 +99,7 @@ _HOW_TO = (
     "set AUXBENCH_DATA to a folder that contains CUB_200_2011/ as the official archive extracts it "
     f"(download {URL}, md5 {ARCHIVE_MD5}, and run 'tar xzf {ARCHIVE}' there)"
 )
+_FETCH = f"download {URL} (md5 {ARCHIVE_MD5}) and run 'tar xzf {ARCHIVE}' in that folder"
 
 
 def download(root: Path) -> None:
@@ -108,13 +109,14 @@ def download(root: Path) -> None:
     download_and_extract_archive(URL, str(root), filename=ARCHIVE, md5=ARCHIVE_MD5)
 
 
-def check_data(data_dir: Path, **options) -> None:
-    """The ``check_data`` hook: the CUB index files are present (downloaded if missing and possible)."""
-    _ensure_present(Path(data_dir).expanduser().resolve())
+def check_data(data_dir: Path, download: bool = False, **options) -> None:
+    """The ``check_data`` hook: the index files are present (fetched first when ``download``)."""
+    _ensure_present(Path(data_dir).expanduser().resolve(), download)
 
 
-def _ensure_present(root: Path) -> Path:
-    return ensure_files(root / FOLDER, INDEX_FILES, functools.partial(download, root), "CUB-200-2011", _HOW_TO)
+def _ensure_present(root: Path, fetch: bool = False) -> Path:
+    """The data folder under ``root`` with its index files; ``fetch``: download missing ones first."""
+    return ensure_files(root / FOLDER, INDEX_FILES, "CUB-200-2011", _FETCH, functools.partial(download, root) if fetch else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,12 +279,12 @@ def _species_rows(index: CubIndex, seed: int, k_shot: int | None) -> dict[str, T
     return {"train": train, "val": val, "test": test}
 
 
-def check_pet_cub_data(data_dir: Path, **options) -> None:
+def check_pet_cub_data(data_dir: Path, download: bool = False, **options) -> None:
     """The ``check_data`` hook of ``pet_cub``: the Oxford-IIIT Pet files and the CUB index files."""
     from auxbench.problems import pet
 
-    pet.check_data(data_dir)
-    check_data(data_dir)
+    pet.check_data(data_dir, download)
+    check_data(data_dir, download)
 
 
 @register_problem("pet_cub", check_data=check_pet_cub_data)

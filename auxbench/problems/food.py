@@ -61,6 +61,7 @@ _HOW_TO = (
 
 DISH = TaskSpec("dish", "primary", "classification", N_CLASSES, loss="classification", metric="accuracy",
                 description="the 101 dishes")
+_FETCH = "torchvision.datasets.Food101(root, download=True)"
 
 
 def download(root: Path) -> None:
@@ -70,13 +71,14 @@ def download(root: Path) -> None:
     torchvision.datasets.Food101(root=str(root), split="train", download=True)
 
 
-def check_data(data_dir: Path, **options) -> None:
-    """The ``check_data`` hook: both list files are present (downloaded if missing and possible)."""
-    _ensure_present(Path(data_dir).expanduser().resolve())
+def check_data(data_dir: Path, download: bool = False, **options) -> None:
+    """The ``check_data`` hook: the index files are present (fetched first when ``download``)."""
+    _ensure_present(Path(data_dir).expanduser().resolve(), download)
 
 
-def _ensure_present(root: Path) -> Path:
-    return ensure_files(root / FOLDER, LISTS.values(), functools.partial(download, root), "Food-101", _HOW_TO)
+def _ensure_present(root: Path, fetch: bool = False) -> Path:
+    """The data folder under ``root`` with its index files; ``fetch``: download missing ones first."""
+    return ensure_files(root / FOLDER, LISTS.values(), "Food-101", _FETCH, functools.partial(download, root) if fetch else None)
 
 
 def read_lists(folder: Path) -> tuple[list[str], Tensor, Tensor, list[str]]:

@@ -64,6 +64,12 @@ def normalise(x: Tensor, config: ImageConfig) -> Tensor:
     return (x.float().div_(255.0) - mean) / std
 
 
+def to_model_input(x: Tensor, config: ImageConfig) -> Tensor:
+    """uint8 ``[B, 3, H, W]`` -> float32 ``[B, 3, size, size]``: resized to the backbone's side,
+    then normalised (for images stored small, e.g. 32x32, and fed to a backbone that wants more)."""
+    return normalise(resize(x.float(), config.size), config)
+
+
 def resize(x: Tensor, size: int) -> Tensor:
     """Float ``[B, C, H, W]`` resized to ``size x size`` (bilinear; a no-op at that size)."""
     if x.shape[-2:] == (size, size):
@@ -78,20 +84,25 @@ def center_crop(x: Tensor, size: int) -> Tensor:
     return x[..., top : top + size, left : left + size]
 
 
-def random_crop_flip(x: Tensor, size: int, generator: torch.Generator | None, pad: int = 0) -> Tensor:
+def random_crop_flip(
+    x: Tensor, size: int, generator: torch.Generator | None, pad: int = 0, flip: bool = True
+) -> Tensor:
     """A random ``size x size`` window of each image (after zero-padding by ``pad``), flipped
-    horizontally with probability 1/2; offsets and flips drawn from ``generator`` on the CPU."""
+    horizontally with probability 1/2 (``flip``; off for digits, which a mirror changes); offsets
+    and flips drawn from ``generator`` on the CPU (no flip drawn when ``flip`` is off)."""
     b, c, h, w = x.shape
     if pad:
         x = F.pad(x, (pad, pad, pad, pad))
         h, w = h + 2 * pad, w + 2 * pad
     dy = torch.randint(0, h - size + 1, (b,), generator=generator).to(x.device)
     dx = torch.randint(0, w - size + 1, (b,), generator=generator).to(x.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
     span = torch.arange(size, device=x.device)
     rows = (dy[:, None] + span)[:, None, :, None]
     cols = dx[:, None] + span
-    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    if flip:
+        flipped = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        cols = torch.where(flipped[:, None], cols.flip(1), cols)
+    cols = cols[:, None, None, :]
     bi = torch.arange(b, device=x.device)[:, None, None, None]
     ci = torch.arange(c, device=x.device)[None, :, None, None]
     return x[bi, ci, rows, cols]

@@ -26,22 +26,20 @@ path runs on real data: the primary task and the auxiliary task share no image a
 Data: ``<data_dir>/MNIST/raw/train-{images-idx3,labels-idx1}-ubyte`` (the torchvision layout),
 checked against their md5 and read as IDX files (a 4-byte magic number, big-endian dimension
 sizes, then raw uint8 values: no unpickling), plus CIFAR-100 as for ``cifar100_20``. Missing
-files are downloaded with torchvision when possible. Fake mode needs no file: random uint8 digit
+files are downloaded with torchvision only when the user asks (``auxbench run SUITE --download``). Fake mode needs no file: random uint8 digit
 images in a zero border and random digits, ``min(n_aux, 500)`` rows.
 """
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from auxbench.errors import DataNotFoundError
 from auxbench.problems import ProblemOptionError, cifar, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
-from auxbench.problems.files import ensure_files
+from auxbench.problems.files import ensure_files, verified_files
 from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
@@ -55,34 +53,29 @@ SIDE, PAD = 28, 2  # 28x28 digits, zero-padded to 32x32
 N_DIGITS = 10
 FAKE_AUX = 500
 
-_HOW_TO = (
-    "set AUXBENCH_DATA to a folder that contains MNIST/raw/ with the uncompressed training files "
-    "(torchvision.datasets.MNIST(root, train=True, download=True) writes them there)"
-)
 
 
-def check_data(data_dir: Path, **options) -> None:
-    """The ``check_data`` hook: the CIFAR-100 files and the MNIST training files are present."""
+def _fetch(root: Path) -> str:
+    return f"torchvision.datasets.MNIST({str(root)!r}, train=True, download=True)"
+
+
+def check_data(data_dir: Path, download: bool = False, **options) -> None:
+    """The ``check_data`` hook: the CIFAR-100 files and the MNIST training files are present
+    (downloaded first when ``download``)."""
     root = Path(data_dir).expanduser().resolve()
-    cifar.check_data(root)
-    _ensure_present(root)
+    cifar.check_data(root, download)
 
-
-def _ensure_present(root: Path) -> Path:
-    """The ``MNIST/raw`` folder under ``root`` with both training files; downloads them if it can."""
-    def download() -> None:
+    def fetch_now() -> None:
         import torchvision.datasets
 
         torchvision.datasets.MNIST(root=str(root), train=True, download=True)
 
-    return ensure_files(root / FOLDER, MD5, download, "MNIST", _HOW_TO)
+    ensure_files(root / FOLDER, MD5, "MNIST", _fetch(root), fetch_now if download else None)
 
 
-def read_idx(path: Path, md5: str) -> Tensor:
-    """The uint8 array of the IDX file ``path`` after checking its md5 (DataNotFoundError if it differs)."""
-    data = path.read_bytes()
-    if hashlib.md5(data).hexdigest() != md5:
-        raise DataNotFoundError(f"MNIST file {path} is corrupt (md5 is not {md5}); delete it and {_HOW_TO}")
+def read_idx(data: bytes) -> Tensor:
+    """The uint8 array of an IDX file's bytes: a 4-byte magic number whose last byte is the number
+    of dimensions, their sizes (big-endian), then the values."""
     dims = data[3]
     shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
     return torch.frombuffer(bytearray(data[4 + 4 * dims :]), dtype=torch.uint8).reshape(shape)
@@ -91,9 +84,9 @@ def read_idx(path: Path, md5: str) -> Tensor:
 @functools.lru_cache(maxsize=2)
 def _load(root: str) -> tuple[Tensor, Tensor]:
     """MNIST's 60,000 training images padded to uint8 ``[N, 1, 32, 32]`` and their digits (cached)."""
-    folder = _ensure_present(Path(root))
-    images = read_idx(folder / IMAGES, MD5[IMAGES])
-    labels = read_idx(folder / LABELS, MD5[LABELS]).long()
+    files = verified_files(Path(root) / FOLDER, MD5, "MNIST", _fetch(Path(root)))
+    images = read_idx(files[IMAGES])
+    labels = read_idx(files[LABELS]).long()
     return pad_digits(images[:, None]), labels
 
 

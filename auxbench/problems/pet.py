@@ -67,6 +67,7 @@ TASKS = [
     TaskSpec("species", "auxiliary", "classification", 2, loss="classification", metric="accuracy",
              description="cat or dog"),
 ]
+_FETCH = "torchvision.datasets.OxfordIIITPet(root, download=True)"
 
 
 def download(root: Path) -> None:
@@ -76,13 +77,14 @@ def download(root: Path) -> None:
     torchvision.datasets.OxfordIIITPet(root=str(root), split="trainval", download=True)
 
 
-def check_data(data_dir: Path, **options) -> None:
-    """The ``check_data`` hook: both list files are present (downloaded if missing and possible)."""
-    _ensure_present(Path(data_dir).expanduser().resolve())
+def check_data(data_dir: Path, download: bool = False, **options) -> None:
+    """The ``check_data`` hook: the index files are present (fetched first when ``download``)."""
+    _ensure_present(Path(data_dir).expanduser().resolve(), download)
 
 
-def _ensure_present(root: Path) -> Path:
-    return ensure_files(root / FOLDER, LISTS.values(), functools.partial(download, root), "Oxford-IIIT Pet", _HOW_TO)
+def _ensure_present(root: Path, fetch: bool = False) -> Path:
+    """The data folder under ``root`` with its index files; ``fetch``: download missing ones first."""
+    return ensure_files(root / FOLDER, LISTS.values(), "Oxford-IIIT Pet", _FETCH, functools.partial(download, root) if fetch else None)
 
 
 def read_list(path: Path, expected: int) -> tuple[list[str], Tensor, Tensor]:

@@ -38,3 +38,16 @@ def stratified_pick(labels: Tensor, n: int, generator: torch.Generator) -> Tenso
     permuted = labels[perm]
     picked = [perm[permuted == c][: int(q)] for c, q in zip(classes.tolist(), quota, strict=True)]
     return torch.sort(torch.cat(picked)).values if picked else torch.empty(0, dtype=torch.long)
+
+
+def held_out_rows(labels: Tensor, val_size: int, n_train: int | None, seed: int) -> tuple[Tensor, Tensor]:
+    """``(train_rows, val_rows)`` of a labelled training file: ``val_size`` rows held out,
+    stratified by ``labels`` and seeded by the run seed; ``n_train`` (None: all) caps the rest with
+    a seeded stratified subset. The rows depend on ``labels``, ``seed`` and the sizes only."""
+    val_idx = stratified_pick(labels, val_size, split_seed(seed, "val"))
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val_idx] = False
+    train_idx = keep.nonzero().squeeze(1)
+    if n_train is not None and n_train < len(train_idx):
+        train_idx = train_idx[stratified_pick(labels[train_idx], n_train, split_seed(seed, "subset"))]
+    return train_idx, val_idx

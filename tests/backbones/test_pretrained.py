@@ -46,7 +46,7 @@ def test_validation_fetches_weights_before_any_trial_and_names_the_experiment(no
     s = load_suite(path)
     trials, _ = expand(s, path, fake_data=True)
     assert trials[0]["config"]["pretrained"] is True
-    with pytest.raises(AuxbenchError, match=r"experiments\[0\] \(digits_coarse, timm:resnet18\): pretrained weights"):
+    with pytest.raises(AuxbenchError, match=r"experiments\[0\] \(digits_coarse\): pretrained weights of timm:resnet18"):
         check_machine(s, path, data=True, devices=False)
     check_machine(s, path, data=False, devices=False)  # fake data: no data, no weights needed
 

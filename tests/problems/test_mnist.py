@@ -47,15 +47,26 @@ def idx_bytes(values: torch.Tensor) -> bytes:
 # Without data
 
 
-def test_read_idx_round_trip_and_md5(tmp_path):
+def test_read_idx_round_trip():
     values = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    path = tmp_path / "x-idx3-ubyte"
-    path.write_bytes(idx_bytes(values))
-    md5 = hashlib.md5(path.read_bytes()).hexdigest()
-    assert torch.equal(mnist.read_idx(path, md5), values)
-    path.write_bytes(idx_bytes(values[:, :, :6].contiguous()))
-    with pytest.raises(DataNotFoundError, match="corrupt"):
-        mnist.read_idx(path, md5)
+    assert torch.equal(mnist.read_idx(idx_bytes(values)), values)
+
+
+def test_truncated_mnist_is_refused_by_md5(tmp_path, monkeypatch, no_download):
+    """A truncated IDX file is named corrupt before it is parsed (the md5 of the whole file)."""
+    monkeypatch.setenv("AUXBENCH_DATA", str(tmp_path))
+    folder = tmp_path / mnist.FOLDER
+    folder.mkdir(parents=True)
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    for name, data in ((mnist.IMAGES, idx_bytes(images)), (mnist.LABELS, idx_bytes(torch.arange(4, dtype=torch.uint8)))):
+        (folder / name).write_bytes(data)
+        monkeypatch.setitem(mnist.MD5, name, hashlib.md5(data).hexdigest())
+    x, digit = mnist._load(str(tmp_path.resolve()))
+    assert torch.equal(x[:, 0, 2:30, 2:30], images) and digit.tolist() == [0, 1, 2, 3]
+    (folder / mnist.IMAGES).write_bytes(idx_bytes(images)[:-5])
+    mnist._load.cache_clear()
+    with pytest.raises(DataNotFoundError, match="MNIST file .* is corrupt or truncated"):
+        mnist._load(str(tmp_path.resolve()))
 
 
 def test_missing_mnist_is_reported(tmp_path, monkeypatch, no_download):
