@@ -130,6 +130,9 @@ class ARML(Method):
         return (alpha + (k - alpha.sum()) / k).clamp_min(0)  # the official code's shift-then-clamp
 
     # -- steps ---------------------------------------------------------------------------------
+    def handles_aux_input_tasks(self) -> bool:
+        return True  # every loss is taken through ctx.forward_losses (S4L's rotation task: rotated copies)
+
     def train_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         if self.is_alpha_step():
             return self._alpha_step(batch)
@@ -137,7 +140,7 @@ class ARML(Method):
 
     def _alpha_step(self, batch: Batch) -> dict[str, Tensor]:
         """SGD on J(α), then back into A; θ is not updated on this batch (official code)."""
-        losses = self.ctx.task_losses(functional_forward(self.ctx.model, {}, batch.x), batch)
+        losses = self.ctx.forward_losses(batch, lambda x: functional_forward(self.ctx.model, {}, x))
         self.alpha = self.project(self.alpha - self.hp["alpha_lr"] * self.alpha_gradient(losses))
         with torch.no_grad():
             return {"loss": self.joint_loss(losses)}
@@ -150,7 +153,7 @@ class ARML(Method):
 
     def _theta_step(self, batch: Batch) -> dict[str, Tensor]:
         model, optimizer = self.ctx.model, self.ctx.optimizer
-        loss = self.joint_loss(self.ctx.task_losses(model(batch.x), batch))
+        loss = self.joint_loss(self.ctx.forward_losses(batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

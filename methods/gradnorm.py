@@ -61,9 +61,12 @@ class GradNorm(Method):
         """W: the parameters of the backbone's last block."""
         return [self.ctx.shared_params[n] for n in self.ctx.blocks[self.last_block]]
 
+    def handles_aux_input_tasks(self) -> bool:
+        return True  # every loss is taken through ctx.forward_losses
+
     def train_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         ctx, tasks = self.ctx, [t.name for t in self.ctx.tasks]
-        losses = ctx.task_losses(ctx.model(batch.x), batch)
+        losses = ctx.forward_losses(batch)
         means = torch.stack([losses[t].mean() for t in tasks])
         if not self.has_initial_losses:
             self.initial_losses = means.detach().clone()

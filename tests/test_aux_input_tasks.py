@@ -17,20 +17,24 @@ def rotation_trial(tmp_path, method: str) -> Trial:
     return Trial(config, tmp_path / method)
 
 
-def one_step_moves(trial: Trial, head: str) -> bool:
+def steps_move(trial: Trial, head: str, steps: int = 1) -> bool:
     before = [p.detach().clone() for p in trial.model.heads[head].parameters()]
     trial.ctx.streams.start_epoch(0)
-    trial.step(next(trial.train_split.batches(16, torch.Generator().manual_seed(0), shuffle=True)), "train")
+    batches = trial.train_split.batches(16, torch.Generator().manual_seed(0), shuffle=True)
+    for _, batch in zip(range(steps), batches, strict=False):
+        trial.step(batch, "train")
+        trial.ctx.global_step += 1
     return any(not torch.equal(b, p) for b, p in zip(before, trial.model.heads[head].parameters(), strict=True))
 
 
-@pytest.mark.parametrize("method", ["human_aux", "gcs", "upgrad", "maoal"])
+@pytest.mark.parametrize("method", ["human_aux", "gcs", "upgrad", "maoal", "gradnorm", "arml"])
 def test_rotation_head_is_trained_from_aux_batches(tmp_path, method):
-    """combine, combine_grads, aggregator levels (the engine) and a train_step method using forward_losses."""
+    """combine, combine_grads, aggregator levels (the engine) and train_step methods using forward_losses
+    (ARML's first step moves only α, so two steps)."""
     trial = rotation_trial(tmp_path, method)
     assert trial.ctx.aux_input_tasks == ["rotation"]
     assert "rotation" not in trial.train_split.y
-    assert one_step_moves(trial, "rotation")
+    assert steps_move(trial, "rotation", steps=2)
 
 
 def test_forward_losses_takes_rotation_losses_on_an_aux_batch(tmp_path):
