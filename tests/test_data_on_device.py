@@ -163,12 +163,13 @@ def test_auto_moves_splits_to_a_cuda_device_only_when_they_fit(monkeypatch):
     monkeypatch.setattr(TensorSplit, "to", lambda self, device: moved_to.append(device) or self)
     cuda = torch.device("cuda")
     monkeypatch.setattr(engine, "DEVICE_DATA_LIMIT_BYTES", total)
+    place_splits(roles, torch.device("cpu"), "auto")
+    assert moved_to == []  # a CPU trial never moves
     place_splits(roles, cuda, "auto")
     assert moved_to == [cuda] * len(roles)
     moved_to.clear()
     monkeypatch.setattr(engine, "DEVICE_DATA_LIMIT_BYTES", total - 1)
     place_splits(roles, cuda, "auto")
-    place_splits(roles, torch.device("cpu"), "auto")
     assert moved_to == []
 
 
