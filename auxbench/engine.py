@@ -97,7 +97,7 @@ def place_splits(splits: Mapping[str, TensorSplit], device: torch.device, mode: 
 
     - ``never``: every split stays on the host and batches are moved one by one (the engine before
       the option).
-    - ``always``: every split moves, whatever its size.
+    - ``always``: every split moves, whatever its size (except ``stays_on_host`` ones, below).
     - ``auto`` (the default): the splits move when ``device`` is CUDA and they take at most
       :data:`DEVICE_DATA_LIMIT_BYTES` together; otherwise none does. On a CPU it is ``never``:
       every CPU result stays bit-identical. On CUDA the rows, crops and flips are the same (their
@@ -108,12 +108,12 @@ def place_splits(splits: Mapping[str, TensorSplit], device: torch.device, mode: 
     towards the limit. Labels and per-row facts move with their rows. A split serving several
     roles (the training split behind ``extra_train``) is counted and copied once.
     """
+    if mode not in ("auto", "always", "never"):
+        raise AuxbenchError(f"training.data_on_device must be 'auto', 'always' or 'never', got {mode!r}")
     movable = {id(split): split for split in splits.values() if not split.stays_on_host}
     fits = sum(split.nbytes for split in movable.values()) <= DEVICE_DATA_LIMIT_BYTES
     if mode == "never" or (mode == "auto" and not (device.type == "cuda" and fits)):
         return dict(splits)
-    if mode not in ("auto", "always"):
-        raise AuxbenchError(f"training.data_on_device must be 'auto', 'always' or 'never', got {mode!r}")
     moved = {key: split.to(device) for key, split in movable.items()}
     return {role: moved.get(id(split), split) for role, split in splits.items()}
 

@@ -14,6 +14,7 @@ from torch import Tensor
 import auxbench.engine as engine
 from auxbench.context import Streams
 from auxbench.engine import place_splits, run_trial
+from auxbench.errors import AuxbenchError
 from auxbench.problems import build_problem
 from auxbench.problems.base import TensorSplit, concat_splits
 from auxbench.problems.images import ImageConfig, normalise, random_crop_flip
@@ -187,3 +188,8 @@ def test_a_trial_computes_the_same_bits_with_its_data_on_the_device_or_not(tmp_p
         rows[mode] = metric_rows(tmp_path / mode / "metrics.csv")
     assert rows["never"] == rows["always"]
     assert len(rows["never"]) == 2 and "test/coarse/accuracy" in rows["never"][0]
+
+
+def test_an_unknown_mode_is_named():
+    with pytest.raises(AuxbenchError, match="training.data_on_device must be .* got 'sometimes'"):
+        place_splits(_roles(), torch.device("cpu"), "sometimes")
