@@ -17,7 +17,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -72,12 +72,50 @@ LATER_TRAINING_DEFAULTS: dict[str, Any] = {
     "test_eval": "every_epoch",  # or "selected": test only at the epochs selection can pick
     "precision": "fp32",        # or "bf16": the step and evaluation under bf16 autocast
     "channels_last": False,     # the model's 4-D weights in channels-last memory format
+    "data_on_device": "auto",   # or "always"/"never": which splits live on the device (place_splits)
 }
 
 
 def training_option(training: dict, name: str) -> Any:
     """A :data:`LATER_TRAINING_DEFAULTS` option of a trial's ``training`` config."""
     return training.get(name, LATER_TRAINING_DEFAULTS[name])
+
+
+#: ``data_on_device: auto`` copies a trial's splits to a CUDA device when together they take at
+#: most this many bytes: CIFAR-100's 60,000 uint8 images with their labels take 185 MB, a decoded
+#: 224-pixel image set tens of GB (those stay on the host, as memmaps, whatever the option).
+DEVICE_DATA_LIMIT_BYTES = 2**30
+
+
+def place_splits(splits: Mapping[str, TensorSplit], device: torch.device, mode: str) -> dict[str, TensorSplit]:
+    """The trial's splits by role, with those the ``data_on_device`` option puts on ``device``
+    copied there once (:meth:`TensorSplit.to`); their batches are then made on the device.
+
+    Why: on a GPU, gathering, cropping, flipping and normalising every batch on the CPU and
+    copying it over leaves the GPU waiting on the host; a CIFAR-size uint8 split takes a few
+    hundred MB, so it is copied once and indexed on the device (:meth:`TensorSplit.batches`).
+
+    - ``never``: every split stays on the host and batches are moved one by one (the engine before
+      the option).
+    - ``always``: every split moves, whatever its size (except ``stays_on_host`` ones, below).
+    - ``auto`` (the default): the splits move when ``device`` is CUDA and they take at most
+      :data:`DEVICE_DATA_LIMIT_BYTES` together; otherwise none does. On a CPU it is ``never``:
+      every CPU result stays bit-identical. On CUDA the rows, crops and flips are the same (their
+      random numbers are drawn on the CPU either way) but ``preprocess`` computes on the GPU,
+      whose float arithmetic may round the last bit of an input differently from the CPU's.
+
+    A split marked ``stays_on_host`` (a file-backed memmap) never moves and does not count
+    towards the limit. Labels and per-row facts move with their rows. A split serving several
+    roles (the training split behind ``extra_train``) is counted and copied once.
+    """
+    if mode not in ("auto", "always", "never"):
+        raise AuxbenchError(f"training.data_on_device must be 'auto', 'always' or 'never', got {mode!r}")
+    movable = {id(split): split for split in splits.values() if not split.stays_on_host}
+    fits = sum(split.nbytes for split in movable.values()) <= DEVICE_DATA_LIMIT_BYTES
+    if mode == "never" or (mode == "auto" and not (device.type == "cuda" and fits)):
+        return dict(splits)
+    moved = {key: split.to(device) for key, split in movable.items()}
+    return {role: moved.get(id(split), split) for role, split in splits.items()}
 
 
 class TrialDiverged(Exception):
@@ -178,7 +216,11 @@ class Trial:
         aux_input_tasks = [t.name for t in self.problem.aux_input_tasks if t in tasks]
         if aux_input_tasks and "aux" not in streams:  # the engine feeds them from the aux split
             streams = (*streams, "aux")
-        stream_splits = self._stream_splits(streams)
+        # Every split the trial reads, by role, on the device where the option puts it.
+        self.data = place_splits(
+            {"train": self.train_split, "val": splits["val"], "test": splits["test"], **self._stream_splits(streams)},
+            self.device, training_option(self.training, "data_on_device"),
+        )
 
         # Paired seeds: the backbone, then the heads in task order, from the same seed for every
         # method, so the shared model starts from identical weights.
@@ -204,7 +246,8 @@ class Trial:
             build_backbone=lambda: self._placed(build_backbone(config["backbone"], self.problem.input_shape, pretrained)),
             task_losses=self.losses,
             classification_loss=self.losses.classification_loss,
-            streams=Streams(self.method.name, stream_splits, batch_size, self.seed, self.device),
+            streams=Streams(self.method.name, {name: self.data[name] for name in streams}, batch_size, self.seed,
+                            self.device),
             make_optimizer=make_optimizer,
             make_scheduler=lambda optimizer, cfg: make_scheduler(optimizer, cfg, epochs),
             log_weights=self.weight_log,
@@ -259,9 +302,9 @@ class Trial:
         """The split one pass of an epoch iterates (the training split unless the method says meta)."""
         source = self.method.pass_data(phase)
         if source == "train":
-            return self.train_split
+            return self.data["train"]
         if source == "meta" and "meta" in self.method.uses_streams():
-            return self.problem.splits["meta"]
+            return self.data["meta"]
         raise AuxbenchError(
             f"method {self.method.name!r}: pass {phase!r} iterates {source!r}, which must be 'train' or a "
             f"declared 'meta' stream"
@@ -398,7 +441,7 @@ class Trial:
     def _evaluate(self, split: str) -> dict[str, float]:
         """``split``'s metrics, keyed as in ``metrics.csv`` (``<split>/<task>/<metric>``)."""
         with self.precision():
-            metrics = evaluate(self.model, self.problem.splits[split], self.problem,
+            metrics = evaluate(self.model, self.data[split], self.problem,
                                self.training["eval_batch_size"], self.device)
         return {f"{split}/{name}": value for name, value in metrics.items()}
 

@@ -159,6 +159,7 @@ class TrainingConfig(Strict):
     test_eval: Literal["every_epoch", "selected"] = LATER_TRAINING_DEFAULTS["test_eval"]
     precision: Literal["fp32", "bf16"] = LATER_TRAINING_DEFAULTS["precision"]
     channels_last: bool = LATER_TRAINING_DEFAULTS["channels_last"]
+    data_on_device: Literal["auto", "always", "never"] = LATER_TRAINING_DEFAULTS["data_on_device"]
 
     @field_validator("device")
     @classmethod

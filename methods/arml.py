@@ -152,7 +152,7 @@ class ARML(Method):
         return grad
 
     def _theta_step(self, batch: Batch) -> dict[str, Tensor]:
-        model, optimizer = self.ctx.model, self.ctx.optimizer
+        optimizer = self.ctx.optimizer
         loss = self.joint_loss(self.ctx.forward_losses(batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,7 +1,7 @@
 """Training options added after boards were published: ``eval_every``, ``test_eval``,
-``precision`` and ``channels_last``. At their defaults they change neither a trial's id nor its
-numbers; set, they skip evaluations without changing any value computed, and bf16 keeps MAXL's
-hypergradient close to fp32's."""
+``precision``, ``channels_last`` and ``data_on_device`` (tests/test_data_on_device.py). At their
+defaults they change neither a trial's id nor its numbers; set, they skip evaluations without
+changing any value computed, and bf16 keeps MAXL's hypergradient close to fp32's."""
 from __future__ import annotations
 
 import itertools
@@ -61,11 +61,12 @@ def test_a_later_option_enters_the_config_and_id_only_when_set(write_suite):
     explicit = _config(write_suite, **LATER_TRAINING_DEFAULTS)  # written out at their defaults
     assert explicit == plain
     ids = {json.dumps(plain, sort_keys=True)}
-    for key, value in {"eval_every": 2, "test_eval": "selected", "precision": "bf16", "channels_last": True}.items():
+    for key, value in {"eval_every": 2, "test_eval": "selected", "precision": "bf16", "channels_last": True,
+                       "data_on_device": "never"}.items():
         config = _config(write_suite, **{key: value})
         assert config["training"][key] == value
         ids.add(json.dumps(config, sort_keys=True))
-    assert len(ids) == 5
+    assert len(ids) == 6
 
 
 # ----- evaluation -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The Problem contract: tasks, seeded splits, batches (see DESIGN.md, "Problem")."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -67,7 +68,7 @@ class Batch:
         return Batch(
             self.x.to(device, non_blocking=True),
             {k: v.to(device, non_blocking=True) for k, v in self.y.items()},
-            self.index.to(device),
+            self.index.to(device, non_blocking=True),
             {k: v.to(device, non_blocking=True) for k, v in self.info.items()},
         )
 
@@ -89,6 +90,13 @@ class TensorSplit:
     ``row_info`` holds per-row facts that are not labels (e.g. which toy labels are noisy); it
     follows its rows through :meth:`subset` and :func:`concat_splits`, and every batch carries
     the rows' facts as ``batch.info``.
+
+    A split lives on the host until :meth:`to` copies it, labels and row facts with it, to a
+    training device (the engine's ``data_on_device`` option decides which splits move: see
+    :func:`auxbench.engine.place_splits`); its batches are then gathered, augmented and
+    preprocessed on that device. ``stays_on_host`` marks a split whose ``x`` is a view of a file
+    (a numpy memmap of decoded images, far larger than a device should hold): it is never moved,
+    and batches are gathered from it on the host as before.
     """
 
     x: Tensor
@@ -96,6 +104,7 @@ class TensorSplit:
     preprocess: Preprocess | None = None
     augment: Augment | None = None
     row_info: dict[str, Tensor] = field(default_factory=dict)
+    stays_on_host: bool = False
 
     def __len__(self) -> int:
         return len(self.x)
@@ -103,10 +112,23 @@ class TensorSplit:
     def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor]]:
         return self.x[i], {k: v[i] for k, v in self.y.items()}
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of ``x``, the labels and the row facts (what :meth:`to` copies)."""
+        return sum(t.numel() * t.element_size() for t in (self.x, *self.y.values(), *self.row_info.values()))
+
+    def to(self, device: torch.device | str) -> TensorSplit:
+        """This split with ``x``, labels and row facts on ``device`` (one copy, made once per
+        trial; none of tensors that are there already)."""
+        return dataclasses.replace(
+            self, x=self.x.to(device), y={k: v.to(device) for k, v in self.y.items()},
+            row_info={k: v.to(device) for k, v in self.row_info.items()},
+        )
+
     def subset(self, index: Tensor) -> TensorSplit:
         y = {k: v[index] for k, v in self.y.items()}
         info = {k: v[index] for k, v in self.row_info.items()}
-        return TensorSplit(self.x[index], y, self.preprocess, self.augment, info)
+        return dataclasses.replace(self, x=self.x[index], y=y, row_info=info)
 
     def batches(
         self,
@@ -115,9 +137,21 @@ class TensorSplit:
         shuffle: bool = False,
         augment: bool = False,
     ) -> Iterator[Batch]:
-        """Yield batches; shuffled (and augmented) with ``generator`` when asked."""
+        """Yield batches; shuffled (and augmented) with ``generator`` when asked.
+
+        Every batch is gathered on the split's device (``x.device``: the host, or a training
+        device the split was copied to). The order is drawn with ``torch.randperm`` from the CPU
+        ``generator`` on every device and then moved once per call, without blocking, and
+        ``augment`` draws from the same generator after it, so a seed gives the same rows, crops
+        and flips wherever the split lives (paired seeds stay paired). Nothing here reads a
+        tensor's value on the host, so a device-resident split costs no host sync per batch.
+        """
         n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        device = self.x.device
+        if shuffle:
+            order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
+        else:
+            order = torch.arange(n, device=device)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             x = self.x[idx]
@@ -132,7 +166,7 @@ def concat_splits(a: TensorSplit, b: TensorSplit) -> TensorSplit:
     """``a ∪ b`` (used to give non-meta methods the meta data as training data)."""
     y = {k: torch.cat([a.y[k], b.y[k]]) for k in a.y}
     info = {k: torch.cat([a.row_info[k], b.row_info[k]]) for k in a.row_info}
-    return TensorSplit(torch.cat([a.x, b.x]), y, a.preprocess, a.augment, info)
+    return TensorSplit(torch.cat([a.x, b.x]), y, a.preprocess, a.augment, info, a.stays_on_host or b.stays_on_host)
 
 
 @dataclass

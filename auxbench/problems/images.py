@@ -7,7 +7,8 @@ data set. A problem that stores images therefore takes an :class:`ImageConfig` f
 default) and builds its ``preprocess`` and ``augment`` from it.
 
 Every transform works batch-wise on the tensor's own device. Random numbers are drawn from the
-caller's generator on the CPU and then moved, so a seed gives the same crops and flips on any device.
+caller's generator on the CPU and then moved without blocking (a blocking host-to-GPU copy waits
+for the GPU's queue: a host sync per batch), so a seed gives the same crops and flips on any device.
 """
 from __future__ import annotations
 
@@ -59,8 +60,8 @@ def backbone_image_config(backbone: str) -> ImageConfig | None:
 
 def normalise(x: Tensor, config: ImageConfig) -> Tensor:
     """uint8 ``[B, 3, H, W]`` -> float32 ``(x / 255 - mean) / std`` per channel."""
-    mean = torch.tensor(config.mean, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(config.std, device=x.device).view(1, -1, 1, 1)
+    mean = torch.tensor(config.mean).view(1, -1, 1, 1).to(x.device, non_blocking=True)
+    std = torch.tensor(config.std).view(1, -1, 1, 1).to(x.device, non_blocking=True)
     return (x.float().div_(255.0) - mean) / std
 
 
@@ -94,13 +95,13 @@ def random_crop_flip(
     if pad:
         x = F.pad(x, (pad, pad, pad, pad))
         h, w = h + 2 * pad, w + 2 * pad
-    dy = torch.randint(0, h - size + 1, (b,), generator=generator).to(x.device)
-    dx = torch.randint(0, w - size + 1, (b,), generator=generator).to(x.device)
+    dy = torch.randint(0, h - size + 1, (b,), generator=generator).to(x.device, non_blocking=True)
+    dx = torch.randint(0, w - size + 1, (b,), generator=generator).to(x.device, non_blocking=True)
     span = torch.arange(size, device=x.device)
     rows = (dy[:, None] + span)[:, None, :, None]
     cols = dx[:, None] + span
     if flip:
-        flipped = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        flipped = (torch.rand(b, generator=generator) < 0.5).to(x.device, non_blocking=True)
         cols = torch.where(flipped[:, None], cols.flip(1), cols)
     cols = cols[:, None, None, :]
     bi = torch.arange(b, device=x.device)[:, None, None, None]
