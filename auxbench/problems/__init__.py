@@ -85,7 +85,7 @@ def data_dir() -> Path:
 
 def check_problem(name: str, options: dict, where: str = "") -> None:
     """Raise a clear error for an unknown problem or an option it does not take."""
-    from auxbench.problems import cifar, digits, mnist, toy  # noqa: F401  (registration)
+    from auxbench.problems import cifar, digits, mnist, multi_mnist, toy  # noqa: F401  (registration)
 
     place = f"{where}." if where else ""
     if name not in PROBLEMS:

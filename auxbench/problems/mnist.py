@@ -49,15 +49,22 @@ FOLDER = "MNIST/raw"
 MD5 = {  # of the uncompressed files torchvision writes (the published .gz files, decompressed)
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-IMAGES, LABELS = MD5
+#: The (images, labels) files of each MNIST split.
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IMAGES, LABELS = FILES["train"]
 SIDE, PAD = 28, 2  # 28x28 digits, zero-padded to 32x32
 N_DIGITS = 10
 FAKE_AUX = 500
 
 _HOW_TO = (
-    "set AUXBENCH_DATA to a folder that contains MNIST/raw/ with the uncompressed training files "
-    "(torchvision.datasets.MNIST(root, train=True, download=True) writes them there)"
+    "set AUXBENCH_DATA to a folder that contains MNIST/raw/ with the uncompressed MNIST files "
+    "(torchvision.datasets.MNIST(root, download=True) writes them there)"
 )
 
 
@@ -65,17 +72,18 @@ def check_data(data_dir: Path, **options) -> None:
     """The ``check_data`` hook: the CIFAR-100 files and the MNIST training files are present."""
     root = Path(data_dir).expanduser().resolve()
     cifar.check_data(root)
-    _ensure_present(root)
+    ensure_mnist(root, "train")
 
 
-def _ensure_present(root: Path) -> Path:
-    """The ``MNIST/raw`` folder under ``root`` with both training files; downloads them if it can."""
+def ensure_mnist(root: Path, split: str) -> Path:
+    """The ``MNIST/raw`` folder under ``root`` with both files of ``split`` (``"train"`` or
+    ``"test"``); downloads them if it can, else one DataNotFoundError naming the missing file."""
     def download() -> None:
         import torchvision.datasets
 
-        torchvision.datasets.MNIST(root=str(root), train=True, download=True)
+        torchvision.datasets.MNIST(root=str(root), train=split == "train", download=True)
 
-    return ensure_files(root / FOLDER, MD5, download, "MNIST", _HOW_TO)
+    return ensure_files(root / FOLDER, FILES[split], download, "MNIST", _HOW_TO)
 
 
 def read_idx(path: Path, md5: str) -> Tensor:
@@ -88,12 +96,19 @@ def read_idx(path: Path, md5: str) -> Tensor:
     return torch.frombuffer(bytearray(data[4 + 4 * dims :]), dtype=torch.uint8).reshape(shape)
 
 
+@functools.lru_cache(maxsize=4)
+def read_mnist(root: str, split: str) -> tuple[Tensor, Tensor]:
+    """MNIST's ``split`` (``"train"``: 60,000 rows, ``"test"``: 10,000) under ``root``, md5-checked:
+    uint8 images ``[N, 28, 28]`` and int64 digits (cached; callers index, never write, them)."""
+    folder = ensure_mnist(Path(root), split)
+    images, labels = FILES[split]
+    return read_idx(folder / images, MD5[images]), read_idx(folder / labels, MD5[labels]).long()
+
+
 @functools.lru_cache(maxsize=2)
 def _load(root: str) -> tuple[Tensor, Tensor]:
     """MNIST's 60,000 training images padded to uint8 ``[N, 1, 32, 32]`` and their digits (cached)."""
-    folder = _ensure_present(Path(root))
-    images = read_idx(folder / IMAGES, MD5[IMAGES])
-    labels = read_idx(folder / LABELS, MD5[LABELS]).long()
+    images, labels = read_mnist(root, "train")
     return pad_digits(images[:, None]), labels
 
 
