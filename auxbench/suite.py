@@ -236,6 +236,7 @@ class Reference(Strict):
     method: str
     value: float
     backbone: str | None = None
+    column: str | None = Field(None, max_length=200)  # one leaderboard column where a problem fills several
     std: float | None = Field(None, ge=0)
     source: str = Field("", max_length=1000)
 
@@ -658,6 +659,10 @@ def _check_references(suite: Suite, trials: list[dict], skipped: list[dict], pat
                 raise unknown_name(f"backbone of {ref.problem!r} in this suite", ref.backbone, backbones,
                                    f"{where}.backbone")
         columns = {e.label or f"{e.problem}/{e.backbone}" for e in (suite.experiments[i] for i in exps)}
+        if ref.column is not None:
+            if ref.column not in columns:
+                raise unknown_name(f"column of {ref.problem!r} in this suite", ref.column, columns, f"{where}.column")
+            columns = {ref.column}
         methods = {x["method"] for x in [*trials, *skipped] if x["column"] in columns}
         if ref.method not in methods:
             raise unknown_name(f"method of {ref.problem!r} in this suite", ref.method, methods, f"{where}.method")

@@ -524,8 +524,8 @@ def cost_table(board: Board, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_table(board: Board, cells: pd.DataFrame, references: list[dict], df: pd.DataFrame) -> pd.DataFrame:
-    """Paper numbers beside ours: a reference matches every column of its problem (and backbone,
-    when given) where the method ran; ``inside`` (see :func:`_consistent_with_paper`) says whether
+    """Paper numbers beside ours: a reference matches every column of its problem (and backbone and
+    column, when given) where the method ran; ``inside`` (see :func:`_consistent_with_paper`) says whether
     the paper's number is consistent with ours, its own spread counted when it reports one."""
     where = df.drop_duplicates("column").set_index("column")[["problem", "backbone"]] if len(df) else None
     rows = []
@@ -535,7 +535,7 @@ def reference_table(board: Board, cells: pd.DataFrame, references: list[dict], d
             if where is None or column not in where.index:
                 continue
             problem, backbone = where.loc[column, "problem"], where.loc[column, "backbone"]
-            if problem != ref["problem"] or (ref.get("backbone") not in (None, backbone)):
+            if problem != ref["problem"] or ref.get("backbone") not in (None, backbone) or ref.get("column") not in (None, column):
                 continue
             hit = cells[(cells["column"] == column) & (cells["method"] == ref["method"])]
             if hit.empty:

@@ -193,6 +193,14 @@ def test_reference_backbone_must_match(board, mini_results):
     assert T.reference_table(board, T.cell_table(board), [ref], df)["column"].tolist() == ["(no trials)"]
 
 
+def test_reference_column_must_match(board, mini_results):
+    df, _ = mini_results
+    ref = {"problem": "digits_coarse", "method": "stl", "value": 0.9}
+    assert T.reference_table(board, T.cell_table(board), [{**ref, "column": DIGITS}], df)["column"].tolist() == [DIGITS]
+    other = T.reference_table(board, T.cell_table(board), [{**ref, "column": "digits_coarse/other"}], df)
+    assert other["column"].tolist() == ["(no trials)"]
+
+
 def test_curves_average_counted_seeds(board, mini_dir, mini_results):
     df, _ = mini_results
     key = T.curve_key(board, df, DIGITS)
