@@ -93,7 +93,7 @@ def takes_image(name: str) -> bool:
 
 def check_problem(name: str, options: dict, where: str = "") -> None:
     """Raise a clear error for an unknown problem or an option it does not take."""
-    from auxbench.problems import cifar, cifar10, cifar10_ovr, cub, digits, food, mnist, pet, svhn, toy  # noqa: F401  (registration)
+    from auxbench.problems import cifar, cifar10, cifar10_ovr, cub, digits, food, mnist, multi_mnist, pet, svhn, toy  # noqa: F401, I001
 
     place = f"{where}." if where else ""
     if name not in PROBLEMS:

@@ -47,16 +47,22 @@ FOLDER = "MNIST/raw"
 MD5 = {  # of the uncompressed files torchvision writes (the published .gz files, decompressed)
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-IMAGES, LABELS = MD5
+#: The (images, labels) files of each MNIST split.
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IMAGES, LABELS = FILES["train"]
 SIDE, PAD = 28, 2  # 28x28 digits, zero-padded to 32x32
 N_DIGITS = 10
 FAKE_AUX = 500
 
 
-
-def _fetch(root: Path) -> str:
-    return f"torchvision.datasets.MNIST({str(root)!r}, train=True, download=True)"
+def _fetch(root: Path, split: str) -> str:
+    return f"torchvision.datasets.MNIST({str(root)!r}, train={split == 'train'}, download=True)"
 
 
 def check_data(data_dir: Path, download: bool = False, **options) -> None:
@@ -64,13 +70,18 @@ def check_data(data_dir: Path, download: bool = False, **options) -> None:
     (downloaded first when ``download``)."""
     root = Path(data_dir).expanduser().resolve()
     cifar.check_data(root, download)
+    ensure_mnist(root, "train", download)
 
+
+def ensure_mnist(root: Path, split: str, download: bool = False) -> Path:
+    """The ``MNIST/raw`` folder under ``root`` with both files of ``split`` (``"train"`` or
+    ``"test"``), fetched first when ``download``; else one DataNotFoundError naming the missing file."""
     def fetch_now() -> None:
         import torchvision.datasets
 
-        torchvision.datasets.MNIST(root=str(root), train=True, download=True)
+        torchvision.datasets.MNIST(root=str(root), train=split == "train", download=True)
 
-    ensure_files(root / FOLDER, MD5, "MNIST", _fetch(root), fetch_now if download else None)
+    return ensure_files(root / FOLDER, FILES[split], "MNIST", _fetch(root, split), fetch_now if download else None)
 
 
 def read_idx(data: bytes) -> Tensor:
@@ -81,12 +92,20 @@ def read_idx(data: bytes) -> Tensor:
     return torch.frombuffer(bytearray(data[4 + 4 * dims :]), dtype=torch.uint8).reshape(shape)
 
 
+@functools.lru_cache(maxsize=4)
+def read_mnist(root: str, split: str) -> tuple[Tensor, Tensor]:
+    """MNIST's ``split`` (``"train"``: 60,000 rows, ``"test"``: 10,000) under ``root``, md5-checked:
+    uint8 images ``[N, 28, 28]`` and int64 digits (cached; callers index, never write, them)."""
+    images, labels = FILES[split]
+    files = verified_files(Path(root) / FOLDER, {name: MD5[name] for name in FILES[split]}, "MNIST",
+                           _fetch(Path(root), split))
+    return read_idx(files[images]), read_idx(files[labels]).long()
+
+
 @functools.lru_cache(maxsize=2)
 def _load(root: str) -> tuple[Tensor, Tensor]:
     """MNIST's 60,000 training images padded to uint8 ``[N, 1, 32, 32]`` and their digits (cached)."""
-    files = verified_files(Path(root) / FOLDER, MD5, "MNIST", _fetch(Path(root)))
-    images = read_idx(files[IMAGES])
-    labels = read_idx(files[LABELS]).long()
+    images, labels = read_mnist(root, "train")
     return pad_digits(images[:, None]), labels
 
 

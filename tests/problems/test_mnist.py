@@ -65,6 +65,7 @@ def test_truncated_mnist_is_refused_by_md5(tmp_path, monkeypatch, no_download):
     assert torch.equal(x[:, 0, 2:30, 2:30], images) and digit.tolist() == [0, 1, 2, 3]
     (folder / mnist.IMAGES).write_bytes(idx_bytes(images)[:-5])
     mnist._load.cache_clear()
+    mnist.read_mnist.cache_clear()
     with pytest.raises(DataNotFoundError, match="MNIST file .* is corrupt or truncated"):
         mnist._load(str(tmp_path.resolve()))
 
