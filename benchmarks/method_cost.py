@@ -22,6 +22,7 @@ algorithm needs. Not a test: timings depend on the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import multiprocessing
 import platform
@@ -96,26 +97,33 @@ def measure(method: str, backbone: str, args: argparse.Namespace, workdir: str) 
         "method": method, "method_version": cls.version, "hparams": cls.resolve_hparams({}),
         "seed": 0, "fake_data": args.fake_data,
         "training": TrainingConfig.model_validate(
-            {"epochs": args.epochs + 1, "batch_size": args.batch_size, "device": args.device}
+            {"epochs": args.epochs + 2, "batch_size": args.batch_size, "device": args.device}
         ).model_dump(),
     }
     trial = Trial(config, Path(workdir) / f"{backbone}-{method}")
     if trial.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(trial.device)
     steps = _pass_split_batches(trial, args.batch_size)
-    seconds = []
-    for epoch in range(args.epochs + 1):
-        _sync(trial.device)
-        tick = time.perf_counter()
-        trial._train_epoch(epoch)
-        _sync(trial.device)
-        seconds.append((time.perf_counter() - tick) / steps)
+    seconds, profile = [], None
+    profiled = method in args.profile  # one more epoch, under the profiler, after the timed ones
+    for epoch in range(args.epochs + 1 + profiled):
+        profiling = epoch == args.epochs + 1
+        with torch.profiler.profile() if profiling else contextlib.nullcontext() as profiler:
+            _sync(trial.device)
+            tick = time.perf_counter()
+            trial._train_epoch(epoch)
+            _sync(trial.device)
+        if not profiling:
+            seconds.append((time.perf_counter() - tick) / steps)
+        else:
+            sort = "self_cuda_time_total" if trial.device.type == "cuda" else "self_cpu_time_total"
+            profile = profiler.key_averages().table(sort_by=sort, row_limit=args.profile_rows)
     if trial.device.type == "cuda":
         memory = torch.cuda.max_memory_allocated(trial.device) / 2**20
     else:
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = {"step_s": statistics.median(seconds[1:]), "memory_mib": memory, "steps": steps,
-           "tasks": len(trial.problem.tasks), "hparams": config["hparams"]}
+           "tasks": len(trial.problem.tasks), "hparams": config["hparams"], "profile": profile}
     if method == "stl":
         out["forward_s"], out["backward_s"] = forward_backward_times(trial, repeats=5)
     return out
@@ -127,36 +135,60 @@ def measure_fresh(method: str, backbone: str, args: argparse.Namespace, workdir:
         return pool.apply(measure, (method, backbone, args, workdir))
 
 
-def floor_ratio(method: str, tasks: int, hparams: dict, stl: dict) -> float:
-    forwards, backwards = floor_passes(method, tasks, hparams)
-    f, b, t = stl["forward_s"], stl["backward_s"], stl["step_s"]
-    other = max(t - f - b, 0.0)
-    return (forwards * f + backwards * b + other) / t
+def passes_ratio(forwards: float, backwards: float, stl: dict) -> float:
+    """Seconds of ``forwards`` F and ``backwards`` B passes plus STL's other per-step costs, over STL's step."""
+    t = stl["step_s"]
+    # the passes measured alone can exceed a whole step on a noisy machine: then they are the step
+    scale = min(1.0, t / (stl["forward_s"] + stl["backward_s"]))
+    f, b = scale * stl["forward_s"], scale * stl["backward_s"]
+    return (forwards * f + backwards * b + t - f - b) / t
 
 
 def run_backbone(backbone: str, methods: list[str], args: argparse.Namespace, workdir: str) -> list[dict]:
-    """A row per method (STL first): ratios to STL and to the floor; failures recorded, not raised."""
-    rows, stl = [], None
-    for method in methods:
+    """A row per method (STL first): ratios to STL and to the floor; failures recorded, not raised.
+
+    STL runs first and again last; the ratios use the mean of the two, so that a machine whose
+    load drifts during the run shifts the reference the way it shifts the methods.
+    """
+    results: dict[str, dict] = {}
+    for method in [*methods, "stl"]:
         try:
             result = measure_fresh(method, backbone, args, workdir)
         except Exception as err:  # reported in the table; the next method runs
-            rows.append({"method": method, "error": f"{type(err).__name__}: {err}"[:200]})
-            print(f"  {method:16s} failed: {rows[-1]['error']}", flush=True)
+            results[method] = {"error": f"{type(err).__name__}: {err}"[:200]}
+            print(f"  {method:16s} failed: {results[method]['error']}", flush=True)
             if method == "stl":
                 raise SystemExit(f"STL failed on {backbone}: nothing to compare with") from err
             continue
-        stl = stl or result
-        floor = floor_ratio(method, result["tasks"], result["hparams"], stl)
+        if result["profile"]:
+            print(f"torch.profiler, {method} on {backbone}, one epoch after the timed ones:\n"
+                  f"{result['profile']}", flush=True)
+        print(f"  {method:16s} {1000 * result['step_s']:9.1f} ms per step", flush=True)
+        if method == "stl" and "stl" in results:
+            first = results["stl"]
+            result = {**first, **{k: (first[k] + result[k]) / 2 for k in ("step_s", "forward_s", "backward_s")},
+                      "stl_runs_ms": (1000 * first["step_s"], 1000 * result["step_s"])}
+        results[method] = result
+    stl = results["stl"]
+    rows = []
+    for method in methods:
+        result = results[method]
+        if "error" in result:
+            rows.append({"method": method, "error": result["error"]})
+            continue
+        passes = floor_passes(method, result["tasks"], result["hparams"])
+        floor = passes_ratio(*passes, stl)
         ratio = result["step_s"] / stl["step_s"]
         row = {"method": method, "step_ms": 1000 * result["step_s"], "ratio": ratio,
                "memory_mib": result["memory_mib"], "memory_ratio": result["memory_mib"] / stl["memory_mib"],
-               "floor": floor, "over_floor": ratio / floor, "tasks": result["tasks"], "steps": result["steps"]}
+               "floor": floor, "passes": passes, "over_floor": ratio / floor, "tasks": result["tasks"],
+               "steps": result["steps"]}
         if method == "stl":
-            row.update(forward_ms=1000 * stl["forward_s"], backward_ms=1000 * stl["backward_s"])
+            row.update(forward_ms=1000 * stl["forward_s"], backward_ms=1000 * stl["backward_s"],
+                       stl_runs_ms=stl["stl_runs_ms"])
         rows.append(row)
-        print(f"  {method:16s} {row['step_ms']:9.1f} ms {ratio:6.2f}× STL  floor {floor:5.2f}  "
-              f"{row['over_floor']:5.2f}× floor  memory {row['memory_ratio']:5.2f}× STL", flush=True)
+        print(f"  {method:16s} {ratio:6.2f}× STL  floor {floor:5.2f}  {row['over_floor']:5.2f}× floor  "
+              f"memory {row['memory_ratio']:5.2f}× STL", flush=True)
     return rows
 
 
@@ -177,17 +209,20 @@ def target_verdicts(backbone: str, rows: list[dict]) -> list[str]:
 
 
 def markdown_table(rows: list[dict], memory_kind: str) -> str:
-    head = ("| method | T | ms / step | × STL | floor × STL | measured / floor | peak memory × STL |\n"
-            "|---|---|---|---|---|---|---|")
+    head = ("| method | T | ms / step | × STL | floor passes | floor × STL | measured / floor | peak memory × STL |\n"
+            "|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['method']} | | failed: {r['error']} | | | | |")
+            lines.append(f"| {r['method']} | | failed: {r['error']} | | | | | |")
             continue
-        lines.append(f"| {r['method']} | {r['tasks']} | {r['step_ms']:.1f} | {r['ratio']:.2f} | {r['floor']:.2f} | "
+        lines.append(f"| {r['method']} | {r['tasks']} | {r['step_ms']:.1f} | {r['ratio']:.2f} | "
+                     f"{r['passes'][0]:.3g}F + {r['passes'][1]:.3g}B | {r['floor']:.2f} | "
                      f"{r['over_floor']:.2f} | {r['memory_ratio']:.2f} |")
     stl = next(r for r in rows if r["method"] == "stl")
-    lines.append(f"\nSTL: {stl['step_ms']:.1f} ms per step = forward {stl['forward_ms']:.1f} ms + backward "
+    first, last = stl["stl_runs_ms"]
+    lines.append(f"\nSTL: {stl['step_ms']:.1f} ms per step (mean of its run first, {first:.1f} ms, and last, "
+                 f"{last:.1f} ms) = forward {stl['forward_ms']:.1f} ms + backward "
                  f"{stl['backward_ms']:.1f} ms + the rest; {stl['steps']} steps per epoch; memory: {memory_kind}, "
                  f"STL {stl['memory_mib']:.0f} MiB.")
     return "\n".join(lines)
@@ -217,8 +252,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per method process (0: torch's)")
     parser.add_argument("--fake-data", action="store_true")
+    parser.add_argument("--profile", nargs="+", default=[], metavar="METHOD",
+                        help="print torch.profiler's operator table of one more epoch of these methods (not timed)")
+    parser.add_argument("--profile-rows", type=int, default=15)
     parser.add_argument("--output", default=str(REPO / "docs" / "performance.md"),
                         help="the table's markdown file ('-': print only)")
+    parser.add_argument("--section", default="tables",
+                        help="name of the generated block of the markdown file this run replaces (default tables)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.epochs < 1 or args.batch_size < 1:
         parser.error("--steps, --epochs and --batch-size must be positive")
@@ -245,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
 
 def write_report(path: Path, tables: dict[str, list[dict]], args: argparse.Namespace, argv: list[str],
                  unavailable: dict[str, str]) -> None:
-    """docs/performance.md: the generated tables between the hand-written explanation's markers."""
+    """Write the run's tables into ``path`` between the markers of ``--section``, keeping the rest of the file."""
     memory_kind = "CUDA peak allocated" if args.device.startswith("cuda") else "process peak RSS"
     parts = [f"Machine: {machine(args.device, args.threads)}. Date: {datetime.date.today().isoformat()}.",
              f"Command: `python benchmarks/method_cost.py {' '.join(argv)}`",
@@ -258,7 +298,7 @@ def write_report(path: Path, tables: dict[str, list[dict]], args: argparse.Names
         parts.append(f"### {backbone}\n\n{markdown_table(rows, memory_kind)}\n\nIssue 13 targets on {backbone}:\n\n"
                      + "\n".join(f"- {line}" for line in target_verdicts(backbone, rows)))
     generated = "\n\n".join(parts)
-    begin, end = "<!-- method_cost: begin -->", "<!-- method_cost: end -->"
+    begin, end = f"<!-- method_cost {args.section}: begin -->", f"<!-- method_cost {args.section}: end -->"
     text = path.read_text() if path.exists() else f"# Performance\n\n{begin}\n{end}\n"
     if begin not in text or end not in text:
         text = f"{text.rstrip()}\n\n{begin}\n{end}\n"

@@ -51,7 +51,7 @@ def test_floors_grow_with_tasks_where_the_algorithm_does():
 def test_runs_end_to_end_and_keeps_the_hand_written_text(tmp_path):
     method_cost = _load("method_cost")
     out = tmp_path / "performance.md"
-    out.write_text("# Performance\n\nby hand before\n\n<!-- method_cost: begin -->\nold\n<!-- method_cost: end -->\n"
+    out.write_text("# Performance\n\nby hand before\n\n<!-- method_cost tables: begin -->\nold\n<!-- method_cost tables: end -->\n"
                    "by hand after\n")
     tables = method_cost.main(["--methods", "human_aux", "--backbones", "lenet5", "--steps", "2", "--epochs", "1",
                                "--batch-size", "8", "--fake-data", "--threads", "1", "--output", str(out)])
