@@ -295,7 +295,7 @@ def write_report(path: Path, tables: dict[str, list[dict]], args: argparse.Names
     if unavailable:
         parts.append("Not measured (optional dependency missing): " + ", ".join(sorted(unavailable)) + ".")
     for backbone, rows in tables.items():
-        parts.append(f"### {backbone}\n\n{markdown_table(rows, memory_kind)}\n\nIssue 13 targets on {backbone}:\n\n"
+        parts.append(f"**{backbone}**\n\n{markdown_table(rows, memory_kind)}\n\nIssue 13 targets on {backbone}:\n\n"
                      + "\n".join(f"- {line}" for line in target_verdicts(backbone, rows)))
     generated = "\n\n".join(parts)
     begin, end = f"<!-- method_cost {args.section}: begin -->", f"<!-- method_cost {args.section}: end -->"

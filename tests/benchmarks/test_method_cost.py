@@ -62,4 +62,4 @@ def test_runs_end_to_end_and_keeps_the_hand_written_text(tmp_path):
     assert rows[1]["tasks"] == 2 and rows[1]["ratio"] > 0 and rows[1]["over_floor"] > 0
     text = out.read_text()
     assert "by hand before" in text and "by hand after" in text and "\nold\n" not in text
-    assert "| human_aux | 2 |" in text and "### lenet5" in text and "Command: `python benchmarks/method_cost.py" in text
+    assert "| human_aux | 2 |" in text and "**lenet5**" in text and "Command: `python benchmarks/method_cost.py" in text
