@@ -17,8 +17,11 @@ class AlignedMTL(Method):
 
     The computation is torchjd's ``AlignedMTL`` aggregator.
 
-    Cost: ``mtl_backward`` computes the Jacobian with T backbone backward passes (one batched,
-    vmapped backward) plus one through the heads (≤ T+1), and one T×T eigendecomposition.
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the
+    aggregation on the T×T Gramian, not counted. Where the passes come from: ``mtl_backward`` computes
+    the Jacobian with T backbone backward passes (one batched, vmapped backward) plus one through the
+    heads (≤ T+1), and one T×T eigendecomposition.
     """
 
     name = "aligned_mtl"

@@ -65,6 +65,11 @@ class ARML(Method):
     is small and near-orthogonal — the random one (α_digit fell to 0.6–0.9 in the first epochs,
     3 seeds). Only once the primary is learned does the random task's gradient dominate and
     α_digit drift above 1 (≈1.1–1.6 after 20–30 epochs, noisily: one θ sample per α step).
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + (1 + 1/N)·B per step: an ordinary step is 1F + 1B; every N-th step
+    (``update_every``, 20) is the α step instead, 1F + 1B with a graph + G (α enters only at the loss),
+    amortised over N.
     """
 
     name = "arml"

@@ -41,6 +41,11 @@ class AutoLambda(Method):
       mode, so its running statistics see each batch four times);
     - the look-ahead is the primary optimizer's exact step (momentum, dampening, Nesterov, weight
       decay, or Adam); the official hand-written SGD formula equals it for the SGD it uses.
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 4F + 3B per step: look-ahead gradient on B (1F + 1B, its forward shared
+    with the real step), validation gradient at θ' (1F + 1B), the two perturbed points (2F: ∇λ is the
+    loss vector), the real step's backward (1B).
     """
 
     name = "auto_lambda"

@@ -135,6 +135,11 @@ class AuxiLearn(Method):
     on the epoch's last training batch (mean over samples of ∂g_φ/∂ℓ_ik: w_k for ``linear``, plus 1
     on the primary with the skip), and ``hypergrad_norm``, the mean norm of the hypergradient
     before clipping over the epoch's hyper-steps (above ``max_grad_norm``: clipping was active).
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + 1B per step; every N-th step (``hyper_every``, 50) a hyper-step of
+    2F + 2B (training gradient with a graph, validation gradient) + n H (``neumann_iterations`` n = 3) +
+    G (the combiner enters at the loss): 1F + 1B + ((2 + n)F + (3 + 2n)B)/N.
     """
 
     name = "auxilearn"

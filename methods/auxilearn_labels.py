@@ -46,6 +46,11 @@ class AuxiLearnLabels(AuxiLearn):
 
     Diagnostics: those of ``auxilearn``; ``weight/auxilearn_aux`` is the effective weight of the
     unscaled generated-task loss (aux_scale times the combiner's weight on its input).
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): label network 1F + 1F + 1B per step; every N-th step (``hyper_every``,
+    30) a hyper-step as ``auxilearn``'s plus the label network's F + B: 2F + 1B + ((3 + n)F + (4 +
+    2n)B)/N.
     """
 
     name = "auxilearn_labels"

@@ -60,9 +60,12 @@ class CAGrad(Method):
     rescaling are the official code's (``Cranial-XIX/CAGrad``: ``cagrad``, ``rescale=1``). Tested
     against a brute-force solution of the primal problem.
 
-    Cost: ``mtl_backward`` computes the Jacobian with T backbone backward passes (one batched,
-    vmapped backward) plus one through the heads (≤ T+1); one SLSQP solve on the T×T Gramian on
-    the host (a device-to-host copy of T² numbers per step, as the official code).
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the
+    aggregation on the T×T Gramian, not counted. Where the passes come from: ``mtl_backward`` computes
+    the Jacobian with T backbone backward passes (one batched, vmapped backward) plus one through the
+    heads (≤ T+1); one SLSQP solve on the T×T Gramian on the host (a device-to-host copy of T² numbers
+    per step, as the official code).
     """
 
     name = "cagrad"

@@ -213,6 +213,11 @@ class DTGAuxL(Method):
     says so. Diagnostics per epoch: ``weight/<auxiliary task>`` and ``weight/dtg_generated``
     (w), ``dtg/alpha``, ``dtg/beta`` (share input), and ``dtg/label_cosine``, the mean pairwise
     cosine of y_g over the epoch's upper steps (1 = collapsed labels).
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + 1B per step (the generator's MLPs on features are not counted);
+    every N-th step (``interval``, 20) an upper step of 2F + 2B + n H (``neumann_terms`` n = 3) + G: 1F
+    + 1B + ((2 + n)F + (3 + 2n)B)/N.
     """
 
     name = "dtg_auxl"

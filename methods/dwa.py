@@ -21,6 +21,9 @@ class DWA(Method):
 
     The epoch's loss sums stay on the device (a tensor added to each step, read only when the
     epoch ends), so a step costs no host synchronisation. No deviation from the paper.
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + 1B per step (the weights change once per epoch).
     """
 
     name = "dwa"

@@ -27,7 +27,10 @@ class GCS(Method):
     auxiliary task's gradient and normalises every layer's gradient to unit norm (methods.md
     §6.4), is not copied. No per-block variant is offered (the paper computes one cosine over the
     shared parameters). Logged weights: 1 for the primary task, each auxiliary task's factor.
-    Cost: one backward pass per task per step.
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the
+    aggregation on the T×T Gramian, not counted. Where the passes come from: one backward pass per task
+    per step.
     """
 
     name = "gcs"

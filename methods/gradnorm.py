@@ -36,6 +36,11 @@ class GradNorm(Method):
     mean loss (the paper learns w directly from step 0, L(0) being the initial loss). Deviation
     from the paper: "last shared layer" is the last backbone block (possibly several tensors),
     the granularity auxbench's backbones declare.
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + 1B per step plus, for L_grad, T gradients of the last shared block
+    (partial backward passes with a graph) and their G; the floor counts 1F + 1B only, so it is a lower
+    bound that grows with T.
     """
 
     name = "gradnorm"

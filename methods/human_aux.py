@@ -14,6 +14,10 @@ class HumanAux(Method):
     w = 1.0 for every auxiliary task by default (the "Equal"/"Uniform" baseline of MAXL, WAMAL,
     AuxiLearn and MAOAL; a sum over tasks, not SLGrad's 1/T "Static" normalisation — set
     ``aux_weight`` to reproduce that).
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + 1B per step. The T heads and losses are not counted: on a backbone
+    as small as lenet5 they are a visible share of a step (T = 11: about 1.5× STL there).
     """
 
     name = "human_aux"

@@ -16,8 +16,11 @@ class IMTLGradient(Method):
     The computation is torchjd's ``IMTLG`` aggregator (closed form on the task Gramian, with a
     pseudo-inverse where the paper's matrix inverse would be singular).
 
-    Cost: ``mtl_backward`` computes the Jacobian with T backbone backward passes (one batched,
-    vmapped backward) plus one through the heads (≤ T+1).
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the
+    aggregation on the T×T Gramian, not counted. Where the passes come from: ``mtl_backward`` computes
+    the Jacobian with T backbone backward passes (one batched, vmapped backward) plus one through the
+    heads (≤ T+1).
     """
 
     name = "imtl_g"

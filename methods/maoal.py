@@ -103,6 +103,17 @@ class MAOAL(Method):
     Diagnostics every epoch: ``importance/<task>/<module>`` = ReLU(α_{k,j}) for every auxiliary
     task and module. No setting reduces to STL (α is learned from 1), so ``reduces_to_stl_when``
     is not declared.
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + T·B per step, and T·B is the floor of the lower step, not an
+    inefficiency: ReLU(α_{k,j}) weighs task k's gradient differently in every module j, so the update
+    needs each task's backward signal through the backbone separately (one gradient per task, K + 1 = T
+    backward passes); only with a single module would one weighted backward do. Every N-th step
+    (``interval``, 20) the upper step: g with a graph on a training batch (1F + T·B), the dev gradient
+    (1F + 1B), n − 1 products vᵀJ (``neumann_terms`` n = 4), each through the T gradient graphs (T H);
+    ∂g/∂α is a dot product per (task, module). Per step: (1 + (2 + (n−1)T)/N)F + (T + (T + 1 +
+    2(n−1)T)/N)B — at T = 2: 1.4F + 2.75B (≈ 2.3× STL with B ≈ 2F), at T = 11: 2.75F + 14.9B (≈ 10.8×
+    STL).
     """
 
     name = "maoal"

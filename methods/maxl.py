@@ -54,6 +54,12 @@ class MAXL(Method):
     - the label network's trunk is the suite's backbone with that backbone's own initialisation
       (the official code uses a VGG-16 trunk with Xavier-normal init);
     - the gradient-cosine logging of the official θ pass (two extra backward passes) is dropped.
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 5F + 5B per step (a θ step and a φ step): θ: label network F, F + B; φ:
+    label network F, F + B with a graph, look-ahead F + B (back to θ⁺), G (back through the backward
+    graph to the generated targets, which enter only at the loss), label network B. With B ≈ 2F: θ 4/3,
+    φ 11/3, 5× STL per epoch.
     """
 
     name = "maxl"

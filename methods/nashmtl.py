@@ -22,8 +22,11 @@ class NashMTL(Method):
     not checkpoint, so a resumed trial may differ from an uninterrupted one (conformance's bitwise
     resume check will say so once the dependencies are present).
 
-    Cost: ``mtl_backward`` computes the Jacobian with T backbone backward passes (one batched,
-    vmapped backward) plus one through the heads (≤ T+1), and a small convex solve per step.
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the
+    aggregation on the T×T Gramian, not counted. Where the passes come from: ``mtl_backward`` computes
+    the Jacobian with T backbone backward passes (one batched, vmapped backward) plus one through the
+    heads (≤ T+1), and a small convex solve per step.
     """
 
     name = "nashmtl"

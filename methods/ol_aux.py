@@ -29,6 +29,11 @@ class OLAux(Method):
       head's step is not scaled by w_k;
     - not the SLGrad repository's Olaux, whose counter never reaches N so the weights never change
       (methods.md §6.4).
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + T·B per step: one backward per task (the ``combine_grads`` level);
+    the inner products of the weight update reuse those gradients, so every N-th step costs nothing
+    more.
     """
 
     name = "ol_aux"

@@ -19,9 +19,12 @@ class PCGrad(Method):
     a direct implementation in ``tests/methods/test_gradient_surgery.py``. It is not the SLGrad
     repository's PCGrad, which subtracts a multiple of gᵢ instead of projecting (methods.md §6.4).
 
-    Cost: the engine's ``mtl_backward`` backpropagates each task loss through its head, then one
-    batched (vmapped) backward of the T feature gradients through the backbone: T backbone
-    backward passes plus one through the heads (≤ T+1), and O(T²) work on the T×T Gramian.
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the
+    aggregation on the T×T Gramian, not counted. Where the passes come from: the engine's
+    ``mtl_backward`` backpropagates each task loss through its head, then one batched (vmapped) backward
+    of the T feature gradients through the backbone: T backbone backward passes plus one through the
+    heads (≤ T+1), and O(T²) work on the T×T Gramian.
     """
 
     name = "pcgrad"

@@ -22,6 +22,9 @@ class RLW(Method):
     trial's device, seeded from the trial's seed and checkpointed with the method's state, so the
     weights are a function of the seed and a resumed trial draws exactly what an uninterrupted
     one would, independently of any other random consumer.
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + 1B per step (T random numbers per step).
     """
 
     name = "rlw"

@@ -84,6 +84,11 @@ class SLGrad(Method):
 
     No setting reduces to STL (the weights are never uniform by construction), so
     ``reduces_to_stl_when`` is not declared.
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 4F + 2B per step: the meta gradient v (1F + 1B), one J of the [B, T] loss
+    matrix along v (2F), the weighted training step (1F + 1B). The training forward could share the
+    JVP's primal (3F + 2B), which this implementation does not do.
     """
 
     name = "slgrad"

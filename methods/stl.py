@@ -12,6 +12,9 @@ class STL(Method):
 
     research/methods.md §1. The model has no auxiliary head, so nothing but the primary task is
     computed. It trains on ``train ∪ meta`` (it uses no meta data), like every non-meta method.
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + 1B per step: the unit every other floor is counted in.
     """
 
     name = "stl"

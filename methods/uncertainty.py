@@ -30,6 +30,9 @@ class Uncertainty(Method):
     at the suite's learning rate with no weight decay (the paper trains s with the network).
     The method is not designed for auxiliary learning: every task, the primary included, is
     down-weighted when its loss is high (methods.md §10).
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + 1B per step (the T log-variances cost nothing that counts).
     """
 
     name = "uncertainty"

@@ -16,8 +16,11 @@ class UPGrad(Method):
     The computation is torchjd's ``UPGrad`` aggregator (the authors' reference implementation;
     the projections are quadratic programs solved by quadprog through qpsolvers).
 
-    Cost: ``mtl_backward`` computes the Jacobian with T backbone backward passes (one batched,
-    vmapped backward) plus one through the heads (≤ T+1), and T small QPs on the T×T Gramian.
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the
+    aggregation on the T×T Gramian, not counted. Where the passes come from: ``mtl_backward`` computes
+    the Jacobian with T backbone backward passes (one batched, vmapped backward) plus one through the
+    heads (≤ T+1), and T small QPs on the T×T Gramian.
     """
 
     name = "upgrad"

@@ -69,6 +69,10 @@ class WAMAL(MAXL):
 
     With ``weight_range = 0`` every weight is exactly 1 and the weight head gets no gradient, so
     WAMAL takes exactly MAXL's steps (tested).
+
+    Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
+    ``benchmarks/floors.py``): as MAXL's, 5F + 5B per step (θ step + φ step); the weight head is two
+    linear layers on the label network's features, not counted.
     """
 
     name = "wamal"
