@@ -19,9 +19,9 @@ import torch
 from auxbench.problems.base import Problem, TensorSplit
 
 SMOKE_EPOCHS = 2
-SMOKE_TRAIN_BATCHES = 3
-SMOKE_ROWS = 64
-SMOKE_BATCH = 16
+SMOKE_TRAIN_BATCHES = 2
+SMOKE_ROWS = 32
+SMOKE_BATCH = 8
 SMOKE_IMAGE_SIZE = 32  # a ViT-B/16 step at 224 px costs minutes on a CPU; at 32 px, seconds
 
 
