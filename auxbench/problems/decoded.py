@@ -55,7 +55,7 @@ except ImportError:  # Windows
 from torch import Tensor
 
 from auxbench.errors import DataNotFoundError
-from auxbench.problems.base import TensorSplit
+from auxbench.problems.base import RowView, TensorSplit
 from auxbench.problems.images import ImageConfig, center_crop, normalise, random_crop_flip
 from auxbench.problems.sampling import stratified_pick
 
@@ -190,10 +190,11 @@ def image_transforms(config: ImageConfig):
 
 def image_split(x: Tensor, y: dict[str, Tensor], rows: Tensor, config: ImageConfig, train: bool,
                 augment_train: bool = True) -> TensorSplit:
-    """The split of rows ``rows`` of the image store ``x`` and of every label tensor of ``y``."""
+    """The split of rows ``rows`` of the image store ``x`` and of every label tensor of ``y``: a
+    :class:`~auxbench.problems.base.RowView` of the store (no copy), kept on the host."""
     pre, aug = image_transforms(config)
-    return TensorSplit(x[rows], {task: labels[rows] for task, labels in y.items()}, pre,
-                       aug if train and augment_train else None)
+    return TensorSplit(RowView(x, rows), {task: labels[rows] for task, labels in y.items()}, pre,
+                       aug if train and augment_train else None, stays_on_host=True)
 
 
 def split_off(rows: Tensor, labels: Tensor, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

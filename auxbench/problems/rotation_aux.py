@@ -88,7 +88,7 @@ def add_rotation_aux(problem: Problem, enabled: bool, seed: int) -> Problem:
         description="the quarter turn of a rotated training image (self-supervised)",
     ))
     problem.aux_input = TensorSplit(
-        rotate_quarter_turns(train.x, turns).contiguous(), {TASK: turns}, train.preprocess, None,
+        rotate_quarter_turns(train.x[:], turns).contiguous(), {TASK: turns}, train.preprocess, None,
         {"source_row": torch.arange(len(train))},
     )
     return problem

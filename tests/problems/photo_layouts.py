@@ -24,7 +24,7 @@ def write_image(path: Path, image_id: int) -> None:
 
 def image_ids(x: torch.Tensor) -> list[int]:
     """The running id of each decoded row ``x`` ([N, 3, S, S] uint8), read from its red channel."""
-    mean = x.float().mean(dim=(2, 3)) / STEP
+    mean = x[:].float().mean(dim=(2, 3)) / STEP  # [:] reads a RowView
     return [round(r) + BASE * round(b) for r, b in zip(mean[:, 0].tolist(), mean[:, 2].tolist(), strict=True)]
 
 

@@ -173,3 +173,27 @@ def test_a_waiting_writer_uses_the_file_the_lock_holder_wrote(tmp_path, monkeypa
         decoded.write_cache(path, [tmp_path / "images" / f for f in files], 12, "Test set", "fetch it")
     thread.join()
     assert len(calls) == 3 and image_ids(result["x"]) == [1, 2, 3]
+
+
+def test_splits_are_views_of_the_store_not_copies(tmp_path):
+    """A split holds row numbers into the memory-mapped store: subsets, the train ∪ meta union and
+    smoke cuts stay views; batches read exactly the rows they name."""
+    import numpy as np
+
+    from auxbench.problems.base import RowView, concat_splits
+
+    path = tmp_path / "store.npy"
+    np.save(path, np.arange(10 * 3 * 2 * 2, dtype=np.uint8).reshape(10, 3, 2, 2))
+    store = torch.from_numpy(np.load(path, mmap_mode="c", allow_pickle=False))
+    y = {"c": torch.arange(10)}
+    config = ImageConfig(2, crop_pct=1.0)
+    a = decoded.image_split(store, y, torch.tensor([7, 1, 4]), config, train=False)
+    b = decoded.image_split(store, y, torch.tensor([2, 9]), config, train=False)
+    assert isinstance(a.x, RowView) and a.x.store is store and a.stays_on_host
+    union = concat_splits(a, b).subset(torch.tensor([4, 0, 3]))
+    assert isinstance(union.x, RowView) and union.x.store is store
+    assert union.x.rows.tolist() == [9, 7, 2] and union.y["c"].tolist() == [9, 7, 2]
+    assert torch.equal(union.x[:], store[[9, 7, 2]]) and union.x.shape == (3, 3, 2, 2)
+    batch = next(union.batches(2))
+    assert batch.y["c"].tolist() == [9, 7] and batch.x.shape == (2, 3, 2, 2)
+    assert a.nbytes == 3 * 3 * 2 * 2 + 3 * 8  # the rows' bytes, not the store's
