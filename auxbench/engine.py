@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import io
 import json
 import math
@@ -498,4 +499,10 @@ def run_trial(config: dict, trial_dir: Path, report: Callable[[dict], None] | No
         raise RuntimeError(f"{config_path} holds a different config; refusing to mix results")
     atomic_write_json(config_path, config)
     with trial_threads(config["training"]["threads"]):  # the same count under every executor
-        return Trial(config, trial_dir).run(report)
+        try:
+            return Trial(config, trial_dir).run(report)
+        finally:
+            # A trial's model, optimizers and method form reference cycles (closures over the trial):
+            # free them now, not whenever the collector next runs; a suite of ViT-B trials in one
+            # process otherwise grew by 1.3 GB a trial.
+            gc.collect()

@@ -6,7 +6,7 @@ set (``ru_maxrss``) cannot be reset, and sampling the resident set is skewed by 
 earlier trials in the same process freed, and by one-time runtime allocations. We measured
 both: the same STL trial read 69 MB or 38 MB depending on what ran before it. So a CPU trial
 records the process peak, labelled ``process_peak_rss``, and leaderboards give no memory ratio
-for it; ``benchmarks/epoch_cost.py`` compares methods' CPU memory, one fresh process each.
+for it; ``benchmarks/method_cost.py`` compares methods' CPU memory, one fresh process each.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""Smoke mode: every trial of a suite through the real code path in seconds (``run --smoke``).
+"""Smoke mode: every (column, method) of a suite through the real code path in minutes (``run --smoke``).
 
 Why: a paper suite takes GPU-days, but whether each of its trials *runs* — problem, backbone,
-method, streams, checkpoints, evaluation, publication — can be checked anywhere. A smoke trial is
+method, streams, checkpoints, evaluation, publication — can be checked anywhere. A smoke run has
+the first seed of each (column, method) pair (the other seeds take the same code paths with other
+random numbers: a ViT-B/16 MAXL trial costs half a minute on a 2-core CPU even here). A smoke trial is
 its suite's trial with at most :data:`SMOKE_EPOCHS` epochs of batches of at most :data:`SMOKE_BATCH`
 rows, images of at most :data:`SMOKE_IMAGE_SIZE` pixels a side, its training split cut to
 :data:`SMOKE_TRAIN_BATCHES` batches and every other split (meta, val, test, auxiliary inputs) to at

@@ -582,7 +582,8 @@ def expand(
 ) -> tuple[list[dict], list[dict]]:
     """The suite's trials (``{"id", "column", "method", "config"}``) and skipped pairs.
 
-    ``smoke``: each trial as :mod:`auxbench.smoke` cuts it (few epochs and batches, small splits).
+    ``smoke``: the first seed of each (column, method), each trial as :mod:`auxbench.smoke` cuts it
+    (few epochs and batches, small splits).
 
     Checks everything that the registries can tell without this machine's data or devices
     (see :func:`check_machine` for those).
@@ -606,6 +607,8 @@ def expand(
                                 f"(only timm:<model> backbones do)")
         column = layout.column(exp, i, path)
         seeds = list(range(exp.seeds)) if isinstance(exp.seeds, int) else exp.seeds
+        if smoke:  # seeds change random numbers, not code paths
+            seeds = seeds[:1]
         here: dict[str, int] = {}
         for j, entry in enumerate(exp.methods):
             key = f"experiments[{i}].methods[{j}]"

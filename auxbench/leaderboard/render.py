@@ -350,7 +350,7 @@ def _cost_section(board: T.Board, df: pd.DataFrame) -> list[str]:
     return ["## Costs", "", f"Means over the counted trials; ratios to `{board.baseline}` on the same column. "
             "Memory ratios only where CUDA measured each trial's peak allocation: on a CPU the figure is "
             "the peak of the whole process, which earlier trials in it may have set (use "
-            "`benchmarks/epoch_cost.py`, one fresh process per method, to compare CPU memory). Times "
+            "`benchmarks/method_cost.py`, one fresh process per method, to compare CPU memory). Times "
             "are wall-clock and shift with whatever else the machine runs.", "",
             _table(rows, ["column", "method", "time / epoch", "× time", "peak memory", "× memory", "memory kind"]),
             ""]
