@@ -32,3 +32,14 @@ def test_list_problems_shows_each_problems_tasks(cli):
     assert "coarse (primary, classification, 20 outputs, accuracy); fine (auxiliary, classification, 100 outputs" in out
     assert "main (primary, regression, 1 output, mse)" in out
     assert "input 3x32x32" in out
+
+
+def test_run_prints_the_paper_numbers_beside_ours(cli, write_suite, in_tmp):
+    suite = tiny_suite(methods=["stl"])
+    suite["references"] = [{"problem": "toy_regression", "method": "stl", "value": 0.123, "source": "Paper T1"}]
+    code, out, err = cli("run", write_suite(suite))
+    assert code == 0, err
+    papers = out.split("Paper numbers beside ours:")[1].split("leaderboard:")[0]
+    assert "| toy_regression/mlp" in papers and "0.123" in papers and "Paper T1" in papers
+    code, out, err = cli("run", write_suite(tiny_suite(methods=["stl"]), "plain.yaml"))
+    assert "Paper numbers" not in out  # no references, no such table

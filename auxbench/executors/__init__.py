@@ -60,10 +60,12 @@ def announce_resumes(todo: list[dict], run_dir: Path) -> None:
         print(f"resuming {n} trial{'s' if n > 1 else ''} from epoch {done} ({done} of {epochs} epochs done)")
 
 
-def main_table(markdown: str) -> str:
-    """The first table of a published leaderboard (its main one), to print in the terminal."""
+def main_table(markdown: str, after: str | None = None) -> str:
+    """The first table of a published leaderboard (its main one), or the first after the line
+    ``after`` (a section heading; empty if there is none), to print in the terminal."""
     lines = markdown.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    begin = 0 if after is None else next((i for i, line in enumerate(lines) if line == after), len(lines))
+    start = next((i for i in range(begin, len(lines)) if lines[i].startswith("|")), len(lines))
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     return "\n".join(lines[start:end])
 
@@ -133,7 +135,10 @@ def run_suite(
     failed = execute_trials(todo, run_dir, executor, suite.resources, address)
     try:
         publish(run_dir, leaderboard_path)
-        print(f"\n{main_table(Path(leaderboard_path).read_text())}\n\nleaderboard: {leaderboard_path}")
+        markdown = Path(leaderboard_path).read_text()
+        papers = main_table(markdown, after="## Paper numbers")
+        print(f"\n{main_table(markdown)}\n" + (f"\nPaper numbers beside ours:\n{papers}\n" if papers else "")
+              + f"\nleaderboard: {leaderboard_path}")
     except AuxbenchError as err:
         if not failed:
             raise
