@@ -13,7 +13,7 @@ After the last epoch :func:`assess_health` marks a finished trial ``degenerate``
    quickstart's digits, a ratio of 800 with nothing wrong. Losses here are of order one at the
    start (cross-entropy of k classes ≈ ln k, focal less, MSE of the toy's targets ≈ 2), so the
    floor does not hide a blow-up: issue 7's uncertainty-weighting case reached 2.7e8. On the
-   committed suites' curves (quickstart, cifar100_20_cpu) the largest last/reference ratio is
+   committed suites' curves (quickstart, the CIFAR-100-20 CPU suite) the largest last/reference ratio is
    0.85, far from 100;
 2. **collapse to chance**: for a classification primary task scored by accuracy, the final
    ``val`` accuracy is within ``CHANCE_STANDARD_ERRORS`` (3) binomial standard errors of the
