@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import io
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ import torch
 from torch import Tensor
 
 from auxbench.problems import ProblemOptionError, register_problem
-from auxbench.problems.base import Preprocess, Problem, TaskSpec, TensorSplit
+from auxbench.problems.base import Augment, Preprocess, Problem, TaskSpec, TensorSplit
 from auxbench.problems.files import ensure_files, verified_files
 from auxbench.problems.images import ImageConfig, normalise, random_crop_flip, to_model_input
 from auxbench.problems.random_aux import add_random_aux
@@ -199,6 +200,42 @@ def fake_sizes(n_train: int | None, val_size: int, n_test: int | None) -> dict[s
         "val": min(FAKE_SIZES["val"], val_size),
         "test": min(FAKE_SIZES["test"], n_test or FAKE_SIZES["test"]),
     }
+
+
+def one_task_splits(
+    task: str, n_classes: int, seed: int, fake: bool, fake_key: str, load: Callable[[], dict],
+    n_train: int | None, val_size: int, n_test: int | None, augment: Augment | None, image: ImageConfig | None,
+) -> tuple[dict[str, TensorSplit], dict]:
+    """Seeded ``train``/``val``/``test`` splits and ``info`` of a 32x32 image set with one task.
+
+    ``load()`` gives ``{"train": (x, y), "test": (x, y)}`` (uint8 images, labels). ``val`` is held
+    out of the training images stratified by label and ``n_train`` caps the rest
+    (:func:`~auxbench.problems.sampling.held_out_rows`); ``test`` is the first ``n_test`` test
+    images. Fake mode draws random images and labels from the generator of ``fake_key``.
+    """
+    preprocess = input_transform(image)
+
+    def split(x: Tensor, y: Tensor, train: bool) -> TensorSplit:
+        return TensorSplit(x.contiguous(), {task: y}, preprocess, augment if train else None)
+
+    if fake:
+        g = split_seed(seed, fake_key)
+        splits = {}
+        for name, n in fake_sizes(n_train, val_size, n_test).items():
+            x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+            splits[name] = split(x, torch.randint(0, n_classes, (n,), generator=g), name == "train")
+        return splits, {"fake": True}
+    data = load()
+    x_pool, y_pool = data["train"]
+    train_idx, val_idx = held_out_rows(y_pool, val_size, n_train, seed)
+    x_test, y_test = data["test"]
+    test_n = len(y_test) if n_test is None else min(n_test, len(y_test))
+    splits = {
+        "train": split(x_pool[train_idx], y_pool[train_idx], True),
+        "val": split(x_pool[val_idx], y_pool[val_idx], False),
+        "test": split(x_test[:test_n].clone(), y_test[:test_n].clone(), False),  # no view of the cache
+    }
+    return splits, {"fake": False, "source_index": {"train": train_idx, "val": val_idx}}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,11 +45,11 @@ from torch import Tensor
 
 from auxbench.problems import ProblemOptionError, cifar, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
-from auxbench.problems.cifar import CifarFiles, check_sizes, crop_flip, fake_sizes, images_of, input_transform
+from auxbench.problems.cifar import CifarFiles, check_sizes, crop_flip, images_of, one_task_splits
 from auxbench.problems.images import ImageConfig
 from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.rotation_aux import add_rotation_aux
-from auxbench.problems.sampling import held_out_rows, split_seed, stratified_pick
+from auxbench.problems.sampling import split_seed, stratified_pick
 
 CIFAR10 = CifarFiles("CIFAR-10", "cifar-10-batches-py", {  # torchvision.datasets.CIFAR10's lists
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
@@ -95,30 +95,11 @@ def make_cifar10_splits(
     """CIFAR-10 with the one task ``class`` and seeded splits (module docstring); the same images
     in the same order for every CIFAR-10 problem built with the same seed and sizes."""
     check_sizes(name, n_train, val_size, n_test, N_TRAIN_IMAGES)
-    preprocess = input_transform(image)
-
-    def split(x: Tensor, y: Tensor, train: bool) -> TensorSplit:
-        return TensorSplit(x.contiguous(), {"class": y}, preprocess, crop_flip if train and augment else None)
-
-    if fake:
-        g = split_seed(seed, "cifar10-fake")
-        splits = {}
-        for split_name, n in fake_sizes(n_train, val_size, n_test).items():
-            x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
-            splits[split_name] = split(x, torch.randint(0, N_CLASSES, (n,), generator=g), split_name == "train")
-        info: dict = {"fake": True}
-    else:
-        data = load(str(Path(data_dir).expanduser().resolve()))
-        x_pool, y_pool = data["train"]
-        train_idx, val_idx = held_out_rows(y_pool, val_size, n_train, seed)
-        x_test, y_test = data["test"]
-        test_n = len(y_test) if n_test is None else min(n_test, len(y_test))
-        splits = {
-            "train": split(x_pool[train_idx], y_pool[train_idx], True),
-            "val": split(x_pool[val_idx], y_pool[val_idx], False),
-            "test": split(x_test[:test_n].clone(), y_test[:test_n].clone(), False),  # no view of the cache
-        }
-        info = {"fake": False, "class_names": data["names"], "source_index": {"train": train_idx, "val": val_idx}}
+    root = str(Path(data_dir).expanduser().resolve())
+    splits, info = one_task_splits("class", N_CLASSES, seed, fake, "cifar10-fake", lambda: load(root),
+                                   n_train, val_size, n_test, crop_flip if augment else None, image)
+    if not fake:
+        info["class_names"] = load(root)["names"]
     return Problem(name, (3, 32, 32), [TASK], splits, hierarchy=None, info=info)
 
 

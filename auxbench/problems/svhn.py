@@ -43,13 +43,12 @@ import torch
 from torch import Tensor
 
 from auxbench.problems import register_problem
-from auxbench.problems.base import Problem, TaskSpec, TensorSplit
-from auxbench.problems.cifar import check_sizes, fake_sizes, input_transform
+from auxbench.problems.base import Problem, TaskSpec
+from auxbench.problems.cifar import check_sizes, one_task_splits
 from auxbench.problems.files import ensure_files, verified_files
 from auxbench.problems.images import ImageConfig, random_crop_flip
 from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.rotation_aux import add_rotation_aux
-from auxbench.problems.sampling import held_out_rows, split_seed
 
 FOLDER = "svhn"
 MD5 = {  # torchvision.datasets.SVHN.split_list
@@ -119,30 +118,9 @@ def make_svhn(
 ) -> Problem:
     """SVHN: primary ``digit`` (10), no auxiliary task of its own; see the module docstring."""
     check_sizes("svhn", n_train, val_size, n_test, N_TRAIN_IMAGES)
-    preprocess = input_transform(image)
-
-    def split(x: Tensor, digit: Tensor, train: bool) -> TensorSplit:
-        return TensorSplit(x.contiguous(), {"digit": digit}, preprocess, crop if train and augment else None)
-
-    if fake:
-        g = split_seed(seed, "svhn-fake")
-        splits = {}
-        for name, n in fake_sizes(n_train, val_size, n_test).items():
-            x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
-            splits[name] = split(x, torch.randint(0, N_DIGITS, (n,), generator=g), name == "train")
-        info: dict = {"fake": True}
-    else:
-        data = _load(str(Path(data_dir).expanduser().resolve()))
-        x_pool, d_pool = data["train"]
-        train_idx, val_idx = held_out_rows(d_pool, val_size, n_train, seed)
-        x_test, d_test = data["test"]
-        test_n = len(d_test) if n_test is None else min(n_test, len(d_test))
-        splits = {
-            "train": split(x_pool[train_idx], d_pool[train_idx], True),
-            "val": split(x_pool[val_idx], d_pool[val_idx], False),
-            "test": split(x_test[:test_n].clone(), d_test[:test_n].clone(), False),  # no view of the cache
-        }
-        info = {"fake": False, "source_index": {"train": train_idx, "val": val_idx}}
+    root = str(Path(data_dir).expanduser().resolve())
+    splits, info = one_task_splits("digit", N_DIGITS, seed, fake, "svhn-fake", lambda: _load(root),
+                                   n_train, val_size, n_test, crop if augment else None, image)
     tasks = [TaskSpec("digit", "primary", "classification", N_DIGITS, loss="classification", metric="accuracy",
                       description="the house-number digit")]
     problem = Problem("svhn", (3, 32, 32), tasks, splits, hierarchy=None, info=info)
