@@ -729,19 +729,30 @@ def check_machine(
     path = Path(path)
     download = download or suite.download
     defaults = _training(suite.defaults, {}, path, "defaults")
+    missing: dict[str, str] = {}  # what is missing (a data set, a model's weights) -> where and why
     for i, exp in enumerate(suite.experiments):
         where = f"{path}: experiments[{i}]"
         if data:
-            try:
-                check_problem_data(exp.problem, exp.problem_options, download=download)
-                if exp.pretrained:
-                    fetch_pretrained(exp.backbone[len(TIMM_PREFIX):])
-            except AuxbenchError as err:
-                message = str(err).replace(DOWNLOAD_HINT, f"auxbench run {path} --download")
-                raise AuxbenchError(f"{where} ({exp.problem}): {message}") from None
+            needs = [(exp.problem, lambda exp=exp: check_problem_data(exp.problem, exp.problem_options,
+                                                                      download=download))]
+            if exp.pretrained:
+                needs.append((exp.backbone, lambda exp=exp: fetch_pretrained(exp.backbone[len(TIMM_PREFIX):])))
+            for what, check in needs:
+                if what in missing:  # each data set and each model's weights tried once
+                    continue
+                try:
+                    check()
+                except AuxbenchError as err:
+                    message = str(err).replace(DOWNLOAD_HINT, f"auxbench run {path} --download")
+                    missing[what] = f"{where} ({exp.problem}): {message}"
         if devices:
             device = _training(defaults, exp.training, path, f"experiments[{i}].training")["device"]
             reason = device_unavailable(device)
             if reason is not None:
                 key = f"{where}.training.device" if "device" in exp.training else f"{path}: defaults.device"
                 raise AuxbenchError(f"{key}: {device!r}: {reason}")
+    if len(missing) == 1:
+        raise AuxbenchError(next(iter(missing.values())))
+    if missing:
+        raise AuxbenchError(f"{path}: this machine lacks {len(missing)} things the suite needs:\n  "
+                            + "\n  ".join(missing.values()))

@@ -510,6 +510,15 @@ def test_validate_checks_data_presence_up_front(cli, write_suite, no_cifar):
     assert str(no_cifar / "cifar-100-python") in err
 
 
+def test_validate_lists_every_missing_data_set_once(cli, write_suite, no_cifar):
+    suite = _cifar_suite()
+    suite["experiments"] += [{**suite["experiments"][0], "problem_options": {"n_train": 10}, "label": "small"},  # same data
+                             {**suite["experiments"][0], "problem": "svhn", "problem_options": {}}]
+    err = _bad(cli, write_suite(suite), "lacks 2 things the suite needs", "experiments[0] (cifar100_20): CIFAR-100 file",
+               "experiments[2] (svhn): SVHN file")
+    assert "experiments[1]" not in err
+
+
 def test_fake_data_never_needs_data(cli, write_suite, no_cifar, monkeypatch):
     """``--fake-data`` validates and runs a real-data suite with no data file anywhere."""
     path = write_suite(_cifar_suite())
