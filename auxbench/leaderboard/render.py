@@ -368,7 +368,11 @@ def _reference_section(board: T.Board, cells: pd.DataFrame, record: dict | None,
     rows = []
     for r in table.itertuples():
         scale = _half(r.ci_low, r.ci_high)
-        paper = _num(r.value, scale) + ("" if r.std is None or pd.isna(r.std) else f" ± {_num(r.std, scale)}")
+        has_std = r.std is not None and not pd.isna(r.std)
+        # The paper's number at its own precision where it gives a spread: at the width of our CI a
+        # paper's 0.03 ± 0.01 beside our [-52, 106] printed as "0 ± 0".
+        own = r.std if has_std and r.std > 0 else scale
+        paper = _num(r.value, own) + (f" ± {_num(r.std, own)}" if has_std else "")
         rows.append([r.column, r.method, paper, r.source or "–", str(r.n), _num(r.mean, scale), _ci(r.ci_low, r.ci_high),
                      _num(r.diff, scale, signed=True), {True: "yes", False: "no", None: "–"}[r.inside]])
     return ["## Paper numbers", "",
