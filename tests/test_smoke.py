@@ -84,6 +84,18 @@ def test_smoke_trials_are_short_small_and_never_share_an_id_with_real_ones(tmp_p
     assert len(torch.unique(labels)) > 1  # rows spread over the split, not its first class
 
 
+def test_smoke_keeps_a_few_auxiliary_tasks_and_every_aux_input_task():
+    from auxbench.problems import build_problem
+    from auxbench.smoke import SMOKE_AUX_TASKS, shrink_problem
+
+    cub = shrink_problem(build_problem("cub200", 0, fake=True), 8)  # 312 attribute tasks
+    assert [t.name for t in cub.tasks] == ["species"] + [f"attr_{i:03d}" for i in range(1, SMOKE_AUX_TASKS + 1)]
+    assert all(set(split.y) == {t.name for t in cub.tasks} for split in cub.splits.values())
+    rotated = shrink_problem(build_problem("digits_coarse", 0, fake=True, random_aux=9, rotation_aux=True), 8)
+    assert rotated.aux_input_tasks[0].name == "rotation" and "rotation" in rotated.aux_input.y
+    assert len(rotated.auxiliary_tasks) == SMOKE_AUX_TASKS + 1
+
+
 def test_a_smoke_run_publishes_only_inside_its_run_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     suite = code_paths_once(REPO / "suites" / "quickstart.yaml", tmp_path / "quickstart.yaml")
