@@ -21,25 +21,35 @@ SUITES = sorted((REPO / "suites").glob("*.yaml"))
 
 
 def code_paths_once(suite: Path, out: Path) -> Path:
-    """``suite`` with each (problem, backbone, pretrained, method entry) once (``--smoke`` then runs
-    its first seed): a column that differs from an earlier one only in its problem options or training (Pet on
-    30 % of its data, CUB 5-shot) runs the same code paths. Every experiment is still expanded and
-    validated in full by the test below; a paper suite's smoke run otherwise costs CI minutes."""
+    """``suite`` cut to its distinct code paths (``--smoke`` then runs each one's first seed): each
+    (backbone, pretrained, method entry) once, and each problem with at least its first method.
+
+    Why: a method runs the same code on every problem of a backbone (MAXL's φ step on a ViT does not
+    depend on whether the photos are birds or dishes), and a problem's own code runs with any
+    method. Every experiment of the suite is still expanded and validated in full by the test
+    below; the whole paper suites' smoke runs would cost CI tens of minutes.
+    """
     tree = yaml.safe_load(suite.read_text())
     seen: set[str] = set()
+    problems: set[str] = set()
     experiments = []
     for exp in tree["experiments"]:
         kept = []
         for entry in exp["methods"]:
-            key = json.dumps([exp["problem"], exp["backbone"], exp.get("pretrained", False), entry], sort_keys=True)
-            if key not in seen:
+            key = json.dumps([exp["backbone"], exp.get("pretrained", False), entry], sort_keys=True)
+            if key not in seen or exp["problem"] not in problems:
                 seen.add(key)
+                problems.add(exp["problem"])
                 kept.append(entry)
         if kept:
             experiments.append({**exp, "methods": kept})
     tree["experiments"] = experiments
-    columns = {exp.get("label") or f"{exp['problem']}/{exp['backbone']}" for exp in experiments}
-    tree["references"] = [r for r in tree.get("references", []) if r.get("column") in (None, *columns)]
+    kept = {(exp["problem"], exp.get("label") or f"{exp['problem']}/{exp['backbone']}", exp["backbone"],
+             entry if isinstance(entry, str) else entry.get("label") or entry["name"])
+            for exp in experiments for entry in exp["methods"]}
+    tree["references"] = [r for r in tree.get("references", [])
+                          if any(p == r["problem"] and m == r["method"] and r.get("column") in (None, c)
+                                 and r.get("backbone") in (None, b) for p, c, b, m in kept)]
     out.write_text(yaml.safe_dump(tree))
     return out
 
