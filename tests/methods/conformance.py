@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from auxbench.engine import Trial, run_trial
-from auxbench.method import Method, check_declaration, resolve_method
+from auxbench.method import Method, check_declaration, declared_streams, resolve_method
 from auxbench.method_state import collect_state, learned_parameters
 from auxbench.problems import build_problem
 from auxbench.results import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
@@ -150,9 +150,11 @@ def check_trains_a_vit(method: str, tmp_path: Path) -> None:
     ``higher_order``, so that the engine gives it the math attention kernel (the fused ones have no
     double backward: "derivative for aten::_scaled_dot_product_..._backward is not implemented")."""
     cls = resolve_method(method)
-    if cls.applicable(build_problem("cifar100_20", 0, fake=True)) is not None:
+    # a method reading the auxiliary-input stream gets CIFAR-100-20 with MNIST digits as that split
+    problem = "cifar100_20_mnist" if "aux" in declared_streams(cls()) else "cifar100_20"
+    if cls.applicable(build_problem(problem, 0, fake=True)) is not None:
         return
-    config = trial_config(method, problem="cifar100_20", backbone="timm:vit_tiny_patch16_224", epochs=1)
+    config = trial_config(method, problem=problem, backbone="timm:vit_tiny_patch16_224", epochs=1)
     config["problem_options"] = {"n_train": 64, "n_test": 16, "val_size": 16}
     result = Trial(config, tmp_path).run()
     assert result["status"] == "done", f"{method}: {result['status']} on a ViT"
