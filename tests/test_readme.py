@@ -1,4 +1,4 @@
-"""The README's "Adding a method" example works as written: dropped into methods/, it is found and trains."""
+"""The README's and the docs' method examples work as written: dropped into methods/, they are found and train."""
 from __future__ import annotations
 
 import math
@@ -13,13 +13,18 @@ from auxbench.method import discover_methods
 from .methods import conformance
 from .methods.helpers import build_trial, run_steps
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+METHOD_GUIDE = ROOT / "docs" / "writing-a-method.md"
 
 
 def readme_methods(tmp_path, monkeypatch) -> dict[str, str]:
-    """Every ```python block the README introduces as `methods/<file>.py`, written into a plug-in
-    folder on ``methods.__path__``: file name -> code."""
-    blocks = dict(re.findall(r"`methods/(\w+)\.py`:\n\n```python\n(.*?)```", README.read_text(), re.S))
+    """Every ```python block the README or the method guide introduces as `methods/<file>.py`,
+    written into a plug-in folder on ``methods.__path__``: file name -> code."""
+    blocks: dict[str, str] = {}
+    for page in (README, METHOD_GUIDE):
+        for filename, code in re.findall(r"`methods/(\w+)\.py`:\n\n```python\n(.*?)```", page.read_text(), re.S):
+            assert blocks.setdefault(filename, code) == code, f"{page.name} shows another methods/{filename}.py"
     for filename, code in blocks.items():
         (tmp_path / f"{filename}.py").write_text(code)
     monkeypatch.setattr(methods, "__path__", [*methods.__path__, str(tmp_path)])
@@ -29,7 +34,7 @@ def readme_methods(tmp_path, monkeypatch) -> dict[str, str]:
 def test_readme_method_examples_are_discovered_and_train(tmp_path, monkeypatch):
     (tmp_path / "plugins").mkdir()
     blocks = readme_methods(tmp_path / "plugins", monkeypatch)
-    assert set(blocks) == {"uniform_half", "uncertainty_example"}, "README lost a method example"
+    assert set(blocks) == {"uniform_half", "uncertainty_example"}, "README or the method guide lost an example"
     found = discover_methods()
     for name in ("uniform_half", "uncertainty_example"):
         assert name in found
@@ -56,27 +61,15 @@ def test_readme_gives_the_two_setup_commands_and_ci_runs_the_test_one():
     assert test_command in ci
 
 
-def test_readme_example_leaderboard_is_the_golden_render():
-    """The example table in the README is what the renderer produces for the golden fixture."""
-    text = README.read_text()
-    golden = (README.parent / "tests" / "leaderboard" / "data" / "golden.md").read_text()
+def test_docs_example_leaderboard_is_the_golden_render():
+    """The example table in docs/results.md is what the renderer produces for the golden fixture."""
+    text = (ROOT / "docs" / "results.md").read_text()
+    golden = (ROOT / "tests" / "leaderboard" / "data" / "golden.md").read_text()
     section = text[text.index("## Leaderboards"):text.index("How to read it:")]
     rows = [line for line in section.splitlines() if line.startswith("|")]
     assert len(rows) >= 4
     for row in rows:
         assert row in golden, row
-
-
-def test_readme_methods_table_lists_every_method_in_methods():
-    """Each file in methods/ (available or not) has a row of the README's Methods table."""
-    from auxbench.method import discover_all
-
-    available, unavailable = discover_all()
-    section = README.read_text().split("## Methods", 1)[1].split("\n## ", 1)[0]
-    listed = set(re.findall(r"`(\w+)`", "\n".join(line.split("|")[1] for line in section.splitlines()
-                                                   if line.startswith("| `"))))
-    missing = sorted((set(available) | set(unavailable)) - listed)
-    assert not missing, f"methods without a row in README's Methods table: {missing}"
 
 
 def test_quickstart_needs_no_optional_extra():
