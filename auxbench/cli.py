@@ -1,4 +1,4 @@
-"""``auxbench`` command line: run, leaderboard, list, validate.
+"""``auxbench`` command line: run, leaderboard, reproduce, check, list, validate.
 
 User errors (:class:`AuxbenchError`) print one message and exit 2, without a traceback.
 """
@@ -52,6 +52,36 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     equal = sum(bool(o.get("equal")) for o in outcomes)
     print(f"{equal} of {len(outcomes)} re-run trials bitwise equal to the published ones")
     return 0 if equal == len(outcomes) else 1
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from auxbench.conformance import ALL_CHECKS, check_declaration_is_valid
+    from auxbench.method import resolve_method
+
+    resolve_method(args.method, "auxbench check")  # a name or module:Class that does not resolve: exit 2
+    names = [check.__name__.removeprefix("check_") for check in ALL_CHECKS]
+    unknown = sorted(set(args.skip) - set(names))
+    if unknown:
+        raise AuxbenchError(f"auxbench check --skip: unknown check {', '.join(unknown)} (valid: {', '.join(names)})")
+    checks = [check for check, name in zip(ALL_CHECKS, names, strict=True) if name not in args.skip]
+    failed = 0
+    for check in [check_declaration_is_valid, *checks]:
+        label = check.__name__.removeprefix("check_")
+        with tempfile.TemporaryDirectory(prefix="auxbench-check-") as folder:
+            try:
+                if check is check_declaration_is_valid:
+                    check(args.method)
+                else:
+                    check(args.method, Path(folder))
+            except (AssertionError, AuxbenchError) as err:
+                failed += 1
+                print(f"FAIL {label}: {err}")
+                continue
+        print(f"ok   {label}")
+    print(f"{args.method}: {len(checks) + 1 - failed} of {len(checks) + 1} checks passed")
+    return 1 if failed else 0
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
@@ -138,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("path", help="a leaderboard (leaderboards/<suite>.md) or a results folder (runs/<suite>)")
     again.add_argument("--trials", type=int, default=3, help="how many trials, one per cell in turn (0: all; default 3)")
     again.set_defaults(func=_cmd_reproduce)
+
+    check = sub.add_parser("check", help="run the method conformance checks on a method, in this repository "
+                                         "or anywhere on the path (exit 1 if any fails)")
+    check.add_argument("method", help="a method name, or package.module:Class for a method outside methods/")
+    check.add_argument("--skip", nargs="*", default=[], metavar="CHECK",
+                       help="checks to leave out, e.g. trains_a_vit (slow on a CPU)")
+    check.set_defaults(func=_cmd_check)
 
     listing = sub.add_parser("list", help="list methods, problems, backbones or suites")
     listing.add_argument("what", choices=["methods", "problems", "backbones", "suites"])

@@ -3,29 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auxbench.engine import ENGINE_VERSION, Trial
-from auxbench.problems import problem_version
-from auxbench.suite import TrainingConfig
+from auxbench.conformance import trial_config
+from auxbench.engine import Trial
 
-
-def trial_config(method: str, problem: str = "digits_coarse", seed: int = 0, hparams: dict | None = None,
-                 backbone: str = "mlp", **training) -> dict:
-    from auxbench.method import resolve_method
-
-    cls = resolve_method(method)
-    return {
-        "engine_version": ENGINE_VERSION,
-        "problem": problem,
-        "problem_version": problem_version(problem),
-        "problem_options": {},
-        "backbone": backbone,
-        "method": method,
-        "method_version": cls.version,
-        "hparams": cls.resolve_hparams(hparams or {}),
-        "seed": seed,
-        "fake_data": True,
-        "training": TrainingConfig.model_validate({"epochs": 2, "batch_size": 16, "device": "cpu", "threads": 1, **training}).model_dump(),
-    }
+__all__ = ["trial_config", "build_trial", "run_steps"]
 
 
 def build_trial(tmp_path: Path, method: str, **kwargs) -> Trial:

@@ -105,6 +105,26 @@ class BadDiagnostics(Method):
         return {"Weight Of Task": 1.0}
 
 
+class SignError(Method):
+    """Ascends the primary loss: every other check passes, only ``check_learns`` can tell."""
+
+    name = "sign_error"
+
+    def combine(self, losses):
+        return -losses[self.ctx.problem.primary.name].mean()
+
+
+class AuxiliaryOnly(Method):
+    """Trains the auxiliary tasks and never the primary one: stable, and at chance."""
+
+    name = "auxiliary_only"
+    needs_auxiliary_tasks = True
+
+    def combine(self, losses):
+        primary = self.ctx.problem.primary.name
+        return sum(v.mean() for k, v in losses.items() if k != primary)
+
+
 class DeclaresWrongHook(Method):
     name = "wrong_hook"
     hook = "weights"
@@ -151,3 +171,17 @@ def test_diagnostic_keys_off_schema_are_caught(tmp_path):
 def test_a_hook_declared_but_not_overridden_is_caught():
     with pytest.raises(AuxbenchError, match=r"declares hook = 'weights' but does not override weights\(\)"):
         conformance.check_declaration_is_valid(f"{HERE}:DeclaresWrongHook")
+
+
+def test_a_method_that_does_not_learn_is_caught(tmp_path):
+    for check in conformance.ALL_CHECKS:
+        (tmp_path / check.__name__).mkdir()
+        if check is not conformance.check_learns:
+            check(f"{HERE}:SignError", tmp_path / check.__name__)  # passes everything else
+    with pytest.raises(AssertionError, match="does not learn"):
+        conformance.check_learns(f"{HERE}:SignError", tmp_path / "check_learns")
+
+
+def test_a_method_that_never_trains_its_primary_task_is_caught(tmp_path):
+    with pytest.raises(AssertionError, match="is not clearly above chance"):
+        conformance.check_learns(f"{HERE}:AuxiliaryOnly", tmp_path)

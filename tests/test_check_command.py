@@ -1,0 +1,59 @@
+"""``auxbench check module:Class``: a method written outside the repository gets the conformance
+checks, run from its own folder exactly as a user would."""
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from auxbench.cli import main
+
+METHOD = '''
+"""Human auxiliary tasks at weight w."""
+from torch import Tensor
+
+from auxbench.method import HParam, Method
+
+
+class HalfWeight(Method):
+    """Primary loss plus w x each auxiliary loss."""
+
+    name = "half_weight"
+    hparams = {"w": HParam(0.5, "auxiliary weight", low=0.0, high=10.0)}
+    needs_auxiliary_tasks = True
+
+    def combine(self, losses: dict[str, Tensor]) -> Tensor:
+        primary = self.ctx.problem.primary.name
+        return SIGN * sum(l.mean() * (1.0 if t == primary else self.hp["w"]) for t, l in losses.items())
+'''
+
+
+@pytest.fixture
+def user_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+    yield tmp_path
+    for name in ("good_method", "bad_method"):
+        sys.modules.pop(name, None)
+
+
+def test_a_method_outside_the_repository_passes_every_check(user_folder, capsys):
+    (user_folder / "good_method.py").write_text(textwrap.dedent(METHOD).replace("SIGN *", ""))
+    assert main(["check", "good_method:HalfWeight", "--skip", "trains_a_vit"]) == 0
+    out = capsys.readouterr().out
+    assert "ok   learns" in out and "8 of 8 checks passed" in out
+
+
+def test_a_sign_error_fails_the_learns_check(user_folder, capsys):
+    (user_folder / "bad_method.py").write_text(textwrap.dedent(METHOD).replace("SIGN *", "-1.0 *"))
+    assert main(["check", "bad_method:HalfWeight", "--skip", "trains_a_vit", "resume_is_bitwise"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL learns: bad_method:HalfWeight does not learn" in out
+
+
+def test_bad_input_is_one_message_and_exit_2(user_folder, capsys):
+    assert main(["check", "no_such_module:Thing"]) == 2
+    assert "cannot import 'no_such_module'" in capsys.readouterr().err
+    assert main(["check", "stl", "--skip", "vit"]) == 2
+    assert "unknown check vit (valid: streams_served_as_declared" in capsys.readouterr().err
