@@ -96,16 +96,15 @@ def _cmd_list(args: argparse.Namespace) -> None:
         for name in sorted(lines):
             print(lines[name])
     elif args.what == "problems":
-        from auxbench.problems import PROBLEM_VERSIONS, PROBLEMS, build_problem, check_problem
+        from auxbench.problems import PROBLEMS, build_problem, problem_version
 
-        check_problem(next(iter(PROBLEMS), "toy_regression"), {})  # registers the built-in problems
         for name, factory in sorted(PROBLEMS.items()):
             module_doc = sys.modules[factory.__module__].__doc__ or factory.__doc__ or ""
             problem = build_problem(name, seed=0, fake=True)  # fake data: the tasks, without any file
             tasks = "; ".join(
                 f"{t.name} ({t.role}, {t.kind}, {t.num_outputs} output{'s' if t.num_outputs > 1 else ''}, {t.metric})"
                 for t in problem.tasks)
-            print(f"{name:16s} v{PROBLEM_VERSIONS[name]}  {module_doc.strip().splitlines()[0] if module_doc else ''}")
+            print(f"{name:16s} v{problem_version(name)}  {module_doc.strip().splitlines()[0] if module_doc else ''}")
             print(f"{'':16s} input {'x'.join(map(str, problem.input_shape))}; tasks: {tasks}")
     elif args.what == "backbones":
         from auxbench.backbones import BACKBONES
@@ -140,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a suite's unfinished trials and publish its leaderboard")
     run.add_argument("suite", help="suite YAML file")
-    run.add_argument("--executor", choices=["local", "ray"], default="local")
+    run.add_argument("--executor", default="local",
+                     help="local: trials one after another in this process; ray: Ray Tune, on this machine "
+                          "or the cluster at --address")
     run.add_argument("--address", default=None, help="address of an existing Ray cluster")
     run.add_argument("--fake-data", action="store_true", help="random data of the right shapes (offline check)")
     run.add_argument("--smoke", action="store_true",

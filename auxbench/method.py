@@ -1,7 +1,7 @@
 """The ``Method`` base class: what an auxiliary-learning method declares and overrides.
 
 A method is a declaration plus one hook. The engine (:mod:`auxbench.steps`), not this class,
-runs the hook the method names in ``hook`` (DESIGN.md, "Method"), from least to most power:
+runs the hook the method names in ``hook``, from least to most power:
 
 1. ``"combine"`` — :meth:`Method.combine`: per-task, per-sample losses to one scalar;
 2. ``"weights"`` — :meth:`Method.weights`: a weight per task (or per sample), applied by the
@@ -19,15 +19,11 @@ its state: collected by :mod:`auxbench.method_state`, checked to survive a
 
 Methods are discovered by their ``name`` from the modules of the ``methods`` package (a module
 whose optional dependency is missing is listed as unavailable), or named in a suite as
-``package.module:Class``.
+``package.module:Class`` (:data:`METHODS`, a :class:`~auxbench.registry.Registry`).
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-import os
-import pkgutil
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -38,6 +34,7 @@ from torch import Tensor, nn
 from auxbench.context import TrainContext
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.problems.base import Batch, Problem, TaskSpec
+from auxbench.registry import Registry
 
 HOOKS = ("combine", "weights", "combine_grads", "aggregator", "train_step")
 STREAMS = ("meta", "aux", "extra_train")
@@ -268,12 +265,17 @@ class Method:
 
 
 # ----- discovery -----------------------------------------------------------------------------
-def _methods_in(module) -> list[type[Method]]:
+def _methods_in(module) -> list[tuple[str, type[Method], dict]]:
+    """The ``Method`` subclasses a module defines, by ``name``: methods need no registration."""
     return [
-        obj for obj in vars(module).values()
+        (obj.name, obj, {}) for obj in vars(module).values()
         if inspect.isclass(obj) and issubclass(obj, Method) and obj is not Method
         and obj.__module__ == module.__name__ and obj.name
     ]
+
+
+#: Every method of the ``methods`` package by name; ``package.module:Class`` for one elsewhere.
+METHODS: Registry[type[Method]] = Registry("method", package="methods", collect=_methods_in)
 
 
 def discover_all() -> tuple[dict[str, type[Method]], dict[str, str]]:
@@ -282,23 +284,7 @@ def discover_all() -> tuple[dict[str, type[Method]], dict[str, str]]:
     A module whose optional dependency is missing (``ImportError``) is reported with the reason
     instead of breaking discovery of the others.
     """
-    import methods as package
-
-    found: dict[str, type[Method]] = {}
-    unavailable: dict[str, str] = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        try:
-            module = importlib.import_module(f"{package.__name__}.{info.name}")
-        except ImportError as err:
-            unavailable[info.name] = f"{type(err).__name__}: {err}"
-            continue
-        for obj in _methods_in(module):
-            if obj.name in found and found[obj.name] is not obj:
-                raise AuxbenchError(
-                    f"two methods are named {obj.name!r}: {found[obj.name].__module__} and {obj.__module__}"
-                )
-            found[obj.name] = obj
-    return found, unavailable
+    return {n: m for n, m in METHODS.entries().items() if ":" not in n}, METHODS.unavailable()
 
 
 def discover_methods() -> dict[str, type[Method]]:
@@ -308,32 +294,10 @@ def discover_methods() -> dict[str, type[Method]]:
 
 def resolve_method(spec: str, where: str = "") -> type[Method]:
     """A method by discovered name, or by ``package.module:Class``."""
-    if ":" in spec:
-        module_name, _, class_name = spec.partition(":")
-        place = f"{where}: " if where else ""
-        cwd = os.getcwd()
-        if cwd not in sys.path and "" not in sys.path:
-            # ``python -m`` puts the working directory on sys.path, the ``auxbench`` console script
-            # does not: a suite's ``mymodule:Class`` must import the same way under both.
-            sys.path.insert(0, cwd)
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as err:  # any import failure is the user's module, reported as such
-            raise AuxbenchError(f"{place}cannot import {module_name!r} ({type(err).__name__}: {err})") from None
-        cls = getattr(module, class_name, None)
-        if not (inspect.isclass(cls) and issubclass(cls, Method)):
-            raise AuxbenchError(f"{place}{spec!r} is not a Method subclass")
-        return cls
-    methods, unavailable = discover_all()
-    if spec not in methods:
-        for module_name, reason in unavailable.items():
-            if spec == module_name:
-                raise AuxbenchError(
-                    f"{where + ': ' if where else ''}method {spec!r} is unavailable: {reason} (optional "
-                    f"dependencies install with the extras of pyproject.toml, e.g. pip install -e '.[aggregators]')"
-                )
-        raise unknown_name("method", spec, methods, where)
-    return methods[spec]
+    cls = METHODS.resolve(spec, where)
+    if not (inspect.isclass(cls) and issubclass(cls, Method)):
+        raise AuxbenchError(f"{where + ': ' if where else ''}{spec!r} is not a Method subclass")
+    return cls
 
 
 def declared_streams(method: Method) -> tuple[str, ...]:

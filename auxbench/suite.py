@@ -496,8 +496,7 @@ def _check_backbone(name: str, problem: Problem, where: str) -> None:
             check_timm_model(name[len(TIMM_PREFIX):])
             image_shape(name, problem.input_shape)
             return
-        if name not in BACKBONES:
-            raise unknown_name("backbone", name, [*BACKBONES, "timm:<model>"])
+        BACKBONES.resolve(name)  # an unknown name (with the closest ones) or a module:builder that does not import
         with torch.device("meta"):
             build_backbone(name, problem.input_shape)(torch.empty(2, *problem.input_shape))
     except AuxbenchError as err:

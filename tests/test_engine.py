@@ -265,7 +265,7 @@ class AuxInputProbe(Method):
 @pytest.fixture
 def digits_with_aux_input(monkeypatch):
     """``digits_aux_input``: digits_coarse whose validation images double as an auxiliary input split."""
-    from auxbench.problems import PROBLEM_VERSIONS, PROBLEMS
+    from auxbench.problems import PROBLEMS
 
     digits = PROBLEMS["digits_coarse"]
 
@@ -275,7 +275,6 @@ def digits_with_aux_input(monkeypatch):
         return problem
 
     monkeypatch.setitem(PROBLEMS, "digits_aux_input", factory)
-    monkeypatch.setitem(PROBLEM_VERSIONS, "digits_aux_input", "1")
     return "digits_aux_input"
 
 

@@ -35,7 +35,7 @@ def test_engine_and_problem_versions_change_the_trial_id(write_suite, monkeypatc
     monkeypatch.setattr("auxbench.suite.ENGINE_VERSION", "999")
     (engine_bumped,) = expanded_trials(path)
     monkeypatch.undo()
-    monkeypatch.setitem(__import__("auxbench.problems").problems.PROBLEM_VERSIONS, "toy_regression", "2")
+    monkeypatch.setitem(__import__("auxbench.problems").problems.PROBLEMS.metadata("toy_regression"), "version", "2")
     (problem_bumped,) = expanded_trials(path)
     assert len({before["id"], engine_bumped["id"], problem_bumped["id"]}) == 3
 

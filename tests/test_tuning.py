@@ -255,7 +255,7 @@ def test_an_interrupted_tuning_resumes_and_recomputes_nothing(write_suite, tmp_p
 
 def test_a_corrupted_test_split_does_not_change_the_choice(write_suite, tmp_path, monkeypatch):
     from auxbench.executors.local import run_local
-    from auxbench.problems import PROBLEM_VERSIONS, PROBLEMS
+    from auxbench.problems import PROBLEMS
 
     toy = PROBLEMS["toy_regression"]
 
@@ -267,7 +267,6 @@ def test_a_corrupted_test_split_does_not_change_the_choice(write_suite, tmp_path
         return problem
 
     monkeypatch.setitem(PROBLEMS, "toy_corrupted_test", corrupted)
-    monkeypatch.setitem(PROBLEM_VERSIONS, "toy_corrupted_test", "1")
     chosen = {}
     for problem in ("toy_regression", "toy_corrupted_test"):
         path = write_suite(_tuned_suite(problem=problem, options=TOY_OPTIONS, budget=3), f"{problem}.yaml")

@@ -1,4 +1,4 @@
-"""Backbones, task heads and the multi-head model (DESIGN.md, "Backbone").
+"""Backbones, task heads and the multi-head model.
 
 ``build_backbone(name, input_shape)`` returns a ``Backbone`` (features ``[B, feature_dim]``,
 ordered ``blocks``); ``build_model`` adds one head per task and returns an ``AuxModel``.

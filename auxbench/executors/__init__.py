@@ -7,10 +7,12 @@ checkpoint, and no executor state can lose a result.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from auxbench.engine import run_trial
 from auxbench.errors import AuxbenchError
+from auxbench.registry import Registry
 from auxbench.results import (
     ERROR_FILE,
     FINISHED_STATUSES,
@@ -23,7 +25,23 @@ from auxbench.results import (
 )
 from auxbench.suite import Resources, check_machine, expand, load_suite
 
-EXECUTORS = ("local", "ray")
+
+def _local(todo: list[dict], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
+    from auxbench.executors.local import run_local
+
+    return run_local(todo, run_dir)
+
+
+def _ray(todo: list[dict], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
+    from auxbench.executors.ray import run_ray  # Ray is imported only by a run that asks for it
+
+    return run_ray(todo, run_dir, resources, address)
+
+
+#: name -> ``(trials, run_dir, resources, address) -> ids of the trials that raised``.
+EXECUTORS: Registry[Callable[[list[dict], Path, Resources, str | None], list[str]]] = Registry("executor")
+EXECUTORS.register("local", _local)
+EXECUTORS.register("ray", _ray)
 def execute_trial(trial: dict, run_dir: Path, report=None, wait: bool = True) -> dict | None:
     """Run one trial under its lock; on an unexpected exception leave its traceback in
     ``error.txt`` and re-raise.
@@ -73,13 +91,7 @@ def main_table(markdown: str, after: str | None = None) -> str:
 def execute_trials(todo: list[dict], run_dir: Path, executor: str, resources: Resources,
                    address: str | None) -> list[str]:
     """Run ``todo`` with ``executor``; return the ids of the trials that raised."""
-    if executor == "local":
-        from auxbench.executors.local import run_local
-
-        return run_local(todo, run_dir)
-    from auxbench.executors.ray import run_ray
-
-    return run_ray(todo, run_dir, resources, address)
+    return EXECUTORS.resolve(executor, "--executor")(todo, run_dir, resources, address)
 
 
 def run_folder(suite_name: str, runs_dir: str | Path, fake_data: bool, smoke: bool) -> Path:
@@ -116,8 +128,7 @@ def run_suite(
     trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
     cells = plan_tuning(suite, suite_path, trials)
     check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
-    if executor not in EXECUTORS:
-        raise AuxbenchError(f"unknown executor {executor!r} (valid: {', '.join(EXECUTORS)})")
+    EXECUTORS.resolve(executor, "--executor")  # an unknown name fails before anything is written
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
     if leaderboard_path is None:
         leaderboard_path = run_dir / "leaderboard.md" if fake_data or smoke else default_leaderboard(suite.name)

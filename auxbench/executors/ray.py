@@ -89,12 +89,13 @@ def _python_path() -> list[str]:
 
 
 def user_modules(trials: list[dict]) -> list[str]:
-    """The files or package folders of the suite's ``package.module:Class`` methods that a
-    cluster's workers cannot import by themselves: the top-level module of each, unless it is
-    auxbench's own or installed (under ``site-packages``/``dist-packages``), as Ray's
+    """The files or package folders of the suite's ``package.module:name`` methods, problems and
+    backbones that a cluster's workers cannot import by themselves: the top-level module of each,
+    unless it is auxbench's own or installed (under ``site-packages``/``dist-packages``), as Ray's
     ``py_modules`` wants them (a package's folder, or a single module's ``.py`` file)."""
-    tops = sorted({t["config"]["method"].partition(":")[0].split(".")[0]
-                   for t in trials if ":" in t["config"]["method"]})
+    specs = {t["config"][key] for t in trials for key in ("method", "problem", "backbone")}
+    tops = sorted({spec.partition(":")[0].split(".")[0] for spec in specs
+                   if ":" in spec and not spec.startswith("timm:")})
     paths = []
     for top in tops:
         spec = importlib.util.find_spec(top)  # found: expand() imported it already

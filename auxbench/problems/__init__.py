@@ -1,9 +1,12 @@
 """Problems: datasets with their primary and auxiliary tasks and seeded, paired splits.
 
-A problem is registered under a name with :func:`register_problem`; :func:`build_problem`
-builds it for a seed. The same seed gives the same split for every method (paired seeds).
-A problem that reads files registers a ``check_data`` hook beside its factory, so that a suite
-learns of a missing file before any training (:func:`check_problem_data`).
+A problem is registered under a name with :func:`register_problem` (the built-ins in this
+package's modules; a problem elsewhere is named ``package.module:factory`` in a suite);
+:func:`build_problem` builds it for a seed. The same seed gives the same split for every method
+(paired seeds). A problem that reads files registers a ``check_data`` hook beside its factory, so
+that a suite learns of a missing file before any training (:func:`check_problem_data`).
+``random_aux`` and ``rotation_aux`` are options of every problem: :func:`build_problem` adds
+those tasks, so a factory never handles them.
 """
 from __future__ import annotations
 
@@ -22,20 +25,21 @@ from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.problems.base import Batch, Problem, TaskSpec, TensorSplit, concat_splits
 from auxbench.problems.images import ImageConfig
 from auxbench.problems.sampling import split_seed
+from auxbench.registry import Registry
 
 __all__ = [
     "Batch", "Problem", "TaskSpec", "TensorSplit", "concat_splits",
-    "PROBLEMS", "PROBLEM_VERSIONS", "META_SOURCES", "MetaSourceError", "ProblemOptionError", "register_problem",
+    "PROBLEMS", "META_SOURCES", "MetaSourceError", "ProblemOptionError", "register_problem",
     "problem_version", "takes_image", "check_problem", "check_problem_data", "build_problem", "data_dir", "split_seed",
 ]
 
 ProblemFactory = Callable[..., Problem]
 #: Factory parameters set by auxbench, not by a suite's ``problem_options``.
 RESERVED_PARAMETERS = {"seed", "fake", "data_dir", "image"}
+#: Options every problem takes: auxiliary tasks :func:`build_problem` adds to any problem.
+GENERIC_OPTIONS: dict[str, type] = {"random_aux": int, "rotation_aux": bool}
 DataCheck = Callable[..., None]
-PROBLEMS: dict[str, ProblemFactory] = {}
-PROBLEM_VERSIONS: dict[str, str] = {}
-DATA_CHECKS: dict[str, DataCheck] = {}
+PROBLEMS: Registry[ProblemFactory] = Registry("problem", package="auxbench.problems")
 
 
 class ProblemOptionError(AuxbenchError):
@@ -65,20 +69,12 @@ def register_problem(
     missing files; nothing else ever downloads (:mod:`auxbench.problems.files`).
     """
 
-    def deco(factory: ProblemFactory) -> ProblemFactory:
-        PROBLEMS[name] = factory
-        PROBLEM_VERSIONS[name] = version
-        if check_data is not None:
-            DATA_CHECKS[name] = check_data
-        return factory
-
-    return deco
+    return PROBLEMS.register(name, version=version, check_data=check_data)
 
 
 def problem_version(name: str) -> str:
-    """The registered ``version`` of problem ``name`` (registering the built-in problems first)."""
-    check_problem(name, {})
-    return PROBLEM_VERSIONS[name]
+    """The registered ``version`` of problem ``name`` (``"1"`` for an unregistered plug-in factory)."""
+    return PROBLEMS.metadata(name).get("version", "1")
 
 
 def data_dir() -> Path:
@@ -93,12 +89,10 @@ def takes_image(name: str) -> bool:
 
 def check_problem(name: str, options: dict, where: str = "") -> None:
     """Raise a clear error for an unknown problem or an option it does not take."""
-    from auxbench.problems import cifar, cifar10, cifar10_ovr, cub, digits, food, mnist, multi_mnist, pet, svhn, toy  # noqa: F401, I001
-
     place = f"{where}." if where else ""
-    if name not in PROBLEMS:
-        raise unknown_name("problem", name, PROBLEMS, f"{place}problem" if where else "")
-    accepted = set(inspect.signature(PROBLEMS[name]).parameters) - RESERVED_PARAMETERS
+    factory = PROBLEMS.resolve(name, f"{place}problem" if where else "")
+    accepted = set(inspect.signature(factory).parameters) - RESERVED_PARAMETERS
+    accepted |= set(GENERIC_OPTIONS)
     if takes_image(name):
         accepted.add("image_size")
     for key in options:
@@ -117,6 +111,17 @@ def check_problem(name: str, options: dict, where: str = "") -> None:
         if key == "image_size" and (isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 4096):
             prefix = f"{place}problem_options.{key}" if where else f"problem {name!r} option {key!r}"
             raise AuxbenchError(f"{prefix}: must be a side in pixels from 8 to 4096 (got {value!r})")
+        if key in GENERIC_OPTIONS:
+            expected = GENERIC_OPTIONS[key]
+            from auxbench.problems.random_aux import MAX_RANDOM_AUX
+
+            if isinstance(value, bool) is not (expected is bool) or not isinstance(value, expected) or (
+                    expected is int and not 0 <= value <= MAX_RANDOM_AUX):
+                wanted = "true or false" if expected is bool else f"a count of tasks from 0 to {MAX_RANDOM_AUX}"
+                if not where:
+                    raise ProblemOptionError(name, key, f"must be {wanted} (got {value!r})")
+                raise AuxbenchError(f"{place}problem_options.{key}: must be {wanted} (got {value!r})")
+            continue
         if key not in hints:
             continue
         try:  # strict: "lots" for an int option is named here, not deep inside the factory
@@ -130,8 +135,10 @@ def check_problem_data(name: str, options: dict, download: bool = False) -> None
     """Raise :class:`~auxbench.errors.DataNotFoundError` if problem ``name`` lacks a data file;
     with ``download`` (the user asked for it), fetch missing files first."""
     check_problem(name, options)
-    if name in DATA_CHECKS:
-        DATA_CHECKS[name](data_dir(), download=download, **options)
+    check_data = PROBLEMS.metadata(name).get("check_data")
+    if check_data is not None:
+        own = {k: v for k, v in options.items() if k not in GENERIC_OPTIONS}
+        check_data(data_dir(), download=download, **own)
 
 
 META_SOURCES = ("train_fraction", "problem")
@@ -168,9 +175,12 @@ def build_problem(
         raise AuxbenchError(f"meta_fraction must be in [0, 1), got {meta_fraction}")
     if meta_source not in META_SOURCES:
         raise AuxbenchError(f"meta_source must be one of {', '.join(META_SOURCES)}, got {meta_source!r}")
+    from auxbench.problems.random_aux import add_random_aux
+    from auxbench.problems.rotation_aux import add_rotation_aux
+
     factory = PROBLEMS[name]
+    generic = {k: options.pop(k) for k in list(options) if k in GENERIC_OPTIONS}
     if takes_image(name):
-        options = dict(options)
         size = options.pop("image_size", None)
         if size is not None:
             image = dataclasses.replace(image or ImageConfig(size), size=size)
@@ -178,6 +188,8 @@ def build_problem(
             image = dataclasses.replace(image, size=max_image_size)
         options["image"] = image
     problem = factory(seed=seed, fake=fake, data_dir=data_dir(), **options)
+    problem = add_random_aux(problem, generic.get("random_aux", 0), seed)
+    problem = add_rotation_aux(problem, generic.get("rotation_aux", False), seed)
     if meta_source == "problem":
         if "meta" not in problem.splits:
             raise MetaSourceError(

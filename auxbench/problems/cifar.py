@@ -47,8 +47,6 @@ from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Augment, Preprocess, Problem, TaskSpec, TensorSplit
 from auxbench.problems.files import ensure_files, verified_files
 from auxbench.problems.images import ImageConfig, normalise, random_crop_flip, to_model_input
-from auxbench.problems.random_aux import add_random_aux
-from auxbench.problems.rotation_aux import add_rotation_aux
 from auxbench.problems.sampling import held_out_rows, split_seed
 
 FOLDER = "cifar-100-python"
@@ -317,12 +315,9 @@ def make_cifar100_20(
     val_size: int = 5000,
     n_test: int | None = None,
     augment: bool = True,
-    random_aux: int = 0,
-    rotation_aux: bool = False,
 ) -> Problem:
     """CIFAR-100: primary ``coarse`` (20), auxiliary ``fine`` (100); see the module docstring."""
-    problem = make_cifar100("cifar100_20", ("coarse", "fine"), seed, fake, data_dir, n_train, val_size, n_test, augment)
-    return add_rotation_aux(add_random_aux(problem, random_aux, seed), rotation_aux, seed)
+    return make_cifar100("cifar100_20", ("coarse", "fine"), seed, fake, data_dir, n_train, val_size, n_test, augment)
 
 
 @register_problem("cifar100_fine", check_data=check_data)
@@ -334,9 +329,6 @@ def make_cifar100_fine(
     val_size: int = 5000,
     n_test: int | None = None,
     augment: bool = True,
-    random_aux: int = 0,
-    rotation_aux: bool = False,
 ) -> Problem:
     """CIFAR-100: primary ``fine`` (100), auxiliary ``coarse`` (20); see the module docstring."""
-    problem = make_cifar100("cifar100_fine", ("fine", "coarse"), seed, fake, data_dir, n_train, val_size, n_test, augment)
-    return add_rotation_aux(add_random_aux(problem, random_aux, seed), rotation_aux, seed)
+    return make_cifar100("cifar100_fine", ("fine", "coarse"), seed, fake, data_dir, n_train, val_size, n_test, augment)

@@ -47,8 +47,6 @@ from auxbench.problems import ProblemOptionError, cifar, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.cifar import CifarFiles, check_sizes, crop_flip, images_of, one_task_splits
 from auxbench.problems.images import ImageConfig
-from auxbench.problems.random_aux import add_random_aux
-from auxbench.problems.rotation_aux import add_rotation_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
 CIFAR10 = CifarFiles("CIFAR-10", "cifar-10-batches-py", {  # torchvision.datasets.CIFAR10's lists
@@ -112,13 +110,10 @@ def make_cifar10(
     val_size: int = 5000,
     n_test: int | None = None,
     augment: bool = True,
-    random_aux: int = 0,
-    rotation_aux: bool = False,
     image: ImageConfig | None = None,
 ) -> Problem:
     """CIFAR-10: primary ``class`` (10), no auxiliary task of its own; see the module docstring."""
-    problem = make_cifar10_splits("cifar10", seed, fake, data_dir, n_train, val_size, n_test, augment, image)
-    return add_rotation_aux(add_random_aux(problem, random_aux, seed), rotation_aux, seed)
+    return make_cifar10_splits("cifar10", seed, fake, data_dir, n_train, val_size, n_test, augment, image)
 
 
 def check_pair_data(data_dir: Path, download: bool = False, **options) -> None:
@@ -137,7 +132,6 @@ def make_cifar10_100(
     n_test: int | None = None,
     augment: bool = True,
     n_aux: int | None = None,
-    random_aux: int = 0,
     image: ImageConfig | None = None,
 ) -> Problem:
     """Primary ``class`` on CIFAR-10, auxiliary ``fine`` on CIFAR-100 inputs; see the module docstring."""
@@ -161,4 +155,4 @@ def make_cifar10_100(
                                   metric="accuracy", description="the 100 CIFAR-100 classes (other images)"))
     problem.aux_input = TensorSplit(x, {"fine": fine}, problem.splits["train"].preprocess,
                                     crop_flip if augment else None, {"source_row": rows})
-    return add_random_aux(problem, random_aux, seed)
+    return problem

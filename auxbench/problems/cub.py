@@ -82,7 +82,6 @@ from auxbench.problems.decoded import (
 )
 from auxbench.problems.files import ensure_files
 from auxbench.problems.images import ImageConfig
-from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
 FOLDER = "CUB_200_2011"
@@ -240,7 +239,6 @@ def make_cub200(
     min_certainty: int = 1,
     k_shot: int | None = None,
     augment: bool = True,
-    random_aux: int = 0,
 ) -> Problem:
     """CUB-200-2011: primary ``species`` (200), the 312 attributes auxiliary; see the module docstring."""
     name = "cub200"
@@ -257,8 +255,7 @@ def make_cub200(
     rows = _species_rows(index, seed, k_shot)
     splits = {split: image_split(x, y, r, config, split == "train", augment) for split, r in rows.items()}
     info = {"fake": fake, "class_names": index.class_names, "source_index": rows}
-    problem = Problem(name, (3, config.size, config.size), [SPECIES, *aux_tasks], splits, info=info)
-    return add_random_aux(problem, random_aux, seed)
+    return Problem(name, (3, config.size, config.size), [SPECIES, *aux_tasks], splits, info=info)
 
 
 def _images_and_index(seed: int, fake: bool, data_dir: Path, config: ImageConfig,
@@ -297,7 +294,6 @@ def make_pet_cub(
     train_fraction: float = 1.0,
     augment: bool = True,
     n_aux: int | None = None,
-    random_aux: int = 0,
 ) -> Problem:
     """Primary ``breed`` on Oxford-IIIT Pet, auxiliary ``bird`` on CUB inputs; see the module docstring."""
     from auxbench.problems import pet
@@ -316,4 +312,4 @@ def make_pet_cub(
     pre, aug = image_transforms(config)
     problem.aux_input = TensorSplit(x[rows], {"bird": index.species[rows]}, pre, aug if augment else None,
                                     {"source_row": rows})
-    return add_random_aux(problem, random_aux, seed)
+    return problem

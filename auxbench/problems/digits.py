@@ -28,8 +28,6 @@ from torch import Tensor
 
 from auxbench.problems import ProblemOptionError, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
-from auxbench.problems.random_aux import add_random_aux
-from auxbench.problems.rotation_aux import add_rotation_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
 N_DIGITS_IMAGES = 1797
@@ -61,8 +59,6 @@ def make_digits_coarse(
     n_train: int | None = None,
     test_fraction: float = 0.25,
     val_fraction: float = 0.15,
-    random_aux: int = 0,
-    rotation_aux: bool = False,
 ) -> Problem:
     """Digits with primary ``coarse`` (digit // 2) and auxiliary ``digit``; see the module docstring."""
     for key, fraction in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
@@ -104,5 +100,4 @@ def make_digits_coarse(
     ]
     splits = {"train": split(train_idx), "val": split(val_idx), "test": split(test_idx)}
     info = {"fake": fake, "source_index": {"train": train_idx, "val": val_idx, "test": test_idx}}
-    problem = Problem("digits_coarse", (1, 8, 8), tasks, splits, hierarchy=[list(h) for h in HIERARCHY], info=info)
-    return add_rotation_aux(add_random_aux(problem, random_aux, seed), rotation_aux, seed)
+    return Problem("digits_coarse", (1, 8, 8), tasks, splits, hierarchy=[list(h) for h in HIERARCHY], info=info)

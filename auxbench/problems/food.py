@@ -44,7 +44,6 @@ from auxbench.problems.decoded import (
 )
 from auxbench.problems.files import ensure_files
 from auxbench.problems.images import ImageConfig
-from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
 FOLDER = "food-101"
@@ -131,7 +130,6 @@ def make_food101(
     val_size: int = 5050,
     n_train: int | None = None,
     augment: bool = True,
-    random_aux: int = 0,
 ) -> Problem:
     """Food-101: primary ``dish`` (101), no human auxiliary task; see the module docstring."""
     name = "food101"
@@ -154,4 +152,4 @@ def make_food101(
     splits = {split: image_split(x, y, r, config, split == "train", augment) for split, r in rows.items()}
     problem = Problem(name, (3, config.size, config.size), [DISH], splits,
                       info={"fake": fake, "class_names": classes, "source_index": rows})
-    return add_random_aux(problem, random_aux, seed)
+    return problem

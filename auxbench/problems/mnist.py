@@ -40,7 +40,6 @@ from torch import Tensor
 from auxbench.problems import ProblemOptionError, cifar, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.files import ensure_files, verified_files
-from auxbench.problems.random_aux import add_random_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
 FOLDER = "MNIST/raw"
@@ -129,7 +128,6 @@ def make_cifar100_20_mnist(
     n_test: int | None = None,
     augment: bool = True,
     n_aux: int | None = None,
-    random_aux: int = 0,
 ) -> Problem:
     """Primary ``coarse`` on CIFAR-100, auxiliary ``digit`` on MNIST inputs; see the module docstring."""
     name = "cifar100_20_mnist"
@@ -151,4 +149,4 @@ def make_cifar100_20_mnist(
     problem.tasks.append(TaskSpec("digit", "auxiliary", "classification", N_DIGITS, loss="classification",
                                   metric="accuracy", description="the 10 MNIST digits (other images)"))
     problem.aux_input = TensorSplit(x, {"digit": digit}, preprocess, None, {"source_row": rows})
-    return add_random_aux(problem, random_aux, seed)
+    return problem

@@ -46,8 +46,6 @@ from auxbench.problems.decoded import (
 )
 from auxbench.problems.files import ensure_files
 from auxbench.problems.images import ImageConfig
-from auxbench.problems.random_aux import add_random_aux
-from auxbench.problems.rotation_aux import add_rotation_aux
 from auxbench.problems.sampling import split_seed, stratified_pick
 
 FOLDER = "oxford-iiit-pet"
@@ -169,10 +167,8 @@ def make_oxford_pet(
     val_fraction: float = 0.3,
     train_fraction: float = 1.0,
     augment: bool = True,
-    random_aux: int = 0,
-    rotation_aux: bool = False,
 ) -> Problem:
     """Oxford-IIIT Pet: primary ``breed`` (37), auxiliary ``species`` (2); see the module docstring."""
     problem = make_pet("oxford_pet", seed, fake, data_dir, default_image(image), val_fraction, train_fraction,
                        augment, species=True)
-    return add_rotation_aux(add_random_aux(problem, random_aux, seed), rotation_aux, seed)
+    return problem

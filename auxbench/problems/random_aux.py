@@ -1,15 +1,15 @@
 """Harmful auxiliary tasks: ``random_aux: k`` adds k tasks whose labels are pure noise.
 
-Why: the standard test of whether a weighting method learns to ignore a useless task (issue 10)
+Why: the standard test of whether a weighting method learns to ignore a useless task
 is an auxiliary task that carries no information about the primary one. Each added task
 ``random_<i>`` has as many classes as the primary task, and every row of every split gets a label
 drawn uniformly at random, independently of its inputs and of every other label, from a generator
 seeded per (run seed, task, split) (:func:`~auxbench.problems.sampling.split_seed`): the same seed
 gives the same labels for every method (paired seeds), different seeds give different labels.
 
-Every classification problem's factory takes the option and calls :func:`add_random_aux` on the
-problem it built, before ``build_problem`` carves ``meta`` out of ``train``, so the labels follow
-their rows into every split. ``k = 0`` returns the problem untouched and draws no random number,
+Every problem takes the option: :func:`~auxbench.problems.build_problem` calls
+:func:`add_random_aux` on the problem its factory built, before it carves ``meta`` out of
+``train``, so the labels follow their rows into every split. ``k = 0`` returns the problem untouched and draws no random number,
 so results without the option stay bit-identical.
 """
 from __future__ import annotations

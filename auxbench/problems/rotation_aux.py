@@ -42,7 +42,8 @@ Differences from MAOAL's (and S4L's) set-up, named:
   that combines the losses of the training batch finds no ``rotation`` label there
   (``TaskLosses`` skips tasks a batch does not label).
 
-Every image problem with square inputs takes the option; ``false`` returns the problem untouched
+Every image problem with square inputs takes the option (:func:`~auxbench.problems.build_problem`
+applies it after the factory); ``false`` returns the problem untouched
 and draws no random number. A problem that already has an auxiliary-input split refuses it.
 """
 from __future__ import annotations

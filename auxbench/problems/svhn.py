@@ -47,8 +47,6 @@ from auxbench.problems.base import Problem, TaskSpec
 from auxbench.problems.cifar import check_sizes, one_task_splits
 from auxbench.problems.files import ensure_files, verified_files
 from auxbench.problems.images import ImageConfig, random_crop_flip
-from auxbench.problems.random_aux import add_random_aux
-from auxbench.problems.rotation_aux import add_rotation_aux
 
 FOLDER = "svhn"
 MD5 = {  # torchvision.datasets.SVHN.split_list
@@ -112,8 +110,6 @@ def make_svhn(
     val_size: int = 5000,
     n_test: int | None = None,
     augment: bool = True,
-    random_aux: int = 0,
-    rotation_aux: bool = False,
     image: ImageConfig | None = None,
 ) -> Problem:
     """SVHN: primary ``digit`` (10), no auxiliary task of its own; see the module docstring."""
@@ -123,5 +119,4 @@ def make_svhn(
                                    n_train, val_size, n_test, crop if augment else None, image)
     tasks = [TaskSpec("digit", "primary", "classification", N_DIGITS, loss="classification", metric="accuracy",
                       description="the house-number digit")]
-    problem = Problem("svhn", (3, 32, 32), tasks, splits, hierarchy=None, info=info)
-    return add_rotation_aux(add_random_aux(problem, random_aux, seed), rotation_aux, seed)
+    return Problem("svhn", (3, 32, 32), tasks, splits, hierarchy=None, info=info)
