@@ -1,4 +1,4 @@
-"""The training loop of one trial (DESIGN.md, "Engine").
+"""The training loop of one trial.
 
 A trial is a plain JSON-able config (see :mod:`auxbench.suite`) and a folder. The engine seeds
 everything, builds problem, model and method, trains for ``epochs`` and after every epoch
