@@ -14,7 +14,7 @@ WEIGHT_RULES = ("arml", "paper")
 class OLAux(Method):
     """Auxiliary weights w_k moved every N steps by main/auxiliary gradient inner products, clamped at 0.
 
-    The weights are chosen online to decrease the main loss N steps ahead (OL-AUX §3, Algorithm 1).
+    The weights are chosen online to decrease the main loss N steps ahead (the paper's OL-AUX algorithm).
     A first-order expansion of L_main(θ_{t+N}) in w gives
     ∂L_main(θ_{t+N})/∂w_k ≈ −η Σ_{j=t}^{t+N−1} ⟨∇L_main(θ_j), ∇L_aux,k(θ_j)⟩ (η: θ's learning rate),
     and w takes a gradient step of size β on it. Each step the shared parameters get
