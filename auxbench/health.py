@@ -96,9 +96,8 @@ def parameter_fingerprint(model: nn.Module) -> Tensor:
 
     Any change of an entry changes them (short of exact cancellation in both at once)."""
     with torch.no_grad():
-        return torch.stack([
-            torch.stack([p.double().sum(), p.double().square().sum()]) for p in model.parameters() if p.requires_grad
-        ])
+        sums = [torch.stack([p.double().sum(), p.double().square().sum()]) for p in model.parameters() if p.requires_grad]
+        return torch.stack(sums) if sums else torch.zeros(0, 2, dtype=torch.float64)
 
 
 class StillnessWatch:
