@@ -1,4 +1,4 @@
-"""The training loop of one trial (DESIGN.md, "Engine").
+"""The training loop of one trial.
 
 A trial is a plain JSON-able config (see :mod:`auxbench.suite`) and a folder. The engine seeds
 everything, builds problem, model and method, trains for ``epochs`` and after every epoch
@@ -29,7 +29,7 @@ from auxbench.backbones import block_map, build_backbone, build_model
 from auxbench.context import Streams, TrainContext
 from auxbench.determinism import trial_threads
 from auxbench.errors import AuxbenchError
-from auxbench.health import assess_health
+from auxbench.health import StillnessWatch, assess_health
 from auxbench.losses import TaskLosses, metric_sum
 from auxbench.memory import PeakMemory
 from auxbench.method import (
@@ -403,7 +403,7 @@ class Trial:
             with self.precision():
                 save_test_predictions(self.dir, self.model, self.problem, self.training["eval_batch_size"], self.device)
         result = summarise(rows, self.problem, status, diverged_at)
-        assess_health(result, rows, self.problem)
+        assess_health(result, rows, self.problem, self.stillness.still_since)
         result.update(
             run_wall_s=time.perf_counter() - started, peak_memory_mb=memory.peak_mb, memory_kind=memory.kind,
             device=str(self.device), provenance=provenance(self.config, self.device),
@@ -415,12 +415,14 @@ class Trial:
     def _run_epochs(self, start_epoch: int, rows: list[dict], report) -> tuple[str, int | None]:
         """Train, evaluate and checkpoint each epoch; ``("diverged", epoch)`` on a non-finite loss."""
         key = primary_key(self.problem)
+        self.stillness = StillnessWatch(self.model)
         for epoch in range(start_epoch, self.training["epochs"]):
             tick = time.perf_counter()
             try:
                 train_metrics = self._train_epoch(epoch)
             except TrialDiverged:
                 return "diverged", epoch
+            self.stillness.end_epoch(epoch)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             row: dict[str, Any] = {"epoch": epoch, "time/epoch_s": time.perf_counter() - tick, **train_metrics}

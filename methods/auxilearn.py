@@ -1,4 +1,5 @@
-"""AuxiLearn: auxiliary learning by implicit differentiation (Navon, Achituve, Maron, Chechik, Fetaya, ICLR 2021)."""
+"""AuxiLearn: "Auxiliary Learning by Implicit Differentiation" (Navon, Achituve, Maron, Chechik, Fetaya, ICLR 2021,
+arXiv:2007.02693)."""
 from __future__ import annotations
 
 import torch
@@ -79,7 +80,7 @@ class AuxiLearn(Method):
     auxiliary set, with the implicit-function-theorem hypergradient
     dL_A/dφ = −(∂²L_T/∂φ∂θ)ᵀ H⁻¹ ∇θL_A, H⁻¹ approximated by a truncated Neumann series (Lorraine
     et al. 2020). Implemented as the official ``Hypergrad``/``MetaOptimizer`` and
-    ``experiments/nyuv2/trainer.py`` run it (``AvivNavon/AuxiLearn``, research/methods.md §5):
+    ``experiments/nyuv2/trainer.py`` run it (``AvivNavon/AuxiLearn`` 17495d6):
 
     - every step: per-sample task losses [B, T] (primary first, the suite's losses) → g_φ → mean →
       one step of the primary optimizer on θ;

@@ -1,4 +1,5 @@
-"""AuxiLearn, learned auxiliary labels (Navon et al., ICLR 2021, §3.2; the official Oxford-Pet experiment)."""
+"""AuxiLearn, learned auxiliary labels ("Auxiliary Learning by Implicit Differentiation", Navon et al., ICLR 2021,
+arXiv:2007.02693, §3.2; the official Oxford-Pet experiment)."""
 from __future__ import annotations
 
 import torch
@@ -20,12 +21,14 @@ class AuxiLearnLabels(AuxiLearn):
     [ℓ_main, aux_scale·ℓ_aux]; φ = (label generator, combiner) is learned by the same implicit
     hyper-step as ``auxilearn`` (see its docstring for the hyper-step and every choice shared
     with it, all of which apply). Implemented as ``experiments/oxford_pet/trainer.py`` runs it
-    (research/methods.md §5.1–5.2), whose defaults are used: ψ = 5, aux_scale 0.25, linear
+    (``AvivNavon/AuxiLearn`` 17495d6), whose defaults are used: ψ = 5, aux_scale 0.25, linear
     combiner with the main-loss skip (the main loss starts at weight 2, the auxiliary at
     1 × 0.25), hyper-step every 30 steps, 3 Neumann iterations with η = the primary learning rate,
     clip 50, one meta SGD optimizer over generator and combiner (lr 1e-3, momentum 0.9, weight
     decay 5e-3); the Pet nonlinear combiner's hidden [10, 10] and init upper 0.2. Both losses use
-    the suite's classification loss (the Pet code: focal, γ = 2, as MAXL).
+    the suite's classification loss (the Pet code: focal, γ = 2, on softmax probabilities, for
+    both the main and the generated task — ``calc_loss`` in ``experiments/oxford_pet/trainer.py``;
+    ``suites/auxilearn_pet.yaml`` sets ``loss: focal``).
 
     Why a second method rather than a mode of ``auxilearn``: it learns something else (a task, not
     weights over given tasks), applies to other problems (any classification primary, no

@@ -1,4 +1,5 @@
-"""DTG-AuxL: joint data-task generation for auxiliary learning (Chen et al., NeurIPS 2023; ../shared/papers/dtg_auxl.txt)."""
+"""DTG-AuxL: "Joint Data-Task Generation for Auxiliary Learning" (Chen, Wang, Zhou, Qin, Guan, Zhu, NeurIPS 2023;
+no arXiv version). No official code exists; tests/methods/test_dtg_auxl_equations.py pins each equation."""
 from __future__ import annotations
 
 import math
@@ -175,7 +176,7 @@ class DTGAuxL(Method):
     The hypergradient's forward runs the model functionally: batch statistics, BatchNorm running
     statistics untouched (auxbench convention for meta passes).
 
-    Choices the paper leaves open (no official code exists; research/methods.md §9.3), each an
+    Choices the paper leaves open (no official code exists), each an
     hparam, with the default and why:
 
     - ``detach_features`` (False): eq. 2 writes L_g(D_g(φ); θ) with f = backbone(x; θ), so L_g
@@ -187,7 +188,7 @@ class DTGAuxL(Method):
       non-negative by clamping raw values after each step; "exp" (w = e^s) is the smooth option.
       1.0 is the Equal baseline's weight, so training starts from Equal plus the generated task;
     - ``interval`` N (20): deferred to the unavailable appendix; 20 is the upper-step interval
-      of the same authors' JTDS code (methods.md §9.2, an inference). The upper step runs before
+      of the same authors' JTDS code (``forchchch/JTDS``, an inference). The upper step runs before
       the lower step of every step with ``global_step % N == 0`` — the paper's loop (N θ steps,
       then φ) plus one φ step at the very start;
     - ``neumann_lr`` η (1.0): eq. 13 has (I − ∇²L_t), i.e. η = 1, and no leading factor. The
@@ -199,13 +200,13 @@ class DTGAuxL(Method):
       meta-reading method does);
     - ``reg_weight`` (1.0): eq. 15 adds eq. 14 (a sum over all pairs j ≠ j') with weight 1;
     - ``meta_clip`` (10): the norm of φ's gradient is clipped, as the AuxiLearn-derived codes do
-      (JTDS clips at 10, methods.md §9.2, an inference); with η = 1 and n = 3 the Neumann terms
+      (JTDS clips at 10, an inference); with η = 1 and n = 3 the Neumann terms
       grow wherever ∇²θL_t has eigenvalues above 2, and unclipped runs diverged to NaN here;
     - generator sizes: MLP depth ``generator_depth`` (2; searched in {2, 3, 4}, §4.1), hidden
       width d (features) and m_n (labels); ``label_embedding_dim`` m_n (32; searched in {32, 64});
       masks start at 0 (a plain mean), PyTorch's default init elsewhere;
     - φ's optimizer: SGD lr 1e-2, momentum 0.9, weight decay 5e-5 (JTDS's meta optimizer,
-      methods.md §9.2, an inference); the generated task uses the primary head (L_g "the same
+      an inference); the generated task uses the primary head (L_g "the same
       loss function as L_p", the generated labels "lie in the same space as the original label").
 
     Not implemented: a regression primary task (eq. 9's (b − a)·sigmoid + a needs a label range

@@ -1,6 +1,5 @@
-"""MAOAL: module-aware optimization for auxiliary learning (Chen et al., NeurIPS 2022).
-
-../shared/papers/maoal.txt §3.2–3.4 and Algorithm 1; research/methods.md §8.
+"""MAOAL: "Module-Aware Optimization for Auxiliary Learning" (Chen, Wang, Liu, Zhou, Guan, Zhu, NeurIPS 2022;
+no arXiv version, OpenReview x-i37an3uym), §3.2–3.4 and Algorithm 1.
 """
 from __future__ import annotations
 
@@ -60,7 +59,7 @@ class MAOAL(Method):
     ``extra_train`` stream, the official ``train_loader2``). The hypergradient is clipped to norm
     ``max_grad_norm`` and α takes one SGD step (official ``MetaOptimizer``).
 
-    Defaults (research/methods.md §8.2, official ``forchchch/MAOAL`` 497ea64 ``train_regularizer.py``,
+    Defaults (official ``forchchch/MAOAL`` 497ea64 ``train_regularizer.py``,
     ``config/params_reg.json``, ``gauxlearn/``): α initialised to 1, interval 20, n = 4 terms
     (``truncate_iter = 3``), clip 10, α's SGD lr 1e-3 with momentum 0.9 and no weight decay (a
     stored earlier revision, 3824834, uses momentum 0 and interval 200). Learning rate, optimizer
@@ -70,9 +69,12 @@ class MAOAL(Method):
 
     - Neumann step η: the paper derives the series with the lower learning rate η₁ (eq. 8,
       Algorithm 1 line 19); the code uses ``hpo_lr = 1.0``, for which the series only contracts
-      if J's eigenvalues lie in (0, 2). ``neumann_step: lower_lr`` (default) takes η = the
-      current learning rate of the trial's optimizer (for Adam, its lr, as the paper writes η₁
-      whatever the optimizer); ``official`` takes η = 1.
+      if J's eigenvalues lie in (0, 2). ``neumann_step: lower_lr`` (default, as the paper states
+      it) takes η = the current learning rate of the trial's optimizer (for Adam, its lr, as the
+      paper writes η₁ whatever the optimizer); ``official`` takes η = 1 (``MetaOptimizer(hpo_lr =
+      1.0)`` in ``train_regularizer.py``). The published numbers came from the code: the released
+      MovieLens experiment runs η = 1; the image experiments' code is not released, so which η
+      produced those columns is not known (the released ``gauxlearn`` copy has no other setting).
     - Overall scale: the paper's hypergradient carries a leading η₁ (line 22 differentiates
       η₁·g); the code's ``Hypergrad`` has none. Here, as in the code (and AuxiLearn's), the
       leading factor is left out — absorbed into α's learning rate — so the paper's upper learning
@@ -86,7 +88,7 @@ class MAOAL(Method):
 
     Deviations from the official code, all deliberate:
 
-    - cost (methods.md §8.4): the code builds the importance-parameterised gradient with
+    - cost: the code builds the importance-parameterised gradient with
       ``create_graph=True`` at every lower step and also runs a full backward of the plain loss sum
       whose result it overwrites. Here the lower step takes K+1 plain gradients (α enters only as
       one scalar per (task, module)) and the graph is built only at upper steps;
@@ -94,11 +96,12 @@ class MAOAL(Method):
       after interval, 2·interval, …); the same rate, shifted so that a run shorter than ``interval``
       steps still updates α;
     - the upper step's forwards run functionally and never update BatchNorm running statistics
-      (DESIGN.md "Conventions fixed once"); the code's forwards are ordinary train-mode passes;
+      (an auxbench convention for every method's look-ahead); the code's forwards are ordinary
+      train-mode passes;
     - no model selection on validation inside the method (the engine's protocol decides).
 
     Dead importances: an α_{k,j} that crosses below 0 gets zero gradient through the ReLU and stays
-    off for the rest of training (as in the paper and the code; methods.md §8.3).
+    off for the rest of training (as in the paper and the code).
 
     Diagnostics every epoch: ``importance/<task>/<module>`` = ReLU(α_{k,j}) for every auxiliary
     task and module. No setting reduces to STL (α is learned from 1), so ``reduces_to_stl_when``

@@ -1,49 +1,79 @@
-"""OL-AUX: online auxiliary-task weighting (Lin, Baweja, Kantor, Held, NeurIPS 2019, "Adaptive auxiliary task weighting for reinforcement learning")."""
+"""OL-AUX: online auxiliary-task weighting (Lin, Baweja, Kantor, Held, "Adaptive Auxiliary Task Weighting for
+Reinforcement Learning", NeurIPS 2019)."""
 from __future__ import annotations
 
 import torch
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method
 
+WEIGHT_RULES = ("arml", "paper")
+
 
 class OLAux(Method):
-    """Auxiliary weights w_k moved every N steps by the accumulated main/auxiliary gradient inner products.
+    """Auxiliary weights w_k moved every N steps by main/auxiliary gradient inner products, clamped at 0.
 
-    The weights are chosen online to decrease the main loss N steps ahead; with the paper's
-    first-order approximation the update is
-    w_k ← w_k + β · Σ_{t over the last N steps} ⟨∇L_main(θ_t), ∇L_aux,k(θ_t)⟩
-    (inner products, not cosines; research/methods.md §10), over the shared parameters. Each step
-    the shared parameters get g_main + Σ_k w_k g_k with the current weights; w starts at 1.
+    The weights are chosen online to decrease the main loss N steps ahead (the paper's OL-AUX algorithm).
+    A first-order expansion of L_main(θ_{t+N}) in w gives
+    ∂L_main(θ_{t+N})/∂w_k ≈ −η Σ_{j=t}^{t+N−1} ⟨∇L_main(θ_j), ∇L_aux,k(θ_j)⟩ (η: θ's learning rate),
+    and w takes a gradient step of size β on it. Each step the shared parameters get
+    g_main + Σ_k w_k g_k with the current weights; w starts at 1. Inner products (not cosines) over
+    the shared parameters, taken from the per-task shared gradients the ``combine_grads`` level
+    computes anyway: T backward passes per step, no extra pass.
 
-    The inner products come free from the per-task shared gradients the ``combine_grads`` level
-    computes anyway: T backward passes per step, no extra pass (SLGrad's implementation spends
-    one more forward/backward per task). Deviations and choices:
+    Two weight rules (``weight_rule``), both clamping w at 0 after every update:
 
-    - N = 20 and β = 0.05 are ARML's OL-AUX baseline (bfshi/ARML: SSL/lib/task_weighter.py, SGD
-      0.05 every 20 iterations), the only runnable reference; the weights are a plain state tensor
-      moved by this rule, not a parameter of the engine's optimizer (the rule is a plain SGD step);
-    - w is not clamped or normalised (the update has no constraint);
+    - ``arml`` (default): ARML's reimplementation of OL-AUX, the baseline of "Auxiliary Task Reweighting
+      for Minimum-data Learning" (Shi et al., NeurIPS 2020, arXiv:2010.08244), code
+      ``bfshi/ARML_Auxiliary_Task_Reweighting`` 8b59d19, ``SSL/lib/task_weighter.py``
+      (``ol_aux_weight_loss``) and ``SSL/train.py``: every N = 20 iterations, one SGD step of size
+      β = 0.05 on −Σ_k w_k ⟨∇L_main, ∇L_aux,k⟩ at the current θ and batch only, i.e.
+      w_k ← max(0, w_k + β ⟨∇L_main(θ_t), ∇L_aux,k(θ_t)⟩) — the inner product of *one* step, without
+      η. This is the rule behind the OL-AUX numbers in ARML's tables, the setting closest to
+      auxbench's (image classification, CNN); ``update_every`` 20 and ``weight_lr`` 0.05 are its
+      values.
+    - ``paper``: the OL-AUX paper's rule as its official code runs it (``Xingyu-Lin/auxiliary-tasks-rl``
+      0146d2e, ``olaux/ddpg.py`` ``_update_aux_weights``, clamp in
+      ``baselines/common/mpi_aux_update.py``): every step the inner product times the current
+      learning rate η_t of θ is buffered; every N steps
+      w_k ← max(0, w_k + β Σ_{j over the last N steps} η_j ⟨∇L_main(θ_j), ∇L_aux,k(θ_j)⟩).
+      The code's defaults are N = 5 and β = 5 (``aux_update_interval``, ``aux_base_lr``; it
+      multiplies β by N and averages the buffer, which is the sum above) with Adam at η = 1e-3: set
+      ``update_every: 5, weight_lr: 5.0`` to run them.
+
+    Differences from the official codes, all deliberate:
+
+    - ARML skips θ's update on every 20th iteration (that batch is spent on the weights only); here
+      θ steps every iteration with the weights of before the update;
+    - ARML's inner product covers every parameter but the three heads' (its ``[:-6]``), auxbench's
+      the shared parameters: the same set;
+    - the OL-AUX code (RL, DDPG) takes the "main" gradient of the whole weighted critic loss
+      (main plus weighted auxiliary terms), replaces every loss by its log ("gradient balancing",
+      ``log_loss`` on by default) and averages the gradients over the last 4 iterations before the
+      inner product (``aux_filter_interval``); the ``paper`` rule here uses ∇L_main of the plain
+      losses, as the paper's derivation writes it, with no smoothing;
     - heads get their own task's unweighted gradient (the ``combine_grads`` level), so an auxiliary
-      head's step is not scaled by w_k;
-    - not the SLGrad repository's Olaux, whose counter never reaches N so the weights never change
-      (methods.md §6.4).
+      head's step is not scaled by w_k (both codes scale it);
+    - not the SLGrad repository's Olaux, whose step counter never reaches N, so its weights never
+      change.
 
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + T·B per step: one backward per task (the ``combine_grads`` level);
-    the inner products of the weight update reuse those gradients, so every N-th step costs nothing
-    more.
+    the inner products reuse those gradients (``paper``: every step, ``arml``: every N-th step).
     """
 
     name = "ol_aux"
     needs_auxiliary_tasks = True
-    version = "1"
+    version = "2"  # 1: w += β·(sum of N inner products), unclamped
     hook = "combine_grads"
     hparams = {
+        "weight_rule": HParam("arml", "'arml' (ARML's reimplementation, one inner product) or 'paper' "
+                              "(OL-AUX code: lr-scaled sum over N steps)", choices=WEIGHT_RULES,
+                              space=CategoricalDistribution(WEIGHT_RULES)),
         "update_every": HParam(20, "N: steps between weight updates", low=1, space=IntDistribution(1, 100, log=True)),
         "weight_lr": HParam(0.05, "β: step size of the weight update", low=0.0,
-                            space=FloatDistribution(1e-4, 1.0, log=True)),
+                            space=FloatDistribution(1e-4, 10.0, log=True)),
     }
 
     def setup(self, ctx) -> None:
@@ -53,19 +83,26 @@ class OLAux(Method):
         self.accumulated_dots = torch.zeros(len(self.aux_names), device=ctx.device)
         self.steps_since_update = 0
 
+    def inner_products(self, task_grads: dict[str, dict[str, Tensor]]) -> Tensor:
+        """⟨∇L_main, ∇L_aux,k⟩ over the shared parameters, one per auxiliary task."""
+        main = task_grads[self.ctx.problem.primary.name]
+        return torch.stack([
+            sum((main[n] * task_grads[k][n]).sum() for n in main) for k in self.aux_names
+        ]).detach()
+
     def combine_grads(self, task_grads: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         main = task_grads[self.ctx.problem.primary.name]
-        dots = torch.stack([
-            sum((main[n] * task_grads[k][n]).sum() for n in main) for k in self.aux_names
-        ])
         combined = {
             n: g + sum(w * task_grads[k][n] for w, k in zip(self.aux_weights, self.aux_names, strict=True))
             for n, g in main.items()
         }
-        self.accumulated_dots += dots.detach()
         self.steps_since_update += 1
+        paper = self.hp["weight_rule"] == "paper"
+        if paper:
+            self.accumulated_dots += self.ctx.optimizer.param_groups[0]["lr"] * self.inner_products(task_grads)
         if self.steps_since_update == self.hp["update_every"]:
-            self.aux_weights += self.hp["weight_lr"] * self.accumulated_dots
+            step = self.accumulated_dots if paper else self.inner_products(task_grads)
+            self.aux_weights = (self.aux_weights + self.hp["weight_lr"] * step).clamp_(min=0.0)
             self.accumulated_dots.zero_()
             self.steps_since_update = 0
         return combined

@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from auxbench.health import assess_health, chance_level
+from auxbench.health import StillnessWatch, assess_health, chance_level
 from auxbench.method import Method
 from auxbench.problems import build_problem
 from auxbench.results import RESULT_FILE, trial_status
@@ -91,3 +91,81 @@ def test_collapse_to_chance_fires_only_after_being_clearly_above_it():
     # regression has no chance level
     toy = build_problem("toy_regression", seed=0, fake=True, n_train=50, n_val=20, n_test=20)
     assert chance_level(toy) is None
+
+
+class Frozen(Method):
+    """A method whose step changes nothing: every task's loss enters at weight 0 (an SLGrad whose
+    weights all died). Referenced as ``tests.test_health:Frozen``."""
+
+    name = "frozen"
+    hook = "combine"
+
+    def combine(self, losses):
+        return 0.0 * sum(loss.mean() for loss in losses.values())
+
+
+class ZeroWeights(Method):
+    """Every task weight exactly 0, logged by the engine as ``weight/<task>``; under weight decay the
+    parameters still shrink, so only rule 4 sees it. Referenced as ``tests.test_health:ZeroWeights``."""
+
+    name = "zero_weights"
+    hook = "weights"
+
+    def weights(self, losses):
+        return {task: 0.0 for task in losses}
+
+
+def _run_and_read(write_suite, cli, in_tmp, method, **defaults):
+    suite = tiny_suite(methods=["stl", method], problem="digits_coarse")
+    suite["defaults"].update(defaults)
+    path = write_suite(suite)
+    code, out, err = cli("run", path, "--fake-data")
+    assert code == 0, err
+    trials = {t["method"]: t for t in expanded_trials(path, fake_data=True)}
+    run_dir = in_tmp / "runs" / "tiny-fake"
+    results = {m: json.loads((run_dir / t["id"] / RESULT_FILE).read_text()) for m, t in trials.items()}
+    assert results["stl"]["status"] == "done"  # a trial that trains stays done
+    return results
+
+
+def test_a_model_that_stopped_moving_is_degenerate(write_suite, cli, in_tmp):
+    results = _run_and_read(write_suite, cli, in_tmp, "tests.test_health:Frozen")
+    frozen = results["frozen"]
+    assert frozen["status"] == "degenerate"
+    assert frozen["degenerate_reason"].startswith("the model's parameters did not change at all in epochs 0 to 1")
+    assert frozen["final"] is not None
+
+
+def test_all_task_weights_zero_is_degenerate_even_when_weight_decay_moves_the_model(write_suite, cli, in_tmp):
+    results = _run_and_read(write_suite, cli, in_tmp, "tests.test_health:ZeroWeights",
+                            optimizer={"name": "sgd", "lr": 0.01, "weight_decay": 0.1})
+    zero = results["zero_weights"]
+    assert zero["status"] == "degenerate"
+    assert zero["degenerate_reason"].startswith("every task weight was exactly 0 in epoch 1")
+
+
+def test_stillness_watch_tracks_the_last_unchanged_run_of_epochs():
+    model = torch.nn.Linear(3, 2)
+    watch = StillnessWatch(model)
+    watch.end_epoch(0)
+    assert watch.still_since == 0
+    with torch.no_grad():
+        model.weight[0, 0] += 1e-6  # one entry, a tiny change
+    watch.end_epoch(1)
+    assert watch.still_since is None
+    watch.end_epoch(2)
+    watch.end_epoch(3)
+    assert watch.still_since == 2
+
+
+def test_weight_rule_needs_every_weight_zero_and_the_primary_among_them():
+    problem = _digits()
+    row = {"epoch": 3, "val/coarse/accuracy": 0.5}
+    assert _assess([{**row, "diag/weight/coarse": 0.0, "diag/weight/digit": 0.0}], problem)["status"] == "degenerate"
+    per_sample = {"diag/weight/coarse/min": 0.0, "diag/weight/coarse/max": 0.0, "diag/weight/coarse/mean": 0.0}
+    assert _assess([{**row, **per_sample}], problem)["status"] == "degenerate"
+    # one sample still weighted: the model moves
+    assert _assess([{**row, **per_sample, "diag/weight/coarse/max": 1e-3}], problem)["status"] == "done"
+    # only auxiliary weights logged, all 0: single-task learning, not a stopped model (OL-AUX clamped at 0)
+    assert _assess([{**row, "diag/weight/digit": 0.0}], problem)["status"] == "done"
+    assert _assess([{**row, "diag/weight/coarse": 1.0, "diag/weight/digit": 0.0}], problem)["status"] == "done"

@@ -1,6 +1,6 @@
 """Implicit-differentiation hypergradients with a truncated Neumann series.
 
-Why: AuxiLearn, MAOAL and DTG-AuxL (research/methods.md §5.1, §8.1, §9.1) do not unroll θ's
+Why: AuxiLearn, MAOAL and DTG-AuxL (``methods/auxilearn.py``, ``maoal.py``, ``dtg_auxl.py``) do not unroll θ's
 optimisation; they treat θ as a (local) minimiser of the training loss L_T(θ, φ) and use the
 implicit-function theorem (Lorraine, Vicol & Duvenaud 2020, "Optimizing millions of
 hyperparameters by implicit differentiation", eq. 2 and Alg. 3):
@@ -84,7 +84,7 @@ def neumann_hypergrad_of_update(
     ``update`` is u, one tensor per entry of ``params`` (``None`` where u does not depend on
     θ_i), built with ``create_graph=True`` so that it can be differentiated in θ and φ. When u is
     ∇θL_T this is exactly :func:`neumann_hypergrad`. When it is not a gradient — MAOAL's
-    importance-parameterised gradient (methods.md §8.1) scales each module's auxiliary gradient
+    importance-parameterised gradient (MAOAL eqs. 4–5) scales each module's auxiliary gradient
     by its own importance — J = ∂u/∂θ is not symmetric, and at a fixed point u(θ*, φ) = 0 the
     implicit gradient is dL_V/dφ = ∂L_V/∂φ − (∂u/∂φ)ᵀ J⁻ᵀ ∇θL_V. The series below is then
     η Σ_j (I − ηJᵀ)^j ∇θL_V, because every product :func:`hvp` takes is the vector–Jacobian

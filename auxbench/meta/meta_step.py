@@ -1,7 +1,7 @@
 """Apply a hypergradient to learned parameters: replace their gradients, clip, step the meta optimizer.
 
 Why: AuxiLearn's ``MetaOptimizer.step`` (``auxilearn/optim.py``), and the copies of it that MAOAL's
-and JTDS's official codes carry (``gauxlearn/optim.py``; research/methods.md §5.1, §8.1, §9), all
+and JTDS's official codes carry (``gauxlearn/optim.py`` in ``forchchch/MAOAL`` and ``forchchch/JTDS``), all
 finish an implicit-differentiation hyper-step the same way once the hypergradient is known:
 discard whatever gradients the learned parameters hold, set the hypergradient as their gradient,
 clip the global norm of all of them together (``clip_grad_norm_``; max norm 10 by default in

@@ -231,3 +231,79 @@ def test_effective_weights_are_the_linear_combiners_weights(tmp_path):
 def test_hidden_sizes_must_be_positive_integers():
     with pytest.raises(AuxbenchError, match="hidden_sizes must be a non-empty list of positive integers"):
         AuxiLearn(hidden_sizes=[3, 0])
+
+
+@pytest.mark.parametrize("clipped", [False, True])
+@pytest.mark.parametrize(("method", "kind"), [("auxilearn", "linear"), ("auxilearn", "nonlinear"),
+                                              ("auxilearn_labels", "linear_skip")])
+def test_auxilearn_parity_one_update_of_theta_and_phi(tmp_path, method, kind, clipped):
+    """One primary step and the hyper-step after it (N = 1) against the official rule, restated:
+
+    θ₁ = θ₀ − lr·∇θ mean_i g_φ(ℓ_i) (SGD); at θ₁, p = Σ_{j=0}^{3} (I − ηH)^j ∇θL_A (``truncate_iter``
+    3, η = ``hpo_lr`` = the primary lr, no leading η), h = −(∂²L_T/∂φ∂θ)ᵀ p (the direct term is
+    zero), clipped to global norm ``max_grad_norm``, one SGD step (weight decay wd; momentum 0.9
+    does not show in a first step), then every combiner weight clamped at 0. H and the mixed
+    derivatives are full matrices built here, not the method's vector products. η is half the
+    inverse of H's largest eigenvalue, so that every Neumann term counts; the meta learning rate
+    is chosen so that one combiner weight crosses 0 (the clamp engages) where the hypergradient
+    pushes one down (all but the linear combiner here); ``clipped``: the clip at
+    half the hypergradient's norm, else out of reach (then the hypergradient's scale counts).
+    """
+    trial, train, meta = _tiny_convex_problem(tmp_path, method, kind)
+    m, ctx = trial.method, trial.ctx
+    theta = list(m.inner_parameters().values())
+    lr = 0.5 / torch.linalg.eigvalsh(_explicit_quantities(m, train, meta)[0]).max().item()
+    m.neumann_lr = lr
+    ctx.optimizer = torch.optim.SGD([p for p in ctx.model.parameters() if p.requires_grad], lr=lr)
+    if method == "auxilearn_labels":  # φ was swapped too: its optimizer as the method declares it
+        m.learned["auxiliary"].optimizer = torch.optim.SGD(
+            m.auxiliary.parameters(), lr=m.hp["meta_lr"], momentum=m.hp["meta_momentum"],
+            weight_decay=m.hp["meta_weight_decay"])
+    lower = _double(ctx.next_batch("extra_train"))
+    phi0 = [p.detach().clone() for p in m.auxiliary.parameters()]
+    theta0 = [p.detach().clone() for p in theta]
+
+    # reference: the lower step
+    loss = m.training_loss(ctx.model(lower.x), lower, False)
+    grads = torch.autograd.grad(loss, theta)
+    theta1 = [p - lr * g for p, g in zip(theta0, grads, strict=True)]
+    with torch.no_grad():
+        for p, t in zip(theta, theta1, strict=True):
+            p.copy_(t)
+    # reference: the hyper-step at θ₁
+    hess, mixed, g_meta = _explicit_quantities(m, train, meta)
+    step = torch.eye(len(hess), dtype=torch.float64) - lr * hess
+    hyper = -mixed.T @ sum(torch.linalg.matrix_power(step, j) @ g_meta for j in range(4))
+    clip = 0.5 * hyper.norm().item() if clipped else 1e12
+    hyper = hyper * min(1.0, clip / (hyper.norm().item() + 1e-6))
+    wd = m.hp["meta_weight_decay"]
+    direction = hyper + wd * _flat(phi0)
+    names = [n for n, _ in m.auxiliary.named_parameters()]
+    sizes = [p.numel() for p in phi0]
+    clamped = torch.cat([torch.full((k,), n.startswith("combiner.") and n.endswith("weight"))
+                         for n, k in zip(names, sizes, strict=True)])
+    pushed_down = torch.where(clamped & (direction > 0), direction, torch.zeros_like(direction))
+    k = int(pushed_down.argmax())
+    if pushed_down[k] > 0:  # that weight lands at -1 before the clamp
+        meta_lr = (_flat(phi0)[k].item() + 1.0) / direction[k].item()
+    else:  # every combiner weight goes up (auxilearn, linear): a step of 10 % of φ's size
+        meta_lr = 0.1 * _flat(phi0).norm().item() / direction.norm().item()
+    phi1 = _flat(phi0) - meta_lr * direction
+    phi1 = torch.where(clamped, phi1.clamp(min=0), phi1)
+    assert pushed_down[k] == 0 or phi1[k] == 0
+    phi1 = [t.view(p.shape) for t, p in zip(torch.split(phi1, sizes), phi0, strict=True)]
+    with torch.no_grad():
+        for p, t in zip(theta, theta0, strict=True):
+            p.copy_(t)
+
+    m.hp["max_grad_norm"] = clip
+    for group in m.optimizer_of("auxiliary").param_groups:
+        group["lr"] = meta_lr
+    m.hp["hyper_every"] = 1
+    ctx.global_step = 0
+    ctx.next_batch = lambda stream: {"meta": meta, "extra_train": train}[stream]
+    m.train_step(lower, "train")
+    for p, expected in zip(theta, theta1, strict=True):
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-12)
+    for n, p, expected in zip(names, m.auxiliary.parameters(), phi1, strict=True):
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-12, msg=n)

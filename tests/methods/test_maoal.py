@@ -200,3 +200,47 @@ def test_random_label_task_ends_less_important_than_the_human_auxiliary_task(tmp
     digit = sum(importance[f"importance/digit/{m}"] for m in modules) / len(modules)
     random = sum(importance[f"importance/random_0/{m}"] for m in modules) / len(modules)
     assert random < digit, importance
+
+
+@pytest.mark.parametrize("neumann_step", ["lower_lr", "official"])
+def test_maoal_parity_one_update_of_theta_and_alpha(neumann_step):
+    """One lower step and the upper step after it (interval 1) against the official rule, restated:
+
+    θ₁ = θ₀ − lr·g(θ₀, ReLU α₀) (SGD); at θ₁, with v = ∇θ L_dev, p = Σ_{j=0}^{3} (I − η Jᵀ)^j v
+    (official ``truncate_iter = 3``; η = 1 in the official code, the lower lr in the paper's eq. 8),
+    h = −(∂g/∂α)ᵀ p, clipped to global norm 10, and α₁ = α₀ − meta_lr·h (SGD momentum 0.9, first step).
+    J and ∂g/∂α are built here as full matrices by torch.func, not by the method's vector products.
+    """
+    gen = torch.Generator().manual_seed(4)
+    lower, dev, train = _batch(8, gen), _batch(6, gen), _batch(8, gen)
+    lr, meta_lr, clip = 0.05, 0.01, 10.0
+    method = _tiny_method(lr=lr, interval=1, neumann_step=neumann_step, meta_lr=meta_lr)
+    eta = {"lower_lr": lr, "official": 1.0}[neumann_step]
+
+    g_lower, theta0, unflat = _reference(method, lower)
+    theta1 = theta0 - lr * g_lower(theta0, ALPHA)
+    g_train, _, _ = _reference(method, train)
+    jac = torch.func.jacrev(g_train, argnums=0)(theta1, ALPHA)
+    mixed = torch.func.jacrev(g_train, argnums=1)(theta1, ALPHA).reshape(len(theta1), -1)
+    model = method.ctx.model
+
+    def dev_loss(flat):
+        params = unflat(flat)
+        return _losses(params, functional_call(model, params, (dev.x,)), dev)["main"].mean()
+
+    v = torch.func.grad(dev_loss)(theta1)
+    p = torch.zeros_like(v)
+    for _ in range(4):
+        p, v = p + v, v - eta * jac.T @ v
+    hyper = -(mixed.T @ p).reshape(ALPHA.shape)
+    hyper = hyper * min(1.0, clip / (hyper.norm().item() + 1e-6))
+    alpha1 = ALPHA - meta_lr * hyper
+
+    streams = {"meta": dev, "extra_train": train}
+    method.ctx.global_step = 0
+    method.ctx.next_batch = lambda stream: streams[stream]
+    method.train_step(lower, "train")
+    theta_after = torch.cat([q.detach().reshape(-1) for q in method.theta()])
+    torch.testing.assert_close(theta_after, theta1, rtol=1e-5, atol=1e-12)
+    torch.testing.assert_close(method.alpha.detach(), alpha1, rtol=1e-5, atol=1e-12)
+    assert not torch.equal(method.alpha.detach(), ALPHA)
