@@ -1,6 +1,7 @@
-"""Toy multi-task regression with label noise, from "Sample-Level Weighting for Multi-Task Learning
-with Auxiliary Tasks" (Grégoire, Chaudhary, Verboven; arXiv:2306.04519, 2023; Applied Intelligence,
-2024): §4.1 and Supplement B1.1.
+"""Toy multi-task regression with label noise (SLGrad's §4.1 and Supplement B1.1).
+
+The paper: "Sample-Level Weighting for Multi-Task Learning with Auxiliary Tasks" (Grégoire,
+Chaudhary, Verboven; arXiv:2306.04519, 2023; Applied Intelligence, 2024).
 
 Each task ``i`` is ``y = sigma_i * tanh((B + eps_i) x)`` with ``x ~ N(0, I_10)``, a common basis
 ``B`` with entries ``N(0, 1)`` and a task-specific ``eps_i`` with entries ``N(0, sqrt(3.5))``
