@@ -1,6 +1,5 @@
-"""SLGrad: sample-level weighting for multi-task learning with auxiliary tasks (Grégoire et al., 2023).
-
-../shared/papers/slgrad.txt §3.2–3.4 and Algorithm 1; research/methods.md §6.
+"""SLGrad: "Sample-Level Weighting for Multi-Task Learning with Auxiliary Tasks" (Grégoire, Chaudhary,
+Verboven; arXiv:2306.04519, 2023; Applied Intelligence, 2024), §3.2–3.4 and Algorithm 1.
 """
 from __future__ import annotations
 
@@ -49,11 +48,15 @@ class SLGrad(Method):
       backbone's parameters only, as the official code does (``SLGrad.train`` keeps the shared
       layers' gradients); ``all`` over every trainable parameter, as eq. 4 is written (the
       auxiliary heads get no meta gradient, so only the primary head adds to the shared sum).
-    - ``loss_scale``: ``paper`` minimises eq. 3 as written (Σ w ℓ, gradient ≈ one mean loss);
-      ``official`` divides it again by B, as the code's weighted ``GetLoss`` does (methods.md §6.4,
-      "double normalisation"), so the learning rates tuned in the paper (SGD 0.1 on CIFAR-10 and the
-      toy, Supp. B, Tables 4–5) port unchanged. Learning rate, batch size and optimizer are the
-      suite's; the paper's toy setting is lr 0.1, batch 32 (Table 4).
+    - ``loss_scale``: ``paper`` (default) minimises eq. 3 as written (Σ w ℓ, gradient ≈ one mean
+      loss, the scale of every other method at the same learning rate); ``official`` divides it
+      again by B, as the code's weighted ``GetLoss`` does (``torch.dot(weight, losses) / B`` with
+      weights that already sum to 1). ``official`` produced the published numbers: the paper's
+      grid-searched learning rates (Supp. Tables 4–6, e.g. SGD 0.1 at batch 32 on the toy) were
+      tuned on it, and at ``paper`` the same rate takes B-times larger steps (on the toy at lr 0.1
+      every ReLU dies within a few epochs). A suite that runs a paper's tuned rate sets
+      ``official`` (``tests/test_slgrad_loss_scale_pairing.py`` checks every suite);
+      ``tests/methods/test_slgrad_parity.py`` pins one ``official`` step against the code's rule.
 
     Data: the meta batches come from the engine's ``meta`` stream, and SLGrad trains on ``train``
     only. The paper keeps validation data clean when training labels are corrupted (§4.1, Supp.
@@ -68,7 +71,7 @@ class SLGrad(Method):
     the mean B·T·w_ij over noisy and clean rows of the epoch.
 
     Checked against the official code (``vub-dl/SLGrad`` e5ea387, ``Dynamic_weighting.py``,
-    ``SLGrad.train``; methods.md §6.2). Deviations, all deliberate:
+    ``SLGrad.train``). Deviations, all deliberate:
 
     - one optimizer step per batch; the code first takes a real step with the weight matrix left
       over from the previous batch (stale weights, reused by position on different samples), then
@@ -76,10 +79,12 @@ class SLGrad(Method):
     - the T·B backward passes of the code (≈220× an STL step on LeNet-5 with 10 tasks) are
       replaced by one JVP: the same numbers (tested against a per-sample backward loop), ≈2.5–3×;
     - BatchNorm: the meta pass and the JVP run functionally and never update running statistics
-      (DESIGN.md "Conventions fixed once"); in train mode both use batch statistics, as the code's
+      (auxbench's convention for every method); in train mode both use batch statistics, as the code's
       ``model.train()`` forwards do, so each ℓ_ij depends on the whole batch exactly as in the code;
     - an epoch covers the whole training split; the code's ``zip(train_loader, val_loader)``
-      truncates it to the shorter loader (methods.md §6.4);
+      truncates it to the shorter loader;
+    - v comes from one meta batch of the training batch size; the toy code takes it from its whole
+      200-row validation set at every step;
     - if no weight is positive the step uses all-zero weights (eq. 5 is 0/0 there).
 
     No setting reduces to STL (the weights are never uniform by construction), so

@@ -117,3 +117,52 @@ def test_batches_carry_their_rows_facts():
     batch = next(split.batches(50, torch.Generator().manual_seed(0), shuffle=True))
     assert torch.equal(batch.info["noisy"], split.row_info["noisy"][batch.index])
     assert batch.info["noisy"].any() and not batch.info["noisy"].all()
+
+
+# --- generator: official (the SLGrad code's data, vub-dl/SLGrad Data/Datasets.py) -------------------
+
+
+def official(seed: int = 0, **options):
+    return build_problem("toy_regression", seed, meta_source="problem", generator="official", **options)
+
+
+def test_official_generator_splits_1000_rows_600_200_200_and_keeps_the_task_functions():
+    p = official(noise_fraction=0.4)
+    assert {k: len(v) for k, v in p.splits.items()} == {"train": 600, "val": 200, "test": 200, "meta": 200}
+    assert p.info["generator"] == "official" and [t.name for t in p.tasks] == ["main", "aux"]
+    paper = build_problem("toy_regression", 0, meta_source="problem")
+    assert torch.equal(p.info["basis"], paper.info["basis"])  # the paper generator's functions, before |.|
+    assert all(torch.equal(p.info["eps"][t], paper.info["eps"][t]) for t in ("main", "aux"))
+    assert official(n_train=100).splits["train"].x.shape == (100, 10)
+
+
+def test_official_targets_are_absolute_values_and_held_out_splits_stay_clean():
+    p = official(noise_fraction=0.7)
+    for name in ("val", "test", "meta"):
+        s = p.splits[name]
+        for task in ("main", "aux"):
+            torch.testing.assert_close(s.y[task], clean(p, s.x, task).abs())
+        assert (s.y["main"] >= 0).all() and (clean(p, s.x, "main") < 0).any()  # |.| changed some labels
+
+
+@pytest.mark.parametrize("fraction, count", [(0.0, 0), (0.4, 240), (0.7, 420), (0.001, 1)])
+def test_official_noise_replaces_labels_by_minus_half_on_each_task_separately(fraction, count):
+    p = official(2, noise_fraction=fraction)
+    train = p.splits["train"]
+    flags = {"main": train.row_info["noisy"], "aux": train.row_info["noisy_aux"]}
+    for task, noisy in flags.items():
+        assert noisy.dtype == torch.bool and int(noisy.sum()) == count, task  # int(fraction · 600), at least 1
+        assert (train.y[task][noisy] == -0.5).all(), task  # replaced by a constant, not shifted
+        torch.testing.assert_close(train.y[task][~noisy], clean(p, train.x[~noisy], task).abs())
+    if count > 1:  # drawn separately per task: some rows are noisy on one task only
+        assert not torch.equal(flags["main"], flags["aux"])
+    assert not p.splits["meta"].row_info["noisy"].any() and not p.splits["meta"].row_info["noisy_aux"].any()
+
+
+def test_official_generator_leaves_paper_data_alone_and_rejects_unknown_generators():
+    a = build_problem("toy_regression", 1, noise_fraction=0.4)
+    b = build_problem("toy_regression", 1, noise_fraction=0.4, generator="paper")
+    assert_same_problem(a, b)
+    assert "noisy_aux" not in a.splits["train"].row_info
+    with pytest.raises(AuxbenchError, match="generator"):
+        build_problem("toy_regression", 0, generator="code")
