@@ -1,4 +1,4 @@
-"""ARML: auxiliary task reweighting for minimum-data learning (Shi et al., NeurIPS 2020; ../shared/papers/arml.txt)."""
+"""ARML: auxiliary task reweighting for minimum-data learning (Shi, Hoffman, Saenko, Darrell, Xu, NeurIPS 2020, arXiv:2010.08244)."""
 from __future__ import annotations
 
 import math
@@ -13,11 +13,12 @@ from auxbench.problems import Batch
 
 
 class ARML(Method):
-    """Task weights α learned by matching score functions (arml.txt §2.3–2.4, Algorithm 1).
+    """Task weights α learned by matching score functions ("Auxiliary Task Reweighting for
+    Minimum-data Learning", NeurIPS 2020, arXiv:2010.08244, §2.3–2.4 and Algorithm 1).
 
     θ minimises the joint loss of Eq. A4 with ℓ = −log p: L_main + Σ_k α_k L_k (mean over the
     batch of each task's per-sample loss). α minimises Eq. A11 with the current θ as the single
-    Langevin sample of p^J (the authors' reading, research/methods.md §7.3):
+    Langevin sample of p^J (the official code's reading: it takes no further samples):
     J(α) = ‖∇θ L_main − Σ_k α_k ∇θ L_k‖² over the shared (backbone) parameters, as the official
     code takes it (all parameters but the heads). ∇_α J comes from one create_graph gradient and
     its backward (a double backward, no per-task gradients), so its cost does not grow with K.
@@ -39,7 +40,8 @@ class ARML(Method):
     convergence, so a fixed fraction stands in for it).
 
     Where paper and official code (``bfshi/ARML_Auxiliary_Task_Reweighting`` 8b59d19,
-    research/methods.md §7) differ, the paper is the default and the code an option:
+    ``SSL/lib/task_weighter.py``, ``SSL/train.py``) differ, the paper is the default and the code
+    an option:
 
     - projection: exact Euclidean projection onto A; ``projection: shift_clamp`` gives the
       code's α ← α + (K − Σα)/K then max(α, 0), which is not a projection (Σα may exceed K);
@@ -56,7 +58,12 @@ class ARML(Method):
     - the α step's forward uses batch statistics but never updates BatchNorm running statistics
       (auxbench convention for meta passes; the code's forward updates them);
     - no S4L/EMA-teacher machinery: the auxiliary tasks are the problem's; α's batch is the
-      training batch, as in the code (no held-out data).
+      training batch, as in the code (no held-out data);
+    - the α steps fall on ``global_step % N == 0`` (0, N, 2N, ...), the code's on its 1-based
+      iteration counter (0-based steps N − 1, 2N − 1, ...): the first step is an α step here.
+
+    ``tests/parity/test_arml.py`` checks one α step (with ``projection: shift_clamp``) and one θ
+    step against the official rule.
 
     Behaviour to expect (measured on real digits_coarse plus one random-label 10-class task, MLP):
     A11 does not reliably push a random-label task's α below a useful task's early in training.

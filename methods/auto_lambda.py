@@ -1,4 +1,4 @@
-"""Auto-λ: task weights learned by a one-step look-ahead on a second training batch (Liu, James, Davison, Johns, TMLR 2022)."""
+"""Auto-λ: task weights learned by a one-step look-ahead on a second training batch (Liu, James, Davison, Johns, TMLR 2022, arXiv:2202.03091)."""
 from __future__ import annotations
 
 import torch
@@ -15,10 +15,11 @@ class AutoLambda(Method):
 
     Each step, on a training batch B and a second, independently shuffled training batch V (the
     ``extra_train`` stream — the official code's "validation" iterator is another shuffle of the
-    training set, research/methods.md §10):
+    training set: ``trainer_cifar.py`` builds ``val_loaders`` from ``train_sets``):
 
     1. look-ahead θ' = step(θ, ∇θ Σ_i λ_i L_i(θ; B)), the update the primary optimizer would take
-       (Auto-λ paper §3.2, eq. 4; ``auxbench.meta.virtual_step``);
+       ("Auto-Lambda: Disentangling Dynamic Task Relationships", §3.2, eq. 4;
+       ``auxbench.meta.virtual_step``);
     2. d = ∇θ' L_primary(θ'; V), the primary losses only (λ must act on the training loss alone,
        otherwise λ = 0 is optimal: maintainer, lorenmt/auto-lambda issue #4);
     3. ∇λ ≈ −α [∇λ L_train(θ + εd) − ∇λ L_train(θ − εd)] / 2ε with ε = 0.01/‖d‖ (the DARTS finite
@@ -26,9 +27,11 @@ class AutoLambda(Method):
        points cost forwards only); α is the primary optimizer's current learning rate;
     4. Adam step on λ, then the real step of θ on Σ_i λ_i L_i(θ; B) with the updated λ.
 
-    Checked against lorenmt/auto-lambda (auto_lambda.py, trainer_cifar.py): λ starts at 0.1 for
-    every task, the primary included, is unconstrained (no clamp, no normalisation), and is learned
-    by Adam with lr 3e-4 (the CIFAR-100 setting; NYUv2 uses 1e-4, CityScapes 3e-5).
+    Checked against lorenmt/auto-lambda bdba636 (auto_lambda.py, trainer_cifar.py): λ starts at 0.1
+    for every task, the primary included, is unconstrained (no clamp, no normalisation), and is
+    learned by Adam with lr 3e-4 (the CIFAR-100 setting; NYUv2 uses 1e-4, CityScapes 3e-5).
+    ``tests/parity/test_auto_lambda.py`` checks one whole step (λ's hypergradient, λ, θ) against the
+    official rule with its SGD (momentum 0.9, weight decay 5e-4).
 
     Deviations from the official code, all named:
 

@@ -1,9 +1,9 @@
-"""CAGrad: conflict-averse gradient descent (Liu, Liu, Jin, Stone, Liu, NeurIPS 2021, Algorithm 1)."""
+"""CAGrad: conflict-averse gradient descent (Liu, Liu, Jin, Stone, Liu, NeurIPS 2021, arXiv:2110.14048, Algorithm 1)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from scipy.optimize import minimize
 from torch import Tensor
 from torchjd.aggregation import GramianWeightedAggregator, Weighting
@@ -15,16 +15,17 @@ class CAGradWeighting(Weighting):
     """The weights of CAGrad's update on the task Gramian G = J Jᵀ, solved as the official code does.
 
     Dual (Algorithm 1): w* = argmin_{w ∈ simplex} wᵀG𝟙/T + c̃ √(wᵀGw), c̃ = c‖g₀‖, ‖g₀‖² = 𝟙ᵀG𝟙/T²,
-    by SciPy's SLSQP from the uniform start (``Cranial-XIX/CAGrad``: ``cagrad``); the update
+    by SciPy's SLSQP from the uniform start (official ``cagrad``); the update
     d = g₀ + (c̃/‖g_w‖) g_w is returned as row weights 𝟙/T + (c̃/‖g_w‖) w*, divided by 1 + c²
-    when ``rescale`` (the official ``rescale=1``). The official code's 1e-8 guards are kept.
+    when ``rescale`` (the official ``rescale=1``) and multiplied by T when ``sum_scale`` (the
+    official ``overwrite_grad``, "to match the sum loss"). The official code's 1e-8 guards are kept.
     Deviation: SLSQP's ``ftol`` is 1e-10, not SciPy's default 1e-6, with which the official code
     stops up to ~2e-3 away from the optimal w (the brute-force test catches that).
     """
 
-    def __init__(self, c: float, rescale: bool) -> None:
+    def __init__(self, c: float, rescale: bool, sum_scale: bool) -> None:
         super().__init__()
-        self.c, self.rescale = c, rescale
+        self.c, self.rescale, self.sum_scale = c, rescale, sum_scale
 
     def forward(self, gramian: Tensor, /) -> Tensor:
         gram = gramian.detach().cpu().double().numpy()
@@ -42,23 +43,36 @@ class CAGradWeighting(Weighting):
         weights = uniform + c_tilde / (gw_norm + 1e-8) * w
         if self.rescale:
             weights = weights / (1.0 + self.c**2)
+        if self.sum_scale:
+            weights = weights * tasks
         return torch.from_numpy(weights).to(device=gramian.device, dtype=gramian.dtype)
 
 
 class CAGrad(Method):
     """Update d maximising the worst task improvement within a ball around the mean gradient.
 
-    max_d min_i ⟨gᵢ, d⟩ s.t. ‖d − g₀‖ ≤ c‖g₀‖ with g₀ the mean shared gradient, solved by its
-    dual over the simplex (:class:`CAGradWeighting`). c = 0.4 (the paper's value for its
-    multi-task experiments; LibMTL defaults to 0.5, SLGrad's config to 1, methods.md §10). Heads
-    get their own task's gradient; the shared update is on the scale of the *mean* task gradient,
-    as the official code's (not the sum the other aggregators use).
+    "Conflict-Averse Gradient Descent for Multi-task Learning" (Liu, Liu, Jin, Stone, Liu, NeurIPS
+    2021, arXiv:2110.14048), Algorithm 1: max_d min_i ⟨gᵢ, d⟩ s.t. ‖d − g₀‖ ≤ c‖g₀‖ with g₀ the mean
+    shared gradient, solved by its dual over the simplex (:class:`CAGradWeighting`). c = 0.4 (the
+    paper's and the official NYUv2 script's value; LibMTL defaults to 0.5). Heads get their own
+    task's gradient.
+
+    Paper and official code (``Cranial-XIX/CAGrad``, ``nyuv2/utils.py``) differ in the scale of
+    the shared update; the official code produced the published numbers and is the default:
+
+    - ``scale: sum`` (official): the update is multiplied by T before it is written to the shared
+      gradients ("to match the sum loss", the scale of the other aggregators); ``scale: mean`` is
+      Algorithm 1's update on the scale of the mean gradient g₀;
+    - ``rescale: true`` (official ``rescale=1``): divided by 1 + c²; Algorithm 1 has no division.
+
+    The paper's rule is ``scale: mean, rescale: false``. Version 2: version 1 used the mean scale
+    with the division, a mixture of the two whose shared step was 1/T of the official one.
 
     The aggregation runs in torchjd's aggregator machinery with our own weighting: torchjd's
     ``CAGrad`` needs cvxpy and clarabel (not in auxbench's ``aggregators`` extra), and solves the
     same problem on a trace-normalised Gramian without the 1/(1+c²) rescaling; here the solver and
-    rescaling are the official code's (``Cranial-XIX/CAGrad``: ``cagrad``, ``rescale=1``). Tested
-    against a brute-force solution of the primal problem.
+    rescaling are the official code's. Tested against a brute-force solution of the primal problem
+    and, step for step, against the official rule (``tests/parity/test_cagrad.py``).
 
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the
@@ -69,13 +83,15 @@ class CAGrad(Method):
     """
 
     name = "cagrad"
-    version = "1"
+    version = "2"
     hook = "aggregator"
     hparams = {
         "c": HParam(0.4, "radius of the ball around the mean gradient, relative to its norm", low=0.0,
                     space=FloatDistribution(0.0, 1.0)),
-        "rescale": HParam(True, "divide the update by 1 + c² (official rescale=1)"),
+        "rescale": HParam(True, "divide the update by 1 + c² (official rescale=1; the paper: false)"),
+        "scale": HParam("sum", "'sum': the update times T (official code); 'mean': the mean-gradient scale (paper)",
+                        choices=("sum", "mean"), space=CategoricalDistribution(("sum", "mean"))),
     }
 
     def aggregator(self) -> GramianWeightedAggregator:
-        return GramianWeightedAggregator(CAGradWeighting(self.hp["c"], self.hp["rescale"]))
+        return GramianWeightedAggregator(CAGradWeighting(self.hp["c"], self.hp["rescale"], self.hp["scale"] == "sum"))

@@ -1,4 +1,4 @@
-"""GradNorm: gradient normalisation for adaptive loss balancing (Chen, Badrinarayanan, Lee, Rabinovich, ICML 2018)."""
+"""GradNorm: gradient normalisation for adaptive loss balancing (Chen, Badrinarayanan, Lee, Rabinovich, ICML 2018, arXiv:1711.02257)."""
 from __future__ import annotations
 
 import torch
@@ -10,32 +10,36 @@ from auxbench.problems import Batch
 
 
 class GradNorm(Method):
-    """Task weights learned so that every task's gradient norm trains at a balanced rate (Chen et al. 2018).
+    """Task weights learned so that every task's gradient norm trains at a balanced rate.
 
-    Each step, with learned weights w_i (start 1) and batch-mean losses L_i:
+    "GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep Multitask Networks"
+    (Chen, Badrinarayanan, Lee, Rabinovich, ICML 2018, arXiv:1711.02257), Algorithm 1. Each step,
+    with learned weights w_i (start 1) and batch-mean losses L_i:
 
-    - G_i = ‖∇_W (w_i L_i)‖ = w_i ‖∇_W L_i‖ on W, the last shared layer: here the parameters of
+    - G_i = ‖∇_W (w_i L_i)‖ = |w_i| ‖∇_W L_i‖ on W, the last shared layer: here the parameters of
       the backbone's last block (``ctx.blocks``); Ḡ = mean_i G_i;
     - L̃_i = L_i(t) / L_i(0) with L_i(0) the losses of the first step, r_i = L̃_i / mean_j L̃_j;
-    - L_grad = Σ_i |G_i − Ḡ · r_i^α| with the target Ḡ · r_i^α a constant (paper §3.2), α = 1.5
-      (the paper's NYUv2 value; methods.md §10);
+    - L_grad = Σ_i |G_i − Ḡ · r_i^α| with the target Ḡ · r_i^α a constant (§3.2), α = 1.5 (the
+      paper's NYUv2 value);
     - the network takes the gradient of Σ_i w_i L_i (w constant), the weights the gradient of
       L_grad only, in one optimizer step of the engine's optimizer (the weights are their own
       group at the suite's learning rate, no weight decay);
-    - then the weights are renormalised to Σ_i w_i = T (paper §3.2).
+    - then the weights are renormalised to Σ_i w_i = T (§3.2).
 
-    Because w_i is a scalar, ∂G_i/∂w_i = ‖∇_W L_i‖: the per-task norms need only first-order
-    gradients on W (one short backward per task, stopping at W), and L_grad never reaches θ.
-    This is exactly the paper's gradient (tested against the double-backward form).
+    Because w_i is a scalar, ∂G_i/∂w_i = sign(w_i) ‖∇_W L_i‖: the per-task norms need only
+    first-order gradients on W (one short backward per task, stopping at W), and L_grad never
+    reaches θ. This is exactly the paper's gradient (tested against the double-backward form, and
+    step for step against Algorithm 1 in ``tests/parity/test_gradnorm.py``). Version 2: version 1
+    took G_i = w_i ‖∇_W L_i‖, negative where SGD had taken a weight below 0.
 
-    Checked against LibMTL (LibMTL/weighting/GradNorm.py) and AuxiLearn
-    (experiments/weight_methods.py, GradNorm) and research/methods.md §6.4, §10. Not copied:
-    the SLGrad repository's GradNorm, whose weights are in no optimizer (they never learn; only
-    the renormalisation runs) and whose initial losses are 0; LibMTL's softmax
-    parameterisation of the weights and its equal-weight first epoch with L(0) taken as epoch 0's
-    mean loss (the paper learns w directly from step 0, L(0) being the initial loss). Deviation
-    from the paper: "last shared layer" is the last backbone block (possibly several tensors),
-    the granularity auxbench's backbones declare.
+    The authors released no code. Checked against LibMTL's reimplementation
+    (``LibMTL/weighting/GradNorm.py``) and AuxiLearn's (``experiments/weight_methods.py``). Not
+    copied: LibMTL's softmax parameterisation of the weights and its equal-weight first epoch with
+    L(0) taken as epoch 0's mean loss (the paper learns w directly from step 0, L(0) being the
+    initial loss); the SLGrad repository's GradNorm, whose weights are in no optimizer (they never
+    learn; only the renormalisation runs) and whose initial losses are 0. Deviation from the paper:
+    "last shared layer" is the last backbone block (possibly several tensors), the granularity
+    auxbench's backbones declare.
 
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + 1B per step plus, for L_grad, T gradients of the last shared block
@@ -44,6 +48,7 @@ class GradNorm(Method):
     """
 
     name = "gradnorm"
+    version = "2"
     needs_auxiliary_tasks = True
     hook = "train_step"
     hparams = {
@@ -80,7 +85,7 @@ class GradNorm(Method):
             torch.cat([g.reshape(-1) for g in torch.autograd.grad(m, self.last_shared, retain_graph=True)]).norm()
             for m in means
         ])
-        grad_norms = self.loss_weights * norms
+        grad_norms = self.loss_weights.abs() * norms
         rates = means.detach() / self.initial_losses
         target = grad_norms.detach().mean() * (rates / rates.mean()) ** self.hp["alpha"]
         weighted = (self.loss_weights.detach() * means).sum()

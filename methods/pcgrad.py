@@ -1,4 +1,4 @@
-"""PCGrad: gradient surgery (Yu, Kumar, Gupta, Levine, Hausman, Finn, NeurIPS 2020, Algorithm 1)."""
+"""PCGrad: gradient surgery (Yu, Kumar, Gupta, Levine, Hausman, Finn, NeurIPS 2020, arXiv:2001.06782, Algorithm 1)."""
 from __future__ import annotations
 
 from torchjd.aggregation import PCGrad as PCGradAggregator
@@ -7,17 +7,27 @@ from auxbench.method import Method
 
 
 class PCGrad(Method):
-    """Project each task's shared gradient off the tasks it conflicts with, then sum (Algorithm 1).
+    """Project each task's shared gradient off the tasks it conflicts with, then sum.
 
-    For every task i, the other tasks j are visited in a random order; whenever gᵢ·gⱼ < 0,
+    "Gradient Surgery for Multi-Task Learning" (NeurIPS 2020, arXiv:2001.06782), Algorithm 1: for
+    every task i, the other tasks j are visited in a random order; whenever gᵢ·gⱼ < 0,
     gᵢ ← gᵢ − (gᵢ·gⱼ / ‖gⱼ‖²) gⱼ; the update of the shared parameters is Σᵢ gᵢ (a sum, as
-    Algorithm 1 and LibMTL's ``LibMTL/weighting/PCGrad.py``; Auto-Lambda's code averages and
-    multiplies by T, the same thing). Heads get their own task's gradient (research/methods.md §10).
+    Algorithm 1, the official code and LibMTL's ``LibMTL/weighting/PCGrad.py``; Auto-Lambda's and
+    CAGrad's code average and multiply by T, the same thing). Heads get their own task's gradient.
+
+    The official code (``tianheyu927/PCGrad`` c5fbd7c, ``PCGrad_tf.py``, a TensorFlow optimizer
+    wrapper) differs from Algorithm 1 in two ways, neither an option here: its ``tf.random.shuffle``
+    result is discarded, so every task visits the others in the fixed order 0..T−1; and the surgery
+    runs on every variable it is given (all trainable ones by default), heads included, so ‖gⱼ‖²
+    counts task j's head and task i's surgery also moves task j's head. auxbench follows Algorithm 1
+    on the shared parameters (the multi-task setting LibMTL and CAGrad's code use). On the parity
+    test's MLP the whole-parameter variant's update differs by 12 % (shared) and 7 % (heads).
 
     The computation is torchjd's ``PCGrad`` aggregator (on the task Gramian, with a fresh
-    ``torch.randperm`` per task from the trial's seeded, checkpointed generator), checked against
-    a direct implementation in ``tests/methods/test_gradient_surgery.py``. It is not the SLGrad
-    repository's PCGrad, which subtracts a multiple of gᵢ instead of projecting (methods.md §6.4).
+    ``torch.randperm`` per task from torch's global generator, seeded and checkpointed with the
+    trial), checked against a direct implementation in ``tests/methods/test_gradient_surgery.py``
+    and step for step, with the drawn orders, in ``tests/parity/test_pcgrad.py``. It is not the
+    SLGrad repository's PCGrad, which subtracts a multiple of gᵢ instead of projecting.
 
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the

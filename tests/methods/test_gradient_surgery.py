@@ -30,7 +30,7 @@ def test_pcgrad_aggregator_is_the_projection_of_algorithm_1():
 
 
 def cagrad_update(jac: torch.Tensor, c: float, rescale: bool) -> torch.Tensor:
-    weighting = CAGradWeighting(c, rescale)
+    weighting = CAGradWeighting(c, rescale, sum_scale=False)  # the paper's mean-gradient scale
     return weighting(jac @ jac.T) @ jac
 
 
