@@ -45,10 +45,12 @@ class MAXL(Method):
     - ``generator_hidden``: the label network's head. The official label network is a VGG-16 trunk
       and Linear(512, 512)–ReLU–Linear(512, C·ψ), the same two-layer shape as its task heads
       (``classifier1``/``classifier2``: Linear(512, 512)–ReLU–Linear–Softmax; WAMAL §4.1.2 states
-      the two-layer task heads too). Default −1: the label network is built like the model, its
-      head as the task heads (``training.head_hidden``: 0 gives a linear head, 512 on VGG-16 the
-      official one), so one suite setting gives both networks the official heads, and a suite with
-      linear task heads keeps the linear label head its trials always had; 0 or n > 0 fix it;
+      the two-layer task heads too). Neither paper gives the label head's depth; WAMAL §4.1 says
+      the label network's backbone matches the main network's. Default −1: the label network is
+      built like the model, its head as the task heads (``training.head_hidden``: 0 gives a
+      linear head, 512 on VGG-16 the official one), so one suite setting gives both networks the
+      official heads, and a suite with linear task heads keeps the linear label head its trials
+      always had; 0 or n > 0 fix it;
     - ``phi_updates_bn_stats``: the official φ step computes the loss at θ with an ordinary
       train-mode forward, which moves the BatchNorm running statistics once per φ batch (its
       look-ahead at θ⁺ uses batch statistics and throwaway buffers). θ does not move during the
