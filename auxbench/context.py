@@ -78,7 +78,9 @@ class TrainContext:
       ``steps_per_epoch`` (train steps per epoch over all passes), ``train_size`` (rows in the
       split the method trains on);
     - factories: ``make_optimizer(params, cfg)``/``make_scheduler(optimizer, cfg)`` take the
-      suite's syntax; ``build_backbone()`` a fresh backbone like the model's;
+      suite's syntax; ``build_backbone()`` a fresh backbone like the model's, and ``head_hidden``
+      the width of the task heads' hidden layer (``training.head_hidden``; 0: linear heads), for
+      a method that builds a second network like the model;
     - ``task_losses(outputs, batch)`` -> per-sample losses of the tasks ``batch`` labels;
       ``forward_losses(batch)`` -> every trained task's, including ``aux_input_tasks`` (the tasks
       labelled only on the auxiliary-input split, from an ``aux`` batch); ``log_weights`` records
@@ -108,6 +110,7 @@ class TrainContext:
     global_step: int = 0
     blocks: dict[str, list[str]] = field(default_factory=dict)
     aux_input_tasks: list[str] = field(default_factory=list)
+    head_hidden: int = 0
 
     def __post_init__(self) -> None:
         for name, block in self.block_of.items():

@@ -259,6 +259,7 @@ class Trial:
             },
             block_of=block_of,
             aux_input_tasks=aux_input_tasks,
+            head_hidden=self.training["head_hidden"],
             device=self.device,
             epochs=epochs,
             seed=self.seed,

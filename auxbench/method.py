@@ -45,7 +45,9 @@ class HParam:
     """A declared hyperparameter: its default (from the paper), validity bounds, search space.
 
     ``space`` is an Optuna distribution used by tuning; ``low``/``high``/``choices`` bound what
-    a suite may set.
+    a suite may set. ``later``: declared after trials of the method were published; a trial's
+    config (and so its id) holds it only when set to something other than the default, which
+    takes the steps those trials took, so they keep their ids (:meth:`Method.recorded_hparams`).
     """
 
     default: Any
@@ -54,6 +56,7 @@ class HParam:
     high: float | None = None
     choices: tuple | None = None
     space: Any = None
+    later: bool = False
 
     def validate(self, name: str, value: Any, where: str) -> Any:
         """Return ``value`` checked against the default's type and the bounds, else raise."""
@@ -67,7 +70,8 @@ class HParam:
                 f"{where}: {name} must be {expected.__name__}, got {value!r} ({type(value).__name__})"
             )
         if self.choices is not None and value not in self.choices:
-            raise AuxbenchError(f"{where}: {name} must be one of {list(self.choices)}, got {value!r}")
+            valid = ", ".join(repr(c) for c in self.choices)
+            raise AuxbenchError(f"{where}: {name} must be one of {valid}, got {value!r}")
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
             raise AuxbenchError(f"{where}: {name} must be in [{self.low}, {self.high}], got {value!r}")
         return value
@@ -139,14 +143,20 @@ class Method:
     @classmethod
     def resolve_hparams(cls, overrides: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         """Defaults updated by ``overrides``; an unknown name or a bad value raises."""
-        where = where or f"method {cls.name!r}"
+        where = f"{where}: method {cls.name!r}" if where else f"method {cls.name!r}"
         for key in overrides:
             if key not in cls.hparams:
-                raise unknown_name(f"hyperparameter of {cls.name!r}", key, cls.hparams, where)
+                raise unknown_name("hyperparameter", key, cls.hparams, where)
         return {
             k: spec.validate(k, overrides[k], where) if k in overrides else spec.default
             for k, spec in cls.hparams.items()
         }
+
+    @classmethod
+    def recorded_hparams(cls, hparams: Mapping[str, Any]) -> dict[str, Any]:
+        """What a trial's config records of resolved ``hparams``: all but a ``later`` one left at
+        its default (:class:`HParam`), so adding an option does not change published trial ids."""
+        return {k: v for k, v in hparams.items() if not (cls.hparams[k].later and v == cls.hparams[k].default)}
 
     @classmethod
     def applicable(cls, problem: Problem) -> str | None:

@@ -631,7 +631,7 @@ def expand(
                     "backbone": exp.backbone,
                     "method": entry.name,
                     "method_version": cls.version,
-                    "hparams": hparams,
+                    "hparams": cls.recorded_hparams(hparams),
                     "seed": seed,
                     "fake_data": fake_data,
                     "training": smoke_training(training) if smoke else training,

@@ -256,7 +256,7 @@ def _tuning_trials(cell: Cell, params: dict, seeds: list[int]) -> list[dict]:
 
 def _with_hparams(trial: dict, cell: Cell, params: dict) -> dict:
     hparams = cell.cls.resolve_hparams({**cell.fixed, **params}, f"tuning of {cell.method} on {cell.column}")
-    config = {**trial["config"], "hparams": hparams}
+    config = {**trial["config"], "hparams": cell.cls.recorded_hparams(hparams)}
     return {**trial, "id": trial_id(config), "config": config}
 
 

@@ -1,4 +1,4 @@
-"""MAXL: meta auxiliary learning with a label-generation network (Liu, Davison, Johns, NeurIPS 2019)."""
+"""MAXL: meta auxiliary learning with a label-generation network (Liu, Davison, Johns, NeurIPS 2019, arXiv:1901.08933)."""
 from __future__ import annotations
 
 import torch
@@ -19,11 +19,13 @@ from auxbench.problems import Batch, Problem, TaskSpec
 
 
 class MAXL(Method):
-    """Meta AuXiliary Learning: a label network g_φ invents the auxiliary task (Liu et al. 2019).
+    """Meta AuXiliary Learning: a label network g_φ invents the auxiliary task.
 
-    Implements MAXL as restated in wamal.txt (Eq. 2: per-sample loss ℓ_pri + λ ℓ_aux(f_aux, g_φ);
-    Eq. 7: masked softmax with ψ sub-classes per primary class; Eq. 8: batch-mean entropy term)
-    and as the official code ``lorenmt/maxl`` model_vgg_maxl.py runs it (research/methods.md §3.1):
+    Paper: "Self-Supervised Generalisation with Meta Auxiliary Learning" (Liu, Davison, Johns,
+    NeurIPS 2019, arXiv:1901.08933), in the notation of the WAMAL paper (anonymous ICLR 2025
+    submission) that restates it: Eq. 2, per-sample loss ℓ_pri + λ ℓ_aux(f_aux, g_φ); Eq. 7, masked
+    softmax with ψ sub-classes per primary class; Eq. 8, batch-mean entropy term. Official code:
+    ``lorenmt/maxl`` (commit 266f5b6), ``model_vgg_maxl.py``:
 
     - each epoch is a θ pass then a φ pass over the training data (``epoch_passes``);
     - θ pass: SGD step of the primary network on mean ℓ_pri + λ·mean ℓ_aux(f_aux(x), g_φ(x, y));
@@ -34,9 +36,30 @@ class MAXL(Method):
       in φ's objective (maintainer, lorenmt/maxl issue #2). Both losses use the suite's
       classification loss (focal, γ = 2, in the MAXL family's suites).
 
-    Defaults (methods.md §3.2): ψ = 5, label network SGD lr 1e-3, weight decay 5e-4, StepLR
+    Defaults (the official code's): ψ = 5, label network SGD lr 1e-3, weight decay 5e-4, StepLR
     (50, 0.5), entropy weight 0.2, λ = 1. The primary network's SGD 0.01 / StepLR (50, 0.5) is
     the suite's training config.
+
+    Options where the official code does something the paper does not describe:
+
+    - ``generator_hidden``: the label network's head. The official label network is a VGG-16 trunk
+      and Linear(512, 512)–ReLU–Linear(512, C·ψ), the same two-layer shape as its task heads
+      (``classifier1``/``classifier2``: Linear(512, 512)–ReLU–Linear–Softmax; WAMAL §4.1.2 states
+      the two-layer task heads too). Neither paper gives the label head's depth; WAMAL §4.1 says
+      the label network's backbone matches the main network's. Default −1: the label network is
+      built like the model, its head as the task heads (``training.head_hidden``: 0 gives a
+      linear head, 512 on VGG-16 the official one), so one suite setting gives both networks the
+      official heads, and a suite with linear task heads keeps the linear label head its trials
+      always had; 0 or n > 0 fix it;
+    - ``phi_updates_bn_stats``: the official φ step computes the loss at θ with an ordinary
+      train-mode forward, which moves the BatchNorm running statistics once per φ batch (its
+      look-ahead at θ⁺ uses batch statistics and throwaway buffers). θ does not move during the
+      φ pass, so this re-estimates the running statistics at the epoch's final θ over a whole
+      pass of training data before every evaluation: a BatchNorm recalibration STL and the other
+      methods do not get, which is not auxiliary learning. Default ``false`` (every φ-step
+      forward uses batch statistics and leaves the running statistics alone, auxbench's
+      convention for meta passes); ``true`` gives the official behaviour, under which the
+      published numbers were measured. Without BatchNorm (e.g. LeNet-5) both are the same.
 
     Deviations from the official code, all named:
 
@@ -49,10 +72,9 @@ class MAXL(Method):
       halving of α), and its momentum buffer and weight decay (as the first-order file adds by
       hand; the second-order file uses θ − α∇ whatever the optimizer). With the official
       optimizer (SGD, no momentum, no weight decay) both coincide;
-    - look-ahead passes use batch statistics but never update BatchNorm running statistics
-      (auxbench convention; the official functional forward does the same);
-    - the label network's trunk is the suite's backbone with that backbone's own initialisation
-      (the official code uses a VGG-16 trunk with Xavier-normal init);
+    - the label network's trunk is the suite's backbone with that backbone's own initialisation,
+      and its head has PyTorch's default initialisation (the official code uses a VGG-16 trunk and
+      Xavier-normal init);
     - the gradient-cosine logging of the official θ pass (two extra backward passes) is dropped.
 
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
@@ -79,6 +101,11 @@ class MAXL(Method):
         "label_weight_decay": HParam(5e-4, "label network weight decay", low=0.0),
         "label_step_size": HParam(50, "label network StepLR period (epochs)", low=1),
         "label_gamma": HParam(0.5, "label network StepLR factor", low=0.0, high=1.0),
+        "generator_hidden": HParam(-1, "hidden units of the label network's head: -1 as the task heads "
+                                   "(training.head_hidden), 0 one linear layer, n a hidden layer of n units",
+                                   low=-1, later=True),
+        "phi_updates_bn_stats": HParam(False, "the φ step's loss at θ comes from an ordinary train-mode forward "
+                                       "that updates BatchNorm running statistics (official code)", later=True),
     }
 
     @classmethod
@@ -101,7 +128,9 @@ class MAXL(Method):
 
     def label_network(self, ctx: TrainContext) -> nn.Module:
         """g_φ: a trunk like the primary network's and the masked-softmax label head (Eq. 7)."""
-        return LabelGenerator(ctx.build_backbone(), ctx.problem.primary.num_outputs, self.hp["psi"]).to(ctx.device)
+        hidden = self.hp["generator_hidden"]
+        hidden = ctx.head_hidden if hidden < 0 else hidden
+        return LabelGenerator(ctx.build_backbone(), ctx.problem.primary.num_outputs, self.hp["psi"], hidden).to(ctx.device)
 
     def generate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
         """Soft auxiliary targets and per-sample auxiliary weights (``None``: all 1)."""
@@ -111,11 +140,13 @@ class MAXL(Method):
         return self.ctx.classification_loss(outputs[self.ctx.problem.primary.name], y).mean()
 
     def _training_loss(self, outputs: dict[str, Tensor], y: Tensor, targets: Tensor, weights: Tensor | None) -> Tensor:
-        """Mean primary loss + λ · mean (weighted) loss on the generated targets (Eq. 2 / Eq. 5)."""
+        """Mean primary loss + λ · the auxiliary term on the generated targets (Eq. 2 / Eq. 5)."""
         aux = self.ctx.classification_loss(outputs[self.aux_task], targets)
-        if weights is not None:
-            aux = weights * aux
-        return self._primary_loss(outputs, y) + self.hp["aux_weight"] * aux.mean()
+        return self._primary_loss(outputs, y) + self.hp["aux_weight"] * self.auxiliary_term(aux, weights)
+
+    def auxiliary_term(self, aux: Tensor, weights: Tensor | None) -> Tensor:
+        """A batch's auxiliary loss from its per-sample losses ``aux`` [B]: their mean (every weight 1)."""
+        return aux.mean()
 
     def train_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         y = batch.y[self.ctx.problem.primary.name]
@@ -139,7 +170,8 @@ class MAXL(Method):
         model = self.ctx.model
         targets, weights = self.generate(x, y)
         theta = params_of(model)
-        inner = self._training_loss(functional_forward(model, theta, x), y, targets, weights)
+        at_theta = model(x) if self.hp["phi_updates_bn_stats"] else functional_forward(model, theta, x)
+        inner = self._training_loss(at_theta, y, targets, weights)
         grads = torch.autograd.grad(inner, list(theta.values()), create_graph=True, allow_unused=True)
         theta_plus = virtual_step(self.ctx.optimizer, theta, dict(zip(theta, grads, strict=True)))
         entropy = negative_entropy(targets)

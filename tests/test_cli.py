@@ -67,6 +67,24 @@ def test_validate_quickstart_mentions_skipped_maxl(cli):
     assert "toy_regression" in skipped[0] and "classification primary task" in skipped[0]
 
 
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_an_option_value_a_method_does_not_know_is_one_message_before_training(cli, tmp_path, command):
+    """A value outside an ``HParam``'s ``choices`` names the method, the key and the valid values."""
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(
+        "name: x\ndefaults: {epochs: 1, batch_size: 8, device: cpu}\nexperiments:\n"
+        "  - {problem: digits_coarse, backbone: mlp, seeds: 1,\n"
+        "     methods: [stl, {name: wamal, hparams: {aux_weighting: per_batch}}]}\n"
+    )
+    extra = ["--fake-data", "--runs-dir", tmp_path / "runs"] if command == "run" else []
+    code, out, err = cli(command, suite, *extra)
+    assert code == 2, out + err
+    assert err.count("auxbench: error:") == 1 and "Traceback" not in err
+    assert ("bad.yaml: experiments[0].methods[1].hparams: method 'wamal': aux_weighting must be one of "
+            "'per_sample', 'batch_mean', got 'per_batch'") in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("result.json"))
+
+
 def test_console_script_from_repo_root(tmp_path):
     """The installed ``auxbench`` entry point, run from the repository root: a ``module:Class`` of
     the working directory imports (``tests`` is not installed), and bad input exits 2 with one
@@ -86,7 +104,7 @@ def test_console_script_from_repo_root(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("auxbench: error:") == 1
     assert "bad.yaml" in proc.stderr and "experiments[0].methods[0].hparams" in proc.stderr
-    assert "unknown hyperparameter of 'nan_test' 'fo'" in proc.stderr  # the module was imported
+    assert "method 'nan_test': unknown hyperparameter 'fo'" in proc.stderr  # the module was imported
 
 
 # ----- auxbench leaderboard on folders that are not one suite's results (issue 7) ---------------

@@ -14,14 +14,16 @@ from auxbench.backbones.registry import build_backbone
 from auxbench.problems.base import TaskSpec
 
 
-def make_head(in_features: int, spec: TaskSpec, hidden: int = 0) -> nn.Module:
-    """``Linear(in, out)``, or ``Linear(in, hidden)-ReLU-Linear(hidden, out)`` when ``hidden > 0``.
-
-    ``out`` is ``spec.num_outputs``; heads output logits / raw values (losses apply activations).
-    """
+def head_layers(in_features: int, out_features: int, hidden: int = 0) -> nn.Module:
+    """``Linear(in, out)``, or ``Linear(in, hidden)-ReLU-Linear(hidden, out)`` when ``hidden > 0``."""
     if hidden <= 0:
-        return nn.Linear(in_features, spec.num_outputs)
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, spec.num_outputs))
+        return nn.Linear(in_features, out_features)
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features))
+
+
+def make_head(in_features: int, spec: TaskSpec, hidden: int = 0) -> nn.Module:
+    """:func:`head_layers` to ``spec.num_outputs``: logits / raw values (losses apply activations)."""
+    return head_layers(in_features, spec.num_outputs, hidden)
 
 
 class AuxModel(nn.Module):

@@ -1,7 +1,9 @@
 """A label-generation network: soft auxiliary labels that refine each primary class into ψ sub-classes.
 
-Why: MAXL, WAMAL and AuxiLearn's label-learning experiment (research/methods.md §3.1, §4.1, §5.1)
-train a second network g_φ whose masked softmax assigns every sample a distribution over the ψ
+Why: MAXL ("Self-Supervised Generalisation with Meta Auxiliary Learning", NeurIPS 2019,
+arXiv:1901.08933), WAMAL (weight-aware meta auxiliary learning, an anonymous ICLR 2025 submission)
+and AuxiLearn's label-learning experiment ("Auxiliary Learning by Implicit Differentiation",
+ICLR 2021, arXiv:2007.02693) train a second network g_φ whose masked softmax assigns every sample a distribution over the ψ
 auxiliary classes of its own primary class (WAMAL Eq. 7), and regularise it with the negative
 entropy of the batch-mean label distribution (WAMAL Eq. 8) so that the labels do not collapse
 onto a few sub-classes.
@@ -9,7 +11,7 @@ onto a few sub-classes.
 Deviation from the official codes, all of which multiply by a mask of 1 inside and 1e-8 outside
 the block: the mass outside the block is exactly zero (as Eq. 7 states), and the block's
 distribution is a (max-subtracted) softmax of its ψ logits only, which cannot overflow (the
-official ``exp·mask/Σ`` does at large logits, methods.md §3.3).
+official ``exp·mask/Σ`` does at large logits).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from auxbench.backbones.heads import head_layers
 from auxbench.problems.base import Problem, TaskSpec
 
 
@@ -38,17 +41,19 @@ def masked_label_softmax(logits: Tensor, y: Tensor, psi: int) -> Tensor:
 
 
 class LabelGenerator(nn.Module):
-    """g_φ(x, y): a backbone trunk, a linear layer to C·ψ logits and :func:`masked_label_softmax`.
+    """g_φ(x, y): a backbone trunk, a head to C·ψ logits and :func:`masked_label_softmax`.
 
-    ``backbone`` must expose ``feature_dim`` (the width of its output features). Submodules are
-    registered as ``backbone`` then ``head``, so the parameter order (and hence optimizer state
-    and seeded initialisation order) is fixed.
+    The head is one linear layer (``hidden = 0``) or Linear(d, hidden)–ReLU–Linear(hidden, C·ψ),
+    the two-layer head of the official MAXL and WAMAL label networks (there with hidden = d, the
+    trunk's width). ``backbone`` must expose ``feature_dim`` (the width of its output features).
+    Submodules are registered as ``backbone`` then ``head``, so the parameter order (and hence
+    optimizer state and seeded initialisation order) is fixed.
     """
 
-    def __init__(self, backbone: nn.Module, num_primary: int, psi: int) -> None:
+    def __init__(self, backbone: nn.Module, num_primary: int, psi: int, hidden: int = 0) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(backbone.feature_dim, num_primary * psi)
+        self.head = head_layers(backbone.feature_dim, num_primary * psi, hidden)
         self.num_primary, self.psi = num_primary, psi
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:

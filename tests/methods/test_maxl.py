@@ -4,6 +4,7 @@ from __future__ import annotations
 import higher
 import pytest
 import torch
+from torch import nn
 
 from auxbench.problems import build_problem
 from methods.maxl import MAXL, negative_entropy
@@ -122,3 +123,19 @@ def test_rejects_bad_hyperparameters():
         MAXL(psi=1)
     with pytest.raises(AuxbenchError, match="did you mean 'psi'"):
         MAXL(psy=3)
+
+
+@pytest.mark.parametrize(("generator_hidden", "head_hidden", "hidden"), [(-1, 0, 0), (-1, 12, 12), (0, 12, 0), (7, 0, 7)])
+def test_label_head_is_built_like_the_task_heads_unless_set(tmp_path, generator_hidden, head_hidden, hidden):
+    """generator_hidden −1 follows training.head_hidden (the official networks: both two-layer)."""
+    trial = build_trial(tmp_path, "maxl", hparams={"generator_hidden": generator_hidden}, head_hidden=head_hidden)
+    head = trial.method.label_net.head
+    widths = [m.out_features for m in head.modules() if isinstance(m, nn.Linear)]
+    assert widths == ([hidden] if hidden else []) + [5 * 5]
+
+
+def test_options_added_later_leave_published_trial_configs_alone():
+    """A trial that does not set them records neither option, so its id is the one it had before."""
+    recorded = MAXL.recorded_hparams(MAXL.resolve_hparams({}))
+    assert "psi" in recorded and not {"generator_hidden", "phi_updates_bn_stats"} & set(recorded)
+    assert MAXL.recorded_hparams(MAXL.resolve_hparams({"phi_updates_bn_stats": True}))["phi_updates_bn_stats"] is True
