@@ -48,8 +48,13 @@ class HParam:
     """A declared hyperparameter: its default (from the paper), validity bounds, search space.
 
     ``space`` is an Optuna distribution used by tuning; ``low``/``high``/``choices`` bound what
-    a suite may set.
+    a suite may set. Every number a suite can write is bounded by what it means (a learning rate
+    by 100, a step count by 100 000, a width by 65 536): far beyond any sensible value, yet a typo
+    such as ``psi: 1000000000`` is refused at validation instead of allocating terabytes in a
+    trial. A list's ``low``/``high`` bound each of its (at most ``MAX_LIST``) items.
     """
+
+    MAX_LIST: ClassVar[int] = 64
 
     default: Any
     help: str = ""
@@ -71,9 +76,21 @@ class HParam:
             )
         if self.choices is not None and value not in self.choices:
             raise AuxbenchError(f"{where}: {name} must be one of {list(self.choices)}, got {value!r}")
+        if expected is list:
+            if len(value) > self.MAX_LIST:
+                raise AuxbenchError(f"{where}: {name} holds at most {self.MAX_LIST} items, got {len(value)}")
+            for k, item in enumerate(value):
+                self._check_number(f"{name}[{k}]", item, type(self.default[0]) if self.default else None, where)
+            return value
+        if expected in (int, float):
+            self._check_number(name, value, None, where)
+        return value
+
+    def _check_number(self, name: str, value: Any, expected: type | None, where: str) -> None:
+        if expected is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise AuxbenchError(f"{where}: {name} must be {expected.__name__}, got {value!r} ({type(value).__name__})")
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
             raise AuxbenchError(f"{where}: {name} must be in [{self.low}, {self.high}], got {value!r}")
-        return value
 
 
 @dataclass

@@ -77,6 +77,7 @@ MAX_SEED = 2**31 - 1          # a seed, so that the seeded generators' arithmeti
 MAX_BATCH = 1_000_000
 MAX_TRIALS = 100_000          # trials per suite
 MAX_LABEL = 64
+MAX_REFERENCE = 1e9          # a paper's number, on its metric's scale (checked in expand)
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,2})?")
 
@@ -152,7 +153,7 @@ class TrainingConfig(Strict):
     meta_source: Literal["train_fraction", "problem"] = "train_fraction"
     head_hidden: int = Field(0, ge=0, le=65_536)
     device: str = "auto"
-    threads: int | None = Field(None, ge=1)  # intra-op threads; None: resources.cpu (auxbench.determinism)
+    threads: int | None = Field(None, ge=1, le=1024)  # intra-op threads; None: resources.cpu (auxbench.determinism)
     # Options of auxbench.engine.LATER_TRAINING_DEFAULTS: a trial's config holds them only when set
     # to something else (see _training), so adding them changed no trial id.
     eval_every: int = Field(LATER_TRAINING_DEFAULTS["eval_every"], gt=0, le=MAX_EPOCHS)
@@ -231,7 +232,7 @@ class LeaderboardSpec(Strict):
     baseline: str = Field("stl", min_length=1, max_length=200)
     selection: Literal["final", "best_val"] = "final"
     alpha: float = Field(0.05, gt=0, lt=1)
-    rope: float | None = Field(None, ge=0)  # region of practical equivalence, in % of the baseline's mean
+    rope: float | None = Field(None, ge=0, le=100)  # region of practical equivalence, in % of the baseline's mean
 
 
 class Reference(Strict):
@@ -239,10 +240,10 @@ class Reference(Strict):
 
     problem: str
     method: str
-    value: float
+    value: float = Field(ge=-MAX_REFERENCE, le=MAX_REFERENCE)
     backbone: str | None = None
     column: str | None = None  # one column's label, where a problem and backbone fill several (Pet, Pet 30 %)
-    std: float | None = Field(None, ge=0)
+    std: float | None = Field(None, ge=0, le=MAX_REFERENCE)
     source: str = Field("", max_length=1000)
 
 
@@ -343,6 +344,16 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.1 (PyYAML) reads a float only with a dot, so ``lr: 1e-3`` and ``n_train: 1e30`` would be
+# strings; a suite reads them as YAML 1.2 and every researcher does: numbers. ``1_000`` is an
+# integer already.
+UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
 def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
     if isinstance(err, yaml.reader.ReaderError):
         char = err.character if isinstance(err.character, int) else ord(err.character[:1] or b"\0")
@@ -403,6 +414,9 @@ def load_suite(path: str | Path) -> Suite:
         raise AuxbenchError(_yaml_error(path, err)) from None
     except RecursionError:
         raise AuxbenchError(f"{path}: the YAML is nested too deeply") from None
+    if raw is None:
+        raise AuxbenchError(f"{path}: the file is empty (or only comments); a suite needs at least "
+                            "'experiments:' (see suites/quickstart.yaml)")
     if not isinstance(raw, dict):
         raise AuxbenchError(f"{path}: a suite must be a mapping of keys, got {type(raw).__name__}")
     try:

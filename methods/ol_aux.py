@@ -41,8 +41,8 @@ class OLAux(Method):
     version = "1"
     hook = "combine_grads"
     hparams = {
-        "update_every": HParam(20, "N: steps between weight updates", low=1, space=IntDistribution(1, 100, log=True)),
-        "weight_lr": HParam(0.05, "β: step size of the weight update", low=0.0,
+        "update_every": HParam(20, "N: steps between weight updates", low=1, high=100_000, space=IntDistribution(1, 100, log=True)),
+        "weight_lr": HParam(0.05, "β: step size of the weight update", low=0.0, high=100.0,
                             space=FloatDistribution(1e-4, 1.0, log=True)),
     }
 
