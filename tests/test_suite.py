@@ -45,6 +45,11 @@ def test_not_a_mapping(cli, write_suite):
     _bad(cli, write_suite("- just\n- a list\n"), "mapping")
 
 
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
+def test_empty_file_says_it_is_empty(cli, write_suite, text):
+    _bad(cli, write_suite(text), "the file is empty", "experiments:")
+
+
 def test_missing_file(cli, tmp_path):
     _bad(cli, tmp_path / "nope.yaml", "cannot read")
 
