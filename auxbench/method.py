@@ -318,6 +318,42 @@ def discover_all() -> tuple[dict[str, type[Method]], dict[str, str]]:
     return found, unavailable
 
 
+def install_hint(reason: str) -> str:
+    """What to install for a method module that failed with ``reason`` (``"ModuleNotFoundError: No
+    module named 'x'"``): the extra of auxbench that brings ``x``, directly or through an extra of
+    one of its requirements (``torchjd[nash-mtl]`` brings cvxpy), else ``x`` itself."""
+    import importlib.metadata
+    import re
+
+    found = re.search(r"No module named '([^'.]+)", reason)
+    if not found:
+        return "see the module's imports"
+    missing = found.group(1).lower().replace("_", "-")
+
+    def name(requirement: str) -> tuple[str, set[str], str | None]:
+        """(distribution name, its extras, the extra of the requiring package it belongs to)."""
+        spec, _, marker = requirement.partition(";")
+        parsed = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(?:\[([^\]]*)\])?", spec)
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", marker)
+        extras = {e.strip() for e in (parsed.group(2) or "").split(",") if e.strip()}
+        return parsed.group(1).lower().replace("_", "-"), extras, extra.group(1) if extra else None
+
+    def requires(dist: str) -> list[str]:
+        try:
+            return importlib.metadata.requires(dist) or []
+        except importlib.metadata.PackageNotFoundError:
+            return []
+
+    for requirement in requires("auxbench"):
+        dist, extras, extra = name(requirement)
+        if extra is None or extra == "test":
+            continue
+        brought = {dist} | {name(r)[0] for r in requires(dist) if name(r)[2] in extras}
+        if missing in brought:
+            return f"install it with: pip install 'auxbench[{extra}]' (or pip install -e '.[{extra}]' in a clone)"
+    return f"install it with: pip install {missing}"
+
+
 def discover_methods() -> dict[str, type[Method]]:
     """Every importable ``Method`` subclass of the ``methods`` package, by ``name``."""
     return discover_all()[0]
@@ -333,10 +369,18 @@ def resolve_method(spec: str, where: str = "") -> type[Method]:
             # ``python -m`` puts the working directory on sys.path, the ``auxbench`` console script
             # does not: a suite's ``mymodule:Class`` must import the same way under both.
             sys.path.insert(0, cwd)
+        if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+            dotted = module_name.removesuffix(".py").replace("/", ".").replace("\\", ".").strip(".")
+            raise AuxbenchError(
+                f"{place}{spec!r}: name the module as Python imports it, without '.py' or slashes: "
+                f"'{dotted}:{class_name}' (it is looked up in the working directory {cwd} and on PYTHONPATH)"
+            )
         try:
             module = importlib.import_module(module_name)
         except Exception as err:  # any import failure is the user's module, reported as such
-            raise AuxbenchError(f"{place}cannot import {module_name!r} ({type(err).__name__}: {err})") from None
+            hint = (f"; looked in the working directory {cwd} and on PYTHONPATH"
+                    if isinstance(err, ModuleNotFoundError) and err.name == module_name.split(".")[0] else "")
+            raise AuxbenchError(f"{place}cannot import {module_name!r} ({type(err).__name__}: {err}){hint}") from None
         cls = getattr(module, class_name, None)
         if not (inspect.isclass(cls) and issubclass(cls, Method)):
             raise AuxbenchError(f"{place}{spec!r} is not a Method subclass")
@@ -346,8 +390,7 @@ def resolve_method(spec: str, where: str = "") -> type[Method]:
         for module_name, reason in unavailable.items():
             if spec == module_name:
                 raise AuxbenchError(
-                    f"{where + ': ' if where else ''}method {spec!r} is unavailable: {reason} (optional "
-                    f"dependencies install with the extras of pyproject.toml, e.g. pip install -e '.[aggregators]')"
+                    f"{where + ': ' if where else ''}method {spec!r} is unavailable: {reason}; {install_hint(reason)}"
                 )
         raise unknown_name("method", spec, methods, where)
     return methods[spec]

@@ -43,3 +43,12 @@ def test_run_prints_the_paper_numbers_beside_ours(cli, write_suite, in_tmp):
     assert "| toy_regression/mlp" in papers and "0.123" in papers and "Paper T1" in papers
     code, out, err = cli("run", write_suite(tiny_suite(methods=["stl"]), "plain.yaml"))
     assert "Paper numbers" not in out  # no references, no such table
+
+
+def test_run_summary_names_the_metric_direction_and_why_cells_are_skipped(cli, write_suite, in_tmp):
+    code, out, err = cli("run", write_suite(tiny_suite(methods=["stl", "maxl"])))
+    assert code == 0, err
+    assert "Metric: " in out and "lower is better" in out
+    table = out.split("leaderboard:")[0]
+    assert "skipped (see below)" in table
+    assert "skipped maxl on toy_regression/mlp: maxl needs a classification primary task" in table.split("| maxl")[1]

@@ -21,7 +21,7 @@ from auxbench.results import (
     trial_status,
     write_run_record,
 )
-from auxbench.suite import Resources, check_machine, expand, load_suite
+from auxbench.suite import Resources, check_machine, expand, load_suite, suite_warnings
 
 EXECUTORS = ("local", "ray")
 def execute_trial(trial: dict, run_dir: Path, report=None, wait: bool = True) -> dict | None:
@@ -68,6 +68,16 @@ def main_table(markdown: str, after: str | None = None) -> str:
     start = next((i for i in range(begin, len(lines)) if lines[i].startswith("|")), len(lines))
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     return "\n".join(lines[start:end])
+
+
+def header_line(markdown: str, prefix: str) -> str:
+    """The leaderboard header's line starting with ``prefix`` (the metric and its direction), without the bullet."""
+    return next((line.removeprefix("- ") for line in markdown.splitlines() if line.startswith(prefix)), "")
+
+
+def skip_reasons(skipped: list[dict]) -> str:
+    """The reasons behind the table's "skipped" cells, one line each (empty when none)."""
+    return "".join(f"skipped {s['method']} on {s['column']}: {s['reason']}\n" for s in skipped)
 
 
 def execute_trials(todo: list[dict], run_dir: Path, executor: str, resources: Resources,
@@ -131,14 +141,16 @@ def run_suite(
     todo = [t for t in trials if trial_status(run_dir / t["id"]) not in FINISHED_STATUSES]
     print(f"{suite.name}: {len(trials)} trials ({len(trials) - len(todo)} already finished), "
           f"{len(skipped)} skipped pairs; running {len(todo)} with the {executor} executor")
+    for warning in suite_warnings(suite, trials, skipped):
+        print(f"warning: {warning}")
     announce_resumes(todo, run_dir)
     failed = execute_trials(todo, run_dir, executor, suite.resources, address)
     try:
         publish(run_dir, leaderboard_path)
         markdown = Path(leaderboard_path).read_text()
         papers = main_table(markdown, after="## Paper numbers")
-        print(f"\n{main_table(markdown)}\n" + (f"\nPaper numbers beside ours:\n{papers}\n" if papers else "")
-              + f"\nleaderboard: {leaderboard_path}")
+        print(f"\n{header_line(markdown, '- Metric:')}\n{main_table(markdown)}\n{skip_reasons(skipped)}"
+              + (f"\nPaper numbers beside ours:\n{papers}\n" if papers else "") + f"\nleaderboard: {leaderboard_path}")
     except AuxbenchError as err:
         if not failed:
             raise

@@ -149,6 +149,10 @@ def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.Data
         f"- Every trial behind a cell: [appendix](#{APPENDIX})",
         "",
     ]
+    without = [c for c in board.columns if board.cell(c, board.baseline).empty]
+    if without:  # as `auxbench validate` and `run` warn (auxbench.suite.suite_warnings)
+        lines.insert(-1, f"- Warning: the baseline `{board.baseline}` has no trial in {', '.join(without)}: "
+                         "cells there get no difference, test or mark against it")
     return lines
 
 
