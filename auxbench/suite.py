@@ -65,6 +65,7 @@ from auxbench.problems import (
     check_problem_data,
     problem_version,
 )
+from auxbench.problems.base import METRIC_RANGE
 from auxbench.problems.files import DOWNLOAD_HINT
 from auxbench.problems.images import backbone_image_config
 from auxbench.smoke import smoke_training
@@ -703,7 +704,7 @@ def expand(
                 origin[tid] = key
                 trials.append({"id": tid, "column": column, "method": label, "config": config})
     _check_baseline(suite, layout, path)
-    _check_references(suite, trials, skipped, path)
+    _check_references(suite, trials, skipped, path, problems)
     _check_metric(suite.leaderboard.metric, problems, path)
     return trials, skipped
 
@@ -747,8 +748,11 @@ def suite_warnings(suite: Suite, trials: list[dict], skipped: list[dict]) -> lis
     ]
 
 
-def _check_references(suite: Suite, trials: list[dict], skipped: list[dict], path: Path) -> None:
-    """A reference names a problem, (backbone) and method label of this suite, else it is never printed."""
+def _check_references(suite: Suite, trials: list[dict], skipped: list[dict], path: Path,
+                      problems: list[Problem]) -> None:
+    """A reference names a problem, (backbone) and method label of this suite, else it is never
+    printed; its value lies in the range of the metric it is printed beside (an accuracy is a
+    fraction: 93.5 is a percentage, which would print a difference of -93)."""
     for k, ref in enumerate(suite.references):
         where = f"{path}: references[{k}]"
         exps = [i for i, e in enumerate(suite.experiments) if e.problem == ref.problem]
@@ -769,6 +773,13 @@ def _check_references(suite: Suite, trials: list[dict], skipped: list[dict], pat
         methods = {x["method"] for x in [*trials, *skipped] if x["column"] in columns}
         if ref.method not in methods:
             raise unknown_name(f"method of {ref.problem!r} in this suite", ref.method, methods, f"{where}.method")
+        problem = problems[exps[0]]
+        metric = problem.primary.metric if suite.leaderboard.metric == "primary" else suite.leaderboard.metric.rsplit("/", 1)[-1]
+        low, high = METRIC_RANGE.get(metric, (-math.inf, math.inf))
+        if not low <= ref.value <= high:
+            hint = f"; as a fraction: {ref.value / 100:g}" if metric == "accuracy" and 1 < ref.value <= 100 else ""
+            raise AuxbenchError(f"{where}.value: {ref.value:g} is outside the range [{low:g}, {high:g}] of {metric}, "
+                                f"the metric it is printed beside{hint}")
 
 
 def _check_metric(metric: str, problems: list[Problem], path: Path) -> None:

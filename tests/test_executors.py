@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from auxbench.results import CONFIG_FILE, METRICS_FILE, RESULT_FILE
+from auxbench.results import CONFIG_FILE, METRICS_FILE, RESULT_FILE, TIMES_FILE
 from tests.conftest import deterministic_result, expanded_trials, metric_rows, tiny_suite
 
 
@@ -37,6 +37,10 @@ def test_ray_executor_fills_the_same_store_as_local(cli, write_suite, in_tmp):
         assert deterministic_result(ra) == deterministic_result(rb)
         if ra["status"] == "done":
             assert metric_rows(a / METRICS_FILE) == metric_rows(b / METRICS_FILE)
+        # wall-clock times live in times.csv, so metrics.csv is checkable byte for byte
+        assert (a / METRICS_FILE).read_bytes() == (b / METRICS_FILE).read_bytes(), trial_id
+        assert "time/" not in (a / METRICS_FILE).read_text()
+        assert "time/epoch_s" in (a / TIMES_FILE).read_text().splitlines()[0]
     statuses = sorted(json.loads((ray_dir / i / RESULT_FILE).read_text())["status"] for i in ids)
     assert statuses == ["diverged", "done", "done"]
 

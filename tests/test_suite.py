@@ -695,3 +695,15 @@ def test_a_column_without_the_baseline_is_a_warning(cli, write_suite):
     assert code == 0, err
     assert "warning: column 'aux only' has no 'stl' (the baseline) trial" in out
     assert "toy_regression/mlp' has no" not in out
+
+
+def test_a_reference_on_another_scale_is_refused(cli, write_suite):
+    suite = tiny_suite(problem="digits_coarse", backbone="convnet4",
+                       references=[{"problem": "digits_coarse", "method": "stl", "value": 93.5}])
+    _bad(cli, write_suite(suite), "references[0].value", "93.5 is outside the range [0, 1] of accuracy",
+         "as a fraction: 0.935")
+    suite["references"][0]["value"] = 0.935
+    code, out, err = cli("validate", write_suite(suite))
+    assert code == 0, err
+    toy = tiny_suite(references=[{"problem": "toy_regression", "method": "stl", "value": -0.5}])
+    _bad(cli, write_suite(toy), "references[0].value", "of mse")
