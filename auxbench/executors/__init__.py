@@ -6,6 +6,7 @@ checkpoint, and no executor state can lose a result.
 """
 from __future__ import annotations
 
+import json
 import traceback
 from pathlib import Path
 
@@ -70,6 +71,37 @@ def main_table(markdown: str, after: str | None = None) -> str:
     return "\n".join(lines[start:end])
 
 
+def publish_unless_unchanged(run_dir: Path, committed: Path) -> Path:
+    """Publish ``run_dir`` to ``committed`` (an existing page, e.g. a clone's
+    ``leaderboards/quickstart.md``) only if its results differ from the page's: same trials with
+    the same per-epoch metrics leave the page, its figures and ``reproduce.json`` untouched (a
+    page also holds the commit, machine and wall-clock costs, which differ on every run), and this
+    run's own page goes to ``runs/<suite>/leaderboard.md``. Prints which happened and, when the
+    results differ, the machine that produced the committed ones. Returns the page written."""
+    from auxbench.leaderboard import publish
+    from auxbench.reproduce import RECORD_FILE
+
+    own = publish(run_dir, run_dir / "leaderboard.md")
+
+    def results(path: Path) -> dict:
+        trials = json.loads(path.read_text())["trials"] if path.is_file() else []
+        return {t["id"]: (t.get("status"), t.get("metrics")) for t in trials}
+
+    ours, theirs = results(own.with_suffix("") / RECORD_FILE), results(committed.with_suffix("") / RECORD_FILE)
+    if ours == theirs:
+        print(f"the results equal those of {committed} bit for bit: it is left as it is "
+              f"(this run's page, with its own timings and machine: {own})")
+        return own
+    differ = sum(ours.get(i) != theirs.get(i) for i in ours.keys() | theirs.keys())
+    before = header_line(committed.read_text(), "- Machine:") or "Machine: not recorded"
+    publish(run_dir, committed)
+    print(f"{differ} of {len(ours.keys() | theirs.keys())} trials differ from those of the committed {committed}, "
+          f"which is rewritten. The committed numbers came from {before.removeprefix('Machine: ')}; this "
+          f"machine: {header_line(committed.read_text(), '- Machine:').removeprefix('Machine: ')} (bits depend on "
+          "the CPU's instruction set, the torch build and the thread count)")
+    return committed
+
+
 def header_line(markdown: str, prefix: str) -> str:
     """The leaderboard header's line starting with ``prefix`` (the metric and its direction), without the bullet."""
     return next((line.removeprefix("- ") for line in markdown.splitlines() if line.startswith(prefix)), "")
@@ -129,8 +161,10 @@ def run_suite(
     if executor not in EXECUTORS:
         raise AuxbenchError(f"unknown executor {executor!r} (valid: {', '.join(EXECUTORS)})")
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
+    committed = None  # the default page of a real run: kept when this run's results equal it
     if leaderboard_path is None:
         leaderboard_path = run_dir / "leaderboard.md" if fake_data or smoke else default_leaderboard(suite.name)
+        committed = None if fake_data or smoke else leaderboard_path
     record = {"suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data, "smoke": smoke,
               "spec": suite.model_dump(mode="json"), "trials": trials, "skipped": skipped}
     if cells:  # tuned cells' evaluation trials are known once their studies have chosen
@@ -146,7 +180,10 @@ def run_suite(
     announce_resumes(todo, run_dir)
     failed = execute_trials(todo, run_dir, executor, suite.resources, address)
     try:
-        publish(run_dir, leaderboard_path)
+        if committed is not None and Path(committed).is_file():
+            leaderboard_path = publish_unless_unchanged(run_dir, Path(committed))
+        else:
+            publish(run_dir, leaderboard_path)
         markdown = Path(leaderboard_path).read_text()
         papers = main_table(markdown, after="## Paper numbers")
         print(f"\n{header_line(markdown, '- Metric:')}\n{main_table(markdown)}\n{skip_reasons(skipped)}"
