@@ -25,6 +25,10 @@ def test_ray_executor_fills_the_same_store_as_local(cli, write_suite, in_tmp):
     code, out, err = cli("run", path, "--fake-data", "--executor", "ray", "--runs-dir", in_tmp / "ray")
     assert code == 0, err
     assert "running 3 with the ray executor" in out
+    # quiet by default: about what the local executor prints, Ray's own lines in the run folder
+    print(out, err)
+    assert len((out + err).splitlines()) < 60, out + err
+    assert (in_tmp / "ray" / "tiny-fake" / "ray.log").is_file()
 
     local, ray_dir = in_tmp / "local" / "tiny-fake", in_tmp / "ray" / "tiny-fake"
     for run_dir in (local, ray_dir):
