@@ -49,12 +49,12 @@ class HParam:
 
     ``space`` is an Optuna distribution used by tuning; ``low``/``high``/``choices`` bound what
     a suite may set. Every number a suite can write is bounded by what it means (a learning rate
-    by 100, a step count by 100 000, a width by 65 536): far beyond any sensible value, yet a typo
+    by 100, a step count by 100 000, a width by 4096 to 65 536): far beyond any sensible value, yet a typo
     such as ``psi: 1000000000`` is refused at validation instead of allocating terabytes in a
     trial. A list's ``low``/``high`` bound each of its (at most ``MAX_LIST``) items.
     """
 
-    MAX_LIST: ClassVar[int] = 64
+    MAX_LIST: ClassVar[int] = 16
 
     default: Any
     help: str = ""

@@ -151,7 +151,7 @@ class AuxiLearn(Method):
     hparams = {
         "combiner": HParam("linear", "auxiliary network over the per-sample loss vector", choices=COMBINERS,
                            space=CategoricalDistribution(COMBINERS)),
-        "hidden_sizes": HParam([3], "hidden layer widths of the nonlinear combiner", low=1, high=65_536),
+        "hidden_sizes": HParam([3], "hidden layer widths of the nonlinear combiner", low=1, high=4096),
         "nonlinear_init_upper": HParam(1.0, "nonlinear combiner weights start in U(0, this)", low=0.0, high=100.0,
                                        space=FloatDistribution(0.05, 1.0, log=True)),
         "hyper_every": HParam(50, "N: primary steps between hyper-steps", low=1, high=100_000,

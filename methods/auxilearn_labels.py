@@ -64,7 +64,7 @@ class AuxiLearnLabels(AuxiLearn):
                             space=FloatDistribution(0.05, 1.0, log=True)),
         "combiner": HParam("linear_skip", "auxiliary network over [main, scaled aux] per-sample losses",
                            choices=COMBINERS, space=CategoricalDistribution(COMBINERS)),
-        "hidden_sizes": HParam([10, 10], "hidden layer widths of the nonlinear combiner", low=1, high=65_536),
+        "hidden_sizes": HParam([10, 10], "hidden layer widths of the nonlinear combiner", low=1, high=4096),
         "nonlinear_init_upper": HParam(0.2, "nonlinear combiner weights start in U(0, this)", low=0.0, high=100.0,
                                        space=FloatDistribution(0.05, 1.0, log=True)),
         "hyper_every": HParam(30, "N: primary steps between hyper-steps", low=1, high=100_000,
