@@ -1,4 +1,4 @@
-"""``auxbench`` command line: run, leaderboard, reproduce, check, list, validate.
+"""``auxbench`` command line: run suites, publish and reproduce leaderboards, check methods, list and validate.
 
 User errors (:class:`AuxbenchError`) print one message and exit 2, without a traceback.
 """
@@ -86,10 +86,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> None:
     if args.what == "methods":
-        from auxbench.method import discover_all
+        from auxbench.method import discover_all, install_hint
 
         found, unavailable = discover_all()
-        lines = {module: f"{module:12s} unavailable: {reason}" for module, reason in unavailable.items()}
+        lines = {module: f"{module:12s} unavailable: {reason}; {install_hint(reason)}"
+                 for module, reason in unavailable.items()}
         for name, cls in found.items():
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             lines[name] = f"{name:12s} v{cls.version}  {doc}"
@@ -101,11 +102,8 @@ def _cmd_list(args: argparse.Namespace) -> None:
         for name, factory in sorted(PROBLEMS.items()):
             module_doc = sys.modules[factory.__module__].__doc__ or factory.__doc__ or ""
             problem = build_problem(name, seed=0, fake=True)  # fake data: the tasks, without any file
-            tasks = "; ".join(
-                f"{t.name} ({t.role}, {t.kind}, {t.num_outputs} output{'s' if t.num_outputs > 1 else ''}, {t.metric})"
-                for t in problem.tasks)
             print(f"{name:16s} v{problem_version(name)}  {module_doc.strip().splitlines()[0] if module_doc else ''}")
-            print(f"{'':16s} input {'x'.join(map(str, problem.input_shape))}; tasks: {tasks}")
+            print(f"{'':16s} input {'x'.join(map(str, problem.input_shape))}; {_tasks_line(problem.tasks)}")
     elif args.what == "backbones":
         from auxbench.backbones import BACKBONES
 
@@ -117,8 +115,18 @@ def _cmd_list(args: argparse.Namespace) -> None:
             print(path)
 
 
+def _tasks_line(tasks: list, shown: int = 4) -> str:
+    """The tasks of a problem on one line: the first ``shown`` in full, the rest counted (CUB has 313)."""
+    def one(t) -> str:
+        return f"{t.name} ({t.role}, {t.kind}, {t.num_outputs} output{'s' if t.num_outputs > 1 else ''}, {t.metric})"
+
+    more = len(tasks) - shown
+    rest = f"; ... and {more} more auxiliary tasks" if more > 0 else ""
+    return f"{len(tasks)} task{'s' if len(tasks) > 1 else ''}: " + "; ".join(map(one, tasks[:shown])) + rest
+
+
 def _cmd_validate(args: argparse.Namespace) -> None:
-    from auxbench.suite import check_machine, expand, load_suite
+    from auxbench.suite import check_machine, expand, load_suite, suite_warnings
     from auxbench.tuning import plan_tuning
 
     suite = load_suite(args.suite)
@@ -126,6 +134,8 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     cells = plan_tuning(suite, args.suite, trials)
     check_machine(suite, args.suite, data=not args.fake_data, download=args.download)
     print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
+    for warning in suite_warnings(suite, trials, skipped):
+        print(f"  warning: {warning}")
     for cell in cells:
         tuned = ", ".join(cell.space) or "nothing to tune: defaults"
         print(f"  tuning {cell.method} on {cell.column}: budget {cell.budget} ({tuned})")
@@ -134,8 +144,11 @@ def _cmd_validate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="auxbench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from auxbench.smoke import SMOKE_BATCH, SMOKE_EPOCHS, SMOKE_TRAIN_BATCHES
+
+    parser = argparse.ArgumentParser(prog="auxbench", description=__doc__.splitlines()[0].replace("``", ""))
+    parser.add_argument("--version", action=_Version)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a suite's unfinished trials and publish its leaderboard")
     run.add_argument("suite", help="suite YAML file")
@@ -145,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None, help="address of an existing Ray cluster")
     run.add_argument("--fake-data", action="store_true", help="random data of the right shapes (offline check)")
     run.add_argument("--smoke", action="store_true",
-                     help="every trial for 2 epochs of 3 batches on small splits: does the suite run? (never published)")
+                     help=f"the first seed of each (column, method) for at most {SMOKE_EPOCHS} epochs of "
+                          f"{SMOKE_TRAIN_BATCHES} batches of at most {SMOKE_BATCH} rows on small splits: does the "
+                          "suite run? (never published)")
     run.add_argument("--dry-run", action="store_true",
                      help="print the trial plan (trials, finished ones, skipped pairs, resources, time estimates); "
                           "train and write nothing")
@@ -188,6 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     validate.set_defaults(func=_cmd_validate)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the package version and, in a git checkout, the commit (looked up only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print auxbench's version (and commit) and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from auxbench.provenance import code_version
+
+        version = code_version()
+        line = f"auxbench {version['auxbench'] or '(not installed)'}"
+        if version["git_commit"]:
+            line += f" (commit {version['git_commit'][:12]}{', modified' if version['git_dirty'] else ''})"
+        print(line)
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:

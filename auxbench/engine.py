@@ -52,6 +52,7 @@ from auxbench.results import (
     CONFIG_FILE,
     METRICS_FILE,
     RESULT_FILE,
+    TIMES_FILE,
     atomic_write_bytes,
     atomic_write_json,
 )
@@ -169,6 +170,19 @@ def evaluate(model: torch.nn.Module, split: TensorSplit, problem: Problem, batch
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``metrics.csv`` beside ``path``'s ``times.csv``: the epoch rows' wall-clock columns
+    (``time/...``) go to the second file, so the first is the same bytes for the same trial run
+    anywhere, by any executor (reproducibility compares it; leaderboards read times from
+    ``result.json``)."""
+    def is_time(key: str) -> bool:
+        return key.startswith("time/")
+
+    _write_csv(path, [{k: v for k, v in row.items() if not is_time(k)} for row in rows])
+    _write_csv(path.with_name(TIMES_FILE), [{"epoch": row["epoch"], **{k: v for k, v in row.items() if is_time(k)}}
+                                            for row in rows])
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]

@@ -45,10 +45,16 @@ class HParam:
     """A declared hyperparameter: its default (from the paper), validity bounds, search space.
 
     ``space`` is an Optuna distribution used by tuning; ``low``/``high``/``choices`` bound what
-    a suite may set. ``later``: declared after trials of the method were published; a trial's
-    config (and so its id) holds it only when set to something other than the default, which
-    takes the steps those trials took, so they keep their ids (:meth:`Method.recorded_hparams`).
+    a suite may set. Every number a suite can write is bounded by what it means (a learning rate
+    by 100, a step count by 100 000, a width by 4096 to 65 536): far beyond any sensible value, yet a typo
+    such as ``psi: 1000000000`` is refused at validation instead of allocating terabytes in a
+    trial. A list's ``low``/``high`` bound each of its (at most ``MAX_LIST``) items.
+    ``later``: declared after trials of the method were published; a trial's config (and so its
+    id) holds it only when set to something other than the default, which takes the steps those
+    trials took, so they keep their ids (:meth:`Method.recorded_hparams`).
     """
+
+    MAX_LIST: ClassVar[int] = 16
 
     default: Any
     help: str = ""
@@ -72,9 +78,21 @@ class HParam:
         if self.choices is not None and value not in self.choices:
             valid = ", ".join(repr(c) for c in self.choices)
             raise AuxbenchError(f"{where}: {name} must be one of {valid}, got {value!r}")
+        if expected is list:
+            if len(value) > self.MAX_LIST:
+                raise AuxbenchError(f"{where}: {name} holds at most {self.MAX_LIST} items, got {len(value)}")
+            for k, item in enumerate(value):
+                self._check_number(f"{name}[{k}]", item, type(self.default[0]) if self.default else None, where)
+            return value
+        if expected in (int, float):
+            self._check_number(name, value, None, where)
+        return value
+
+    def _check_number(self, name: str, value: Any, expected: type | None, where: str) -> None:
+        if expected is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise AuxbenchError(f"{where}: {name} must be {expected.__name__}, got {value!r} ({type(value).__name__})")
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
             raise AuxbenchError(f"{where}: {name} must be in [{self.low}, {self.high}], got {value!r}")
-        return value
 
 
 @dataclass
@@ -284,10 +302,6 @@ def _methods_in(module) -> list[tuple[str, type[Method], dict]]:
     ]
 
 
-#: Every method of the ``methods`` package by name; ``package.module:Class`` for one elsewhere.
-METHODS: Registry[type[Method]] = Registry("method", package="methods", collect=_methods_in)
-
-
 def discover_all() -> tuple[dict[str, type[Method]], dict[str, str]]:
     """Every ``Method`` of the ``methods`` package by name, and the modules that cannot import.
 
@@ -295,6 +309,47 @@ def discover_all() -> tuple[dict[str, type[Method]], dict[str, str]]:
     instead of breaking discovery of the others.
     """
     return {n: m for n, m in METHODS.entries().items() if ":" not in n}, METHODS.unavailable()
+
+
+def install_hint(reason: str) -> str:
+    """What to install for a method module that failed with ``reason`` (``"ModuleNotFoundError: No
+    module named 'x'"``): the extra of auxbench that brings ``x``, directly or through an extra of
+    one of its requirements (``torchjd[nash-mtl]`` brings cvxpy), else ``x`` itself."""
+    import importlib.metadata
+    import re
+
+    found = re.search(r"No module named '([^'.]+)", reason)
+    if not found:
+        return "see the module's imports"
+    missing = found.group(1).lower().replace("_", "-")
+
+    def name(requirement: str) -> tuple[str, set[str], str | None]:
+        """(distribution name, its extras, the extra of the requiring package it belongs to)."""
+        spec, _, marker = requirement.partition(";")
+        parsed = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(?:\[([^\]]*)\])?", spec)
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", marker)
+        extras = {e.strip() for e in (parsed.group(2) or "").split(",") if e.strip()}
+        return parsed.group(1).lower().replace("_", "-"), extras, extra.group(1) if extra else None
+
+    def requires(dist: str) -> list[str]:
+        try:
+            return importlib.metadata.requires(dist) or []
+        except importlib.metadata.PackageNotFoundError:
+            return []
+
+    for requirement in requires("auxbench"):
+        dist, extras, extra = name(requirement)
+        if extra is None or extra == "test":
+            continue
+        brought = {dist} | {name(r)[0] for r in requires(dist) if name(r)[2] in extras}
+        if missing in brought:
+            return f"install it with: pip install 'auxbench[{extra}]' (or pip install -e '.[{extra}]' in a clone)"
+    return f"install it with: pip install {missing}"
+
+
+#: Every method of the ``methods`` package by name; ``package.module:Class`` for one elsewhere.
+METHODS: Registry[type[Method]] = Registry("method", package="methods", collect=_methods_in,
+                                       install=install_hint)
 
 
 def discover_methods() -> dict[str, type[Method]]:

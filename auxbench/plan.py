@@ -157,7 +157,10 @@ def format_plan(plan: Plan) -> str:
     for s in plan.skipped:
         lines.append(f"skipped {s['method']} on {s['column']}: {s['reason']}")
     lines += plan.tuning
-    if todo:
+    if todo and unknown == todo:  # no "0.00 s" for a store where nothing comparable has finished
+        lines.append(f"estimated: unknown: no finished trial under {plan.run_dir.parent} shares a planned "
+                     "trial's config (all but seed and epochs); a run of one seed of a cell gives its estimate")
+    elif todo:
         known = f"{_seconds(remaining)} of trial time for the trials with an estimate"
         lines.append(f"estimated: {known}" + (f"; {unknown} trials without one" if unknown else ""))
     return "\n".join(lines)

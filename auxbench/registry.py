@@ -34,18 +34,21 @@ def import_plugin(spec: str, where: str = "") -> Any:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise AuxbenchError(f"{place}{spec!r} is not of the form package.module:Name")
-    if module_name.endswith(".py"):
-        raise AuxbenchError(f"{place}{spec!r} names a file: write the module without '.py' "
-                            f"({module_name[:-3].replace('/', '.')}:{attr}), importable from {os.getcwd()} "
-                            f"or the Python path")
     cwd = os.getcwd()
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        dotted = module_name.removesuffix(".py").replace("/", ".").replace("\\", ".").strip(".")
+        raise AuxbenchError(
+            f"{place}{spec!r}: name the module as Python imports it, without '.py' or slashes: "
+            f"'{dotted}:{attr}' (it is looked up in the working directory {cwd} and on PYTHONPATH)"
+        )
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # any import failure is the user's module, reported as such
-        raise AuxbenchError(f"{place}cannot import {module_name!r} ({type(err).__name__}: {err}); "
-                            f"searched {cwd} and the Python path") from None
+        hint = (f"; looked in the working directory {cwd} and on PYTHONPATH"
+                if isinstance(err, ModuleNotFoundError) and err.name == module_name.split(".")[0] else "")
+        raise AuxbenchError(f"{place}cannot import {module_name!r} ({type(err).__name__}: {err}){hint}") from None
     if not hasattr(module, attr):
         raise AuxbenchError(f"{place}{spec!r}: module {module_name!r} has no {attr!r}")
     return getattr(module, attr)
@@ -58,12 +61,12 @@ class Registry(MutableMapping[str, T], Generic[T]):
     read, and again when a module appears (plug-in folders added to the package's ``__path__``).
     ``collect`` finds the entries a module defines beyond those it registers with
     :meth:`register` (methods are found by their class's ``name``, with no registration).
-    ``install``: how ``extras`` of ``pyproject.toml`` install a module's optional dependency.
+    ``install``: from an import error's text, what to install (the extra of ``pyproject.toml``).
     ``forms``: other spellings a name may take, listed when a name is unknown (``timm:<model>``).
     """
 
     def __init__(self, kind: str, package: str | None = None, collect: Collector | None = None,
-                 install: str = "pip install -e '.[aggregators]'", forms: tuple[str, ...] = ()) -> None:
+                 install: Callable[[str], str] | None = None, forms: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.forms = forms
         self.package = package
@@ -141,8 +144,8 @@ class Registry(MutableMapping[str, T], Generic[T]):
         unavailable = self.unavailable()
         if name in unavailable:
             place = f"{where}: " if where else ""
-            raise AuxbenchError(f"{place}{self.kind} {name!r} is unavailable: {unavailable[name]} "
-                                f"(its optional dependencies install with {self.install})")
+            hint = f"; {self.install(unavailable[name])}" if self.install else ""
+            raise AuxbenchError(f"{place}{self.kind} {name!r} is unavailable: {unavailable[name]}{hint}")
         raise unknown_name(self.kind, name, [n for n in entries if ":" not in n] + list(self.forms), where)
 
     # ----- the mapping interface: the available entries (``[]`` never imports a plug-in) ----------

@@ -84,13 +84,18 @@ def load_published(path: str | Path) -> list[dict[str, Any]]:
 
 
 def pick(trials: list[dict[str, Any]], k: int | None) -> list[dict[str, Any]]:
-    """``k`` trials (all when ``None``), taking each (column, method) cell in turn so that a few
-    trials already cover every method."""
-    cells: dict[tuple[str, str], list[dict]] = {}
+    """``k`` trials (all when ``None``), spread over the board: every column in turn, each with
+    another of its methods each round (column ``c`` starts at its ``c``-th method), so that a few
+    trials already cover every column and different methods; then every cell's next seed."""
+    columns: dict[str, dict[str, list[dict]]] = {}
     for trial in trials:
-        cells.setdefault((trial["column"], trial["method"]), []).append(trial)
-    order = [cell[i] for i in range(max(map(len, cells.values()), default=0)) for cell in cells.values()
-             if i < len(cell)]
+        columns.setdefault(trial["column"], {}).setdefault(trial["method"], []).append(trial)
+    cells = []
+    for r in range(max((len(c) for c in columns.values()), default=0)):
+        for c, methods in enumerate(columns.values()):
+            if r < len(methods):
+                cells.append(list(methods.values())[(r + c) % len(methods)])
+    order = [cell[i] for i in range(max(map(len, cells), default=0)) for cell in cells if i < len(cell)]
     return order if k is None else order[:k]
 
 

@@ -28,7 +28,8 @@ except ImportError:  # Windows: no advisory locks (see trial_lock)
 
 RUN_RECORD = "run.json"
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
+METRICS_FILE = "metrics.csv"  # per epoch, deterministic: equal bytes for equal trials on any executor
+TIMES_FILE = "times.csv"      # per epoch, the wall-clock columns ("time/...") kept out of metrics.csv
 CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"

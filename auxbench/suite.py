@@ -65,6 +65,7 @@ from auxbench.problems import (
     check_problem_data,
     problem_version,
 )
+from auxbench.problems.base import METRIC_RANGE
 from auxbench.problems.files import DOWNLOAD_HINT
 from auxbench.problems.images import backbone_image_config
 from auxbench.smoke import smoke_training
@@ -77,6 +78,7 @@ MAX_SEED = 2**31 - 1          # a seed, so that the seeded generators' arithmeti
 MAX_BATCH = 1_000_000
 MAX_TRIALS = 100_000          # trials per suite
 MAX_LABEL = 64
+MAX_REFERENCE = 1e9          # a paper's number, on its metric's scale (checked in expand)
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,2})?")
 
@@ -152,7 +154,7 @@ class TrainingConfig(Strict):
     meta_source: Literal["train_fraction", "problem"] = "train_fraction"
     head_hidden: int = Field(0, ge=0, le=65_536)
     device: str = "auto"
-    threads: int | None = Field(None, ge=1)  # intra-op threads; None: resources.cpu (auxbench.determinism)
+    threads: int | None = Field(None, ge=1, le=1024)  # intra-op threads; None: resources.cpu (auxbench.determinism)
     # Options of auxbench.engine.LATER_TRAINING_DEFAULTS: a trial's config holds them only when set
     # to something else (see _training), so adding them changed no trial id.
     eval_every: int = Field(LATER_TRAINING_DEFAULTS["eval_every"], gt=0, le=MAX_EPOCHS)
@@ -231,7 +233,7 @@ class LeaderboardSpec(Strict):
     baseline: str = Field("stl", min_length=1, max_length=200)
     selection: Literal["final", "best_val"] = "final"
     alpha: float = Field(0.05, gt=0, lt=1)
-    rope: float | None = Field(None, ge=0)  # region of practical equivalence, in % of the baseline's mean
+    rope: float | None = Field(None, ge=0, le=100)  # region of practical equivalence, in % of the baseline's mean
 
 
 class Reference(Strict):
@@ -239,10 +241,10 @@ class Reference(Strict):
 
     problem: str
     method: str
-    value: float
+    value: float = Field(ge=-MAX_REFERENCE, le=MAX_REFERENCE)
     backbone: str | None = None
     column: str | None = None  # one column's label, where a problem and backbone fill several (Pet, Pet 30 %)
-    std: float | None = Field(None, ge=0)
+    std: float | None = Field(None, ge=0, le=MAX_REFERENCE)
     source: str = Field("", max_length=1000)
 
 
@@ -343,6 +345,16 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.1 (PyYAML) reads a float only with a dot, so ``lr: 1e-3`` and ``n_train: 1e30`` would be
+# strings; a suite reads them as YAML 1.2 and every researcher does: numbers. ``1_000`` is an
+# integer already.
+UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
 def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
     if isinstance(err, yaml.reader.ReaderError):
         char = err.character if isinstance(err.character, int) else ord(err.character[:1] or b"\0")
@@ -403,6 +415,9 @@ def load_suite(path: str | Path) -> Suite:
         raise AuxbenchError(_yaml_error(path, err)) from None
     except RecursionError:
         raise AuxbenchError(f"{path}: the YAML is nested too deeply") from None
+    if raw is None:
+        raise AuxbenchError(f"{path}: the file is empty (or only comments); a suite needs at least "
+                            "'experiments:' (see suites/quickstart.yaml)")
     if not isinstance(raw, dict):
         raise AuxbenchError(f"{path}: a suite must be a mapping of keys, got {type(raw).__name__}")
     try:
@@ -441,6 +456,33 @@ def _training(defaults: dict, override: dict, path: Path, key: str) -> dict:
     except ValidationError as err:
         raise AuxbenchError(_format_errors(path, err, key)) from None
     return {k: v for k, v in training.items() if k not in LATER_TRAINING_DEFAULTS or v != LATER_TRAINING_DEFAULTS[k]}
+
+
+# Options that only one choice reads: written beside another choice they would be ignored (yet
+# change the trial id), so they are errors.
+ONLY_FOR = {
+    ("scheduler", "step_size"): ("name", "step"), ("scheduler", "gamma"): ("name", "step"),
+    ("optimizer", "momentum"): ("name", "sgd"), ("optimizer", "nesterov"): ("name", "sgd"),
+}
+
+
+def _check_options_apply(written: dict, training: dict, problem: Problem, where: str) -> None:
+    """Refuse an option the resolved ``training`` ignores: ``written`` is what the suite wrote
+    (its defaults merged with the experiment's training), ``where`` the experiment's key path."""
+    for (group, option), (key, value) in ONLY_FOR.items():
+        if option in written.get(group, {}) and training[group][key] != value:
+            raise AuxbenchError(
+                f"{where}: {group}.{option} applies to {group} {key} {value!r} only; {group} "
+                f"{training[group][key]!r} ignores it (remove it from defaults or this experiment's training)"
+            )
+    optimizer = training["optimizer"]
+    if optimizer["name"] == "sgd" and optimizer["nesterov"] and optimizer["momentum"] == 0:
+        raise AuxbenchError(f"{where}: optimizer.nesterov needs a momentum > 0 (momentum is 0)")
+    if training["loss"] == "focal" and not any(t.loss == "classification" for t in problem.tasks):
+        raise AuxbenchError(
+            f"{where}: loss: focal applies to classification tasks, and problem {problem.name!r} has none "
+            f"(its tasks: {', '.join(f'{t.name} ({t.kind})' for t in problem.tasks)}); remove it"
+        )
 
 
 def _fake_problem(exp: Experiment, where: str, meta_source: str) -> Problem:
@@ -533,6 +575,10 @@ class _Layout:
         """The column label of experiment ``i``."""
         column = exp.label or f"{exp.problem}/{exp.backbone}"
         holds = (exp.problem, json.dumps(exp.problem_options, sort_keys=True), exp.backbone)
+        for other, (_, k) in self.column_of.items():
+            if other != column and other.casefold() == column.casefold():
+                raise AuxbenchError(f"{path}: experiments[{i}]: column {column!r} differs from experiments[{k}]'s "
+                                    f"{other!r} only in case (use one spelling, or another label)")
         if column in self.column_of and self.column_of[column][0] != holds:
             raise AuxbenchError(
                 f"{path}: experiments[{i}]: column {column!r} is also experiments[{self.column_of[column][1]}]'s, "
@@ -546,7 +592,8 @@ class _Layout:
         """The row label of ``entry`` (at key path ``key``), refused if it would merge rows or cells."""
         where = f"{path}: {key}"
         label = entry.label or cls.name
-        if entry.label is not None and entry.label != cls.name and entry.label in self.method_names:
+        if entry.label is not None and entry.label.casefold() != cls.name.casefold() and entry.label.casefold() in {
+                n.casefold() for n in self.method_names}:
             raise AuxbenchError(
                 f"{where}.label: {entry.label!r} is the name of another method; the leaderboard would "
                 f"merge {cls.name!r} into its row (choose another label)"
@@ -559,6 +606,12 @@ class _Layout:
                     "settings of it, give each its own label"
                 )
             raise AuxbenchError(f"{where}.label: {label!r} is already the label of methods[{k}]")
+        same_but_case = [other for other in self.method_of if other != label and other.casefold() == label.casefold()]
+        if same_but_case:
+            raise AuxbenchError(
+                f"{where}: label {label!r} differs from {same_but_case[0]!r} (at {self.method_of[same_but_case[0]][1]}) "
+                "only in case; they would be two leaderboard rows that read as one (use one spelling)"
+            )
         if label in self.method_of and self.method_of[label][0] is not cls:
             other, other_where = self.method_of[label]
             raise AuxbenchError(
@@ -599,6 +652,7 @@ def expand(
         training = _training(defaults, exp.training, path, f"experiments[{i}].training")
         training["threads"] = training["threads"] or default_threads(suite.resources.cpu)
         problem = _fake_problem(exp, where, training["meta_source"])
+        _check_options_apply(_merge(suite.defaults, exp.training), training, problem, f"{where}.training")
         problems.append(problem)
         _check_backbone(exp.backbone, problem, where)
         if exp.pretrained and not exp.backbone.startswith(TIMM_PREFIX):
@@ -648,16 +702,56 @@ def expand(
                     )
                 origin[tid] = key
                 trials.append({"id": tid, "column": column, "method": label, "config": config})
-    all_labels = sorted({t["method"] for t in trials} | {s["method"] for s in skipped})
-    if suite.leaderboard.baseline not in all_labels:
-        raise unknown_name("baseline method", suite.leaderboard.baseline, all_labels, f"{path}: leaderboard.baseline")
-    _check_references(suite, trials, skipped, path)
+    _check_baseline(suite, layout, path)
+    _check_references(suite, trials, skipped, path, problems)
     _check_metric(suite.leaderboard.metric, problems, path)
     return trials, skipped
 
 
-def _check_references(suite: Suite, trials: list[dict], skipped: list[dict], path: Path) -> None:
-    """A reference names a problem, (backbone) and method label of this suite, else it is never printed."""
+def _check_baseline(suite: Suite, layout: _Layout, path: Path) -> None:
+    """The baseline names a row: a method entry's ``label``, or its method's ``name`` when it has
+    none. A miss says under which label each method is listed, which is what it must name."""
+    baseline = suite.leaderboard.baseline
+    if baseline in layout.method_of:
+        return
+    given = "" if "baseline" in suite.leaderboard.model_fields_set else " (the default: this file sets no leaderboard.baseline)"
+    rows = {label: (cls, key) for label, (cls, key) in layout.method_of.items()}
+    same = [(label, key) for label, (cls, key) in rows.items() if baseline in (cls.name, cls.__name__)
+            or baseline.endswith(f":{cls.__name__}") or baseline.casefold() == label.casefold()]
+    if same:
+        label, key = same[0]
+        raise AuxbenchError(
+            f"{path}: leaderboard.baseline: {baseline!r}{given} is no row of the leaderboard: that method is listed "
+            f"under the label {label!r} ({key}); name the label (leaderboard: {{baseline: {label}}}) or drop the label"
+        )
+    listing = ", ".join(label if label == cls.name else f"{label} (method {cls.name})"
+                        for label, (cls, _) in sorted(rows.items()))
+    raise AuxbenchError(
+        f"{path}: leaderboard.baseline: {baseline!r}{given} is no row label of this suite; a row is labelled by its "
+        f"entry's label, else by its method's name; the rows: {listing}"
+    )
+
+
+def suite_warnings(suite: Suite, trials: list[dict], skipped: list[dict]) -> list[str]:
+    """What is valid but leaves part of the leaderboard empty: a column where the baseline has no
+    trial (its cells get no difference, test or mark). Printed by validate and run; the page says it too."""
+    baseline = suite.leaderboard.baseline
+    columns = list(dict.fromkeys(x["column"] for x in [*trials, *skipped]))
+    having = {t["column"] for t in trials if t["method"] == baseline}
+    reasons = {s["column"]: s["reason"] for s in skipped if s["method"] == baseline}
+    return [
+        f"column {column!r} has no {baseline!r} (the baseline) trial"
+        + (f" ({baseline} is skipped there: {reasons[column]})" if column in reasons else "")
+        + ": its cells get no difference, test or mark against the baseline"
+        for column in columns if column not in having
+    ]
+
+
+def _check_references(suite: Suite, trials: list[dict], skipped: list[dict], path: Path,
+                      problems: list[Problem]) -> None:
+    """A reference names a problem, (backbone) and method label of this suite, else it is never
+    printed; its value lies in the range of the metric it is printed beside (an accuracy is a
+    fraction: 93.5 is a percentage, which would print a difference of -93)."""
     for k, ref in enumerate(suite.references):
         where = f"{path}: references[{k}]"
         exps = [i for i, e in enumerate(suite.experiments) if e.problem == ref.problem]
@@ -678,6 +772,13 @@ def _check_references(suite: Suite, trials: list[dict], skipped: list[dict], pat
         methods = {x["method"] for x in [*trials, *skipped] if x["column"] in columns}
         if ref.method not in methods:
             raise unknown_name(f"method of {ref.problem!r} in this suite", ref.method, methods, f"{where}.method")
+        problem = problems[exps[0]]
+        metric = problem.primary.metric if suite.leaderboard.metric == "primary" else suite.leaderboard.metric.rsplit("/", 1)[-1]
+        low, high = METRIC_RANGE.get(metric, (-math.inf, math.inf))
+        if not low <= ref.value <= high:
+            hint = f"; as a fraction: {ref.value / 100:g}" if metric == "accuracy" and 1 < ref.value <= 100 else ""
+            raise AuxbenchError(f"{where}.value: {ref.value:g} is outside the range [{low:g}, {high:g}] of {metric}, "
+                                f"the metric it is printed beside{hint}")
 
 
 def _check_metric(metric: str, problems: list[Problem], path: Path) -> None:

@@ -85,9 +85,9 @@ class ARML(Method):
     higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"
     hparams = {
-        "update_every": HParam(20, "N: every N-th step updates α instead of θ (official code)", low=1,
+        "update_every": HParam(20, "N: every N-th step updates α instead of θ (official code)", low=1, high=100_000,
                                space=IntDistribution(1, 100, log=True)),
-        "alpha_lr": HParam(0.05, "β: SGD learning rate of α (official code)", low=0.0,
+        "alpha_lr": HParam(0.05, "β: SGD learning rate of α (official code)", low=0.0, high=100.0,
                            space=FloatDistribution(1e-3, 1.0, log=True)),
         "explore_fraction": HParam(0.25, "share of the trial's steps with Langevin noise and α updates",
                                    low=0.0, high=1.0, space=FloatDistribution(0.05, 1.0)),

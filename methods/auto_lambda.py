@@ -57,11 +57,11 @@ class AutoLambda(Method):
     hook = "train_step"
     streams = ("extra_train",)
     hparams = {
-        "weight_init": HParam(0.1, "initial λ of every task, the primary included", low=0.0,
+        "weight_init": HParam(0.1, "initial λ of every task, the primary included", low=0.0, high=1e4,
                               space=FloatDistribution(0.01, 1.0, log=True)),
-        "weight_lr": HParam(3e-4, "Adam learning rate of λ", low=0.0,
+        "weight_lr": HParam(3e-4, "Adam learning rate of λ", low=0.0, high=100.0,
                             space=FloatDistribution(1e-5, 1e-2, log=True)),
-        "fd_eps": HParam(0.01, "finite-difference radius ε·‖d‖", low=1e-6),
+        "fd_eps": HParam(0.01, "finite-difference radius ε·‖d‖", low=1e-6, high=1.0),
     }
 
     def setup(self, ctx: TrainContext) -> None:

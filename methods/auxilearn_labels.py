@@ -62,19 +62,19 @@ class AuxiLearnLabels(AuxiLearn):
     aux_task = "auxilearn_aux"
     hparams = {
         **AuxiLearn.hparams,
-        "psi": HParam(5, "auxiliary classes per primary class", low=2, space=IntDistribution(2, 10)),
-        "aux_scale": HParam(0.25, "factor on the generated task's per-sample loss before the combiner", low=0.0,
+        "psi": HParam(5, "auxiliary classes per primary class", low=2, high=100, space=IntDistribution(2, 10)),
+        "aux_scale": HParam(0.25, "factor on the generated task's per-sample loss before the combiner", low=0.0, high=1e4,
                             space=FloatDistribution(0.05, 1.0, log=True)),
         "combiner": HParam("linear_skip", "auxiliary network over [main, scaled aux] per-sample losses",
                            choices=COMBINERS, space=CategoricalDistribution(COMBINERS)),
-        "hidden_sizes": HParam([10, 10], "hidden layer widths of the nonlinear combiner"),
-        "nonlinear_init_upper": HParam(0.2, "nonlinear combiner weights start in U(0, this)", low=0.0,
+        "hidden_sizes": HParam([10, 10], "hidden layer widths of the nonlinear combiner", low=1, high=4096),
+        "nonlinear_init_upper": HParam(0.2, "nonlinear combiner weights start in U(0, this)", low=0.0, high=100.0,
                                        space=FloatDistribution(0.05, 1.0, log=True)),
-        "hyper_every": HParam(30, "N: primary steps between hyper-steps", low=1,
+        "hyper_every": HParam(30, "N: primary steps between hyper-steps", low=1, high=100_000,
                               space=IntDistribution(5, 100, log=True)),
-        "max_grad_norm": HParam(50.0, "global-norm clip of the hypergradient", low=0.0,
+        "max_grad_norm": HParam(50.0, "global-norm clip of the hypergradient", low=0.0, high=1e6,
                                 space=FloatDistribution(1.0, 100.0, log=True)),
-        "meta_weight_decay": HParam(5e-3, "weight decay of the meta optimizer", low=0.0,
+        "meta_weight_decay": HParam(5e-3, "weight decay of the meta optimizer", low=0.0, high=10.0,
                                     space=FloatDistribution(1e-6, 1e-2, log=True)),
     }
 

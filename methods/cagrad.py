@@ -86,7 +86,7 @@ class CAGrad(Method):
     version = "2"
     hook = "aggregator"
     hparams = {
-        "c": HParam(0.4, "radius of the ball around the mean gradient, relative to its norm", low=0.0,
+        "c": HParam(0.4, "radius of the ball around the mean gradient, relative to its norm", low=0.0, high=100.0,
                     space=FloatDistribution(0.0, 1.0)),
         "rescale": HParam(True, "divide the update by 1 + c² (official rescale=1; the paper: false)"),
         "scale": HParam("sum", "'sum': the update times T (official code); 'mean': the mean-gradient scale (paper)",

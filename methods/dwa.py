@@ -29,7 +29,7 @@ class DWA(Method):
     name = "dwa"
     hook = "weights"
     hparams = {
-        "temperature": HParam(2.0, "T: softmax temperature of the loss ratios", low=1e-3,
+        "temperature": HParam(2.0, "T: softmax temperature of the loss ratios", low=1e-3, high=1e4,
                               space=FloatDistribution(0.5, 10.0, log=True)),
     }
 

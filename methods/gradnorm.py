@@ -52,7 +52,7 @@ class GradNorm(Method):
     needs_auxiliary_tasks = True
     hook = "train_step"
     hparams = {
-        "alpha": HParam(1.5, "α: strength of the restoring force towards balanced training rates", low=0.0,
+        "alpha": HParam(1.5, "α: strength of the restoring force towards balanced training rates", low=0.0, high=100.0,
                         space=FloatDistribution(0.0, 3.0)),
     }
 

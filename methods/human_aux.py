@@ -24,7 +24,7 @@ class HumanAux(Method):
     needs_auxiliary_tasks = True
     reduces_to_stl_when = {"aux_weight": 0.0}
     hparams = {
-        "aux_weight": HParam(1.0, "weight of every auxiliary task's loss", low=0.0,
+        "aux_weight": HParam(1.0, "weight of every auxiliary task's loss", low=0.0, high=1e4,
                              space=FloatDistribution(0.01, 10.0, log=True)),
     }
 

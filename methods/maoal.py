@@ -133,10 +133,10 @@ class MAOAL(Method):
         "neumann_step": HParam("lower_lr", "η of the series: 'lower_lr' (paper, eq. 8) or 'official' (1.0)",
                                choices=("lower_lr", "official"),
                                space=CategoricalDistribution(("lower_lr", "official"))),
-        "meta_lr": HParam(1e-3, "α's SGD learning rate", low=0.0, space=FloatDistribution(1e-4, 1e-1, log=True)),
+        "meta_lr": HParam(1e-3, "α's SGD learning rate", low=0.0, high=100.0, space=FloatDistribution(1e-4, 1e-1, log=True)),
         "meta_momentum": HParam(0.9, "α's SGD momentum", low=0.0, high=0.999),
-        "max_grad_norm": HParam(10.0, "clip of the hypergradient's norm (0: no clipping)", low=0.0),
-        "init": HParam(1.0, "initial α (official: ones)", low=0.0, space=FloatDistribution(0.1, 2.0)),
+        "max_grad_norm": HParam(10.0, "clip of the hypergradient's norm (0: no clipping)", low=0.0, high=1e6),
+        "init": HParam(1.0, "initial α (official: ones)", low=0.0, high=1e4, space=FloatDistribution(0.1, 2.0)),
     }
 
     def setup(self, ctx: TrainContext) -> None:

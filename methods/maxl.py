@@ -92,14 +92,14 @@ class MAXL(Method):
     reduces_to_stl_when = {"aux_weight": 0.0}
     aux_task = "maxl_aux"
     hparams = {
-        "psi": HParam(5, "auxiliary classes per primary class", low=2, space=IntDistribution(2, 10)),
-        "aux_weight": HParam(1.0, "λ: weight of the generated auxiliary task", low=0.0),
-        "entropy_weight": HParam(0.2, "weight of Σ p̄ log p̄ in φ's objective", low=0.0,
+        "psi": HParam(5, "auxiliary classes per primary class", low=2, high=100, space=IntDistribution(2, 10)),
+        "aux_weight": HParam(1.0, "λ: weight of the generated auxiliary task", low=0.0, high=1e4),
+        "entropy_weight": HParam(0.2, "weight of Σ p̄ log p̄ in φ's objective", low=0.0, high=1e4,
                                  space=FloatDistribution(0.0, 1.0)),
-        "label_lr": HParam(1e-3, "label network SGD learning rate", low=0.0,
+        "label_lr": HParam(1e-3, "label network SGD learning rate", low=0.0, high=100.0,
                            space=FloatDistribution(1e-4, 1e-1, log=True)),
-        "label_weight_decay": HParam(5e-4, "label network weight decay", low=0.0),
-        "label_step_size": HParam(50, "label network StepLR period (epochs)", low=1),
+        "label_weight_decay": HParam(5e-4, "label network weight decay", low=0.0, high=10.0),
+        "label_step_size": HParam(50, "label network StepLR period (epochs)", low=1, high=100_000),
         "label_gamma": HParam(0.5, "label network StepLR factor", low=0.0, high=1.0),
         "generator_hidden": HParam(-1, "hidden units of the label network's head: -1 as the task heads "
                                    "(training.head_hidden), 0 one linear layer, n a hidden layer of n units",

@@ -71,8 +71,9 @@ class OLAux(Method):
         "weight_rule": HParam("arml", "'arml' (ARML's reimplementation, one inner product) or 'paper' "
                               "(OL-AUX code: lr-scaled sum over N steps)", choices=WEIGHT_RULES,
                               space=CategoricalDistribution(WEIGHT_RULES)),
-        "update_every": HParam(20, "N: steps between weight updates", low=1, space=IntDistribution(1, 100, log=True)),
-        "weight_lr": HParam(0.05, "β: step size of the weight update", low=0.0,
+        "update_every": HParam(20, "N: steps between weight updates", low=1, high=100_000,
+                               space=IntDistribution(1, 100, log=True)),
+        "weight_lr": HParam(0.05, "β: step size of the weight update", low=0.0, high=100.0,
                             space=FloatDistribution(1e-4, 10.0, log=True)),
     }
 

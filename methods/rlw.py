@@ -30,7 +30,7 @@ class RLW(Method):
     name = "rlw"
     hook = "weights"
     hparams = {
-        "scale": HParam(1.0, "Σ_t λ_t (1: the paper; T: human_aux's sum)", low=0.0,
+        "scale": HParam(1.0, "Σ_t λ_t (1: the paper; T: human_aux's sum)", low=0.0, high=1e4,
                         space=FloatDistribution(0.1, 20.0, log=True)),
     }
 

@@ -206,3 +206,45 @@ def test_fake_data_skips_data_checks(cli, write_suite, fake_torchvision_cifar10)
     code, _, err = cli("validate", write_suite(_cifar10_suite()), "--fake-data")
     assert code == 0, err
     assert fake_torchvision_cifar10 == []
+
+
+def test_version(cli, capsys):
+    from auxbench.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("auxbench ") and "commit" in out
+
+
+def test_help_lists_every_command_and_smoke_says_what_the_code_does(cli, capsys):
+    from auxbench.cli import build_parser
+    from auxbench.smoke import SMOKE_EPOCHS, SMOKE_TRAIN_BATCHES
+
+    top = build_parser().format_help()
+    for command in ("run", "leaderboard", "reproduce", "list", "validate"):
+        assert f"    {command}" in top
+    run_help = " ".join(build_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
+    assert f"{SMOKE_EPOCHS} epochs of {SMOKE_TRAIN_BATCHES} batches" in run_help
+
+
+def test_list_problems_prints_one_short_line_of_tasks_per_problem(cli):
+    code, out, err = cli("list", "problems")
+    assert code == 0, err
+    assert max(map(len, out.splitlines())) < 600, max(out.splitlines(), key=len)[:200]
+    cub = out.splitlines()[[line.split(" ")[0] for line in out.splitlines()].index("cub200") + 1]
+    assert "313 tasks: species (primary" in cub and "... and 309 more auxiliary tasks" in cub
+
+
+def test_list_methods_names_the_extra_that_installs_an_unavailable_method(cli, monkeypatch):
+    import auxbench.method
+
+    real = auxbench.method.discover_all
+    monkeypatch.setattr(auxbench.method, "discover_all", lambda: (real()[0], {
+        "upgrad_like": "ModuleNotFoundError: No module named 'torchjd'",
+        "odd": "ModuleNotFoundError: No module named 'some_solver'"}))
+    code, out, err = cli("list", "methods")
+    assert code == 0, err
+    assert "pip install 'auxbench[aggregators]'" in next(line for line in out.splitlines() if line.startswith("upgrad_like"))
+    assert "pip install some-solver" in next(line for line in out.splitlines() if line.startswith("odd"))

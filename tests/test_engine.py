@@ -12,7 +12,7 @@ from auxbench.engine import Trial, run_trial, summarise
 from auxbench.method import Method
 from auxbench.method_state import collect_state
 from auxbench.problems import build_problem
-from auxbench.results import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, atomic_write_bytes
+from auxbench.results import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, TIMES_FILE, atomic_write_bytes
 from tests.conftest import deterministic_result, expanded_trials, metric_rows, tiny_suite
 
 
@@ -72,6 +72,9 @@ def test_same_seed_same_config_is_bitwise_identical(write_suite, tmp_path):
     a, b = _full_run(config, tmp_path / "a"), _full_run(config, tmp_path / "b")
     rows_a, rows_b = metric_rows(a.dir / METRICS_FILE), metric_rows(b.dir / METRICS_FILE)
     assert len(rows_a) == 2 and rows_a == rows_b
+    # wall-clock times are kept out of metrics.csv (in times.csv), so equal trials give equal bytes
+    assert (a.dir / METRICS_FILE).read_bytes() == (b.dir / METRICS_FILE).read_bytes()
+    assert (a.dir / TIMES_FILE).read_text().splitlines()[0] == "epoch,time/epoch_s"
     assert _state_equal(a.model.state_dict(), b.model.state_dict())
     assert _state_equal(a.optimizer.state_dict(), b.optimizer.state_dict())
     ra = json.loads((a.dir / RESULT_FILE).read_text())

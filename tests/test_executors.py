@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from auxbench.results import CONFIG_FILE, METRICS_FILE, RESULT_FILE
+from auxbench.results import CONFIG_FILE, METRICS_FILE, RESULT_FILE, TIMES_FILE
 from tests.conftest import deterministic_result, expanded_trials, metric_rows, tiny_suite
 
 
@@ -25,6 +25,10 @@ def test_ray_executor_fills_the_same_store_as_local(cli, write_suite, in_tmp):
     code, out, err = cli("run", path, "--fake-data", "--executor", "ray", "--runs-dir", in_tmp / "ray")
     assert code == 0, err
     assert "running 3 with the ray executor" in out
+    # quiet by default: about what the local executor prints, Ray's own lines in the run folder
+    print(out, err)
+    assert len((out + err).splitlines()) < 60, out + err
+    assert (in_tmp / "ray" / "tiny-fake" / "ray.log").is_file()
 
     local, ray_dir = in_tmp / "local" / "tiny-fake", in_tmp / "ray" / "tiny-fake"
     for run_dir in (local, ray_dir):
@@ -37,6 +41,12 @@ def test_ray_executor_fills_the_same_store_as_local(cli, write_suite, in_tmp):
         assert deterministic_result(ra) == deterministic_result(rb)
         if ra["status"] == "done":
             assert metric_rows(a / METRICS_FILE) == metric_rows(b / METRICS_FILE)
+        # wall-clock times live in times.csv, so metrics.csv is checkable byte for byte
+        assert (a / METRICS_FILE).is_file() == (b / METRICS_FILE).is_file()  # none: diverged in epoch 0
+        if (a / METRICS_FILE).is_file():
+            assert (a / METRICS_FILE).read_bytes() == (b / METRICS_FILE).read_bytes(), trial_id
+            assert "time/" not in (a / METRICS_FILE).read_text()
+            assert "time/epoch_s" in (a / TIMES_FILE).read_text().splitlines()[0]
     statuses = sorted(json.loads((ray_dir / i / RESULT_FILE).read_text())["status"] for i in ids)
     assert statuses == ["diverged", "done", "done"]
 

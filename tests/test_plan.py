@@ -30,6 +30,7 @@ def test_dry_run_plans_against_the_store_and_writes_nothing(cli, write_suite, in
     assert "gpu 0.25 (4 trials per GPU)" in out
     assert "skipped maxl on toy_regression/mlp: maxl needs a classification primary task" in out
     assert _row(out, column, "stl")[2:] == ["2", "0", "2", "unknown"]
+    assert "estimated: unknown: no finished trial" in out and "0.00 s" not in out
     assert not runs.exists()
 
     # one stl trial finished for real (same config, so the same trial id as seed 0 of the plan)

@@ -62,6 +62,17 @@ def test_reproduce_names_a_path_it_cannot_use(cli, in_tmp):
 def test_pick_takes_each_cell_in_turn_and_compare_reports_the_largest_difference():
     trials = [{"column": "c", "method": m, "id": f"{m}{s}"} for m in ("a", "b") for s in range(3)]
     assert [t["id"] for t in pick(trials, 3)] == ["a0", "b0", "a1"]
+    assert len(pick(trials, None)) == len(trials)
+
+
+def test_pick_samples_every_column_before_a_second_trial_of_any():
+    trials = [{"column": col, "method": m, "id": f"{col}-{m}{s}"}
+              for col in ("c1", "c2", "c3") for m in ("stl", "x", "y") for s in range(2)]
+    first = pick(trials, 3)
+    assert {t["column"] for t in first} == {"c1", "c2", "c3"}
+    assert {t["method"] for t in first} == {"stl", "x", "y"}  # and not the baseline of each
+    assert len({(t["column"], t["method"]) for t in pick(trials, 9)}) == 9  # every cell before a second seed
+    assert sorted(t["id"] for t in pick(trials, None)) == sorted(t["id"] for t in trials)
     stored = [{"epoch": 0.0, "x": 1.0, "y": 2.0}, {"epoch": 1.0, "x": 1.0, "y": float("nan")}]
     assert compare(stored, [dict(r) for r in stored])["equal"]  # NaN == NaN in a record
     rerun = [{"epoch": 0.0, "x": 1.5, "y": 2.0}, {"epoch": 1.0, "x": 0.0, "y": float("nan")}]

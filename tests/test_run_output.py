@@ -43,3 +43,42 @@ def test_run_prints_the_paper_numbers_beside_ours(cli, write_suite, in_tmp):
     assert "| toy_regression/mlp" in papers and "0.123" in papers and "Paper T1" in papers
     code, out, err = cli("run", write_suite(tiny_suite(methods=["stl"]), "plain.yaml"))
     assert "Paper numbers" not in out  # no references, no such table
+
+
+def test_run_summary_names_the_metric_direction_and_why_cells_are_skipped(cli, write_suite, in_tmp):
+    code, out, err = cli("run", write_suite(tiny_suite(methods=["stl", "maxl"])))
+    assert code == 0, err
+    assert "Metric: " in out and "lower is better" in out
+    table = out.split("leaderboard:")[0]
+    assert "skipped (see below)" in table
+    assert "skipped maxl on toy_regression/mlp: maxl needs a classification primary task" in table.split("| maxl")[1]
+
+
+def test_a_rerun_with_equal_results_leaves_the_committed_page_untouched(cli, write_suite, in_tmp):
+    """The quickstart on a fresh clone: equal results keep leaderboards/ byte for byte (its commit
+    line, machine and timings would differ); different ones rewrite it and name both machines."""
+    import json
+
+    path = write_suite(tiny_suite(methods=["stl", "human_aux"]))
+    code, out, err = cli("run", path, "--runs-dir", in_tmp / "first")
+    assert code == 0, err
+    board = in_tmp / "leaderboards"
+    committed = {p: p.read_bytes() for p in board.rglob("*") if p.is_file()}
+    assert board / "tiny.md" in committed and board / "tiny" / "reproduce.json" in committed
+
+    code, out, err = cli("run", path, "--runs-dir", in_tmp / "clone")  # trained again from scratch
+    assert code == 0, err
+    assert "the results equal those of leaderboards/tiny.md bit for bit: it is left as it is" in out
+    assert {p: p.read_bytes() for p in board.rglob("*") if p.is_file()} == committed
+    assert (in_tmp / "clone" / "tiny" / "leaderboard.md").is_file()
+
+    record = json.loads((board / "tiny" / "reproduce.json").read_text())  # as if from another machine
+    record["trials"][0]["metrics"][0]["train/loss"] = 123.0
+    (board / "tiny" / "reproduce.json").write_text(json.dumps(record))
+    text = (board / "tiny.md").read_text()
+    (board / "tiny.md").write_text(text.replace("- Machine: ", "- Machine: Other CPU (sse4), "))
+    code, out, err = cli("run", path, "--runs-dir", in_tmp / "clone")
+    assert code == 0, err
+    assert "1 of 2 trials differ from those of the committed leaderboards/tiny.md, which is rewritten" in out
+    assert "The committed numbers came from Other CPU (sse4)" in out
+    assert (board / "tiny" / "reproduce.json").read_bytes() == committed[board / "tiny" / "reproduce.json"]

@@ -45,6 +45,11 @@ def test_not_a_mapping(cli, write_suite):
     _bad(cli, write_suite("- just\n- a list\n"), "mapping")
 
 
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
+def test_empty_file_says_it_is_empty(cli, write_suite, text):
+    _bad(cli, write_suite(text), "the file is empty", "experiments:")
+
+
 def test_missing_file(cli, tmp_path):
     _bad(cli, tmp_path / "nope.yaml", "cannot read")
 
@@ -350,7 +355,7 @@ BAD_SUITES = [
     ("seeds-bool", _with(**{"experiments.0.seeds": True}), ["experiments[0].seeds", "got True"]),
     ("seeds-repeated", _with(**{"experiments.0.seeds": [1, 2, 1]}), ["seed 1 is listed twice"]),
     ("seed-negative", _with(**{"experiments.0.seeds": [0, -1]}), ["seeds[1] must be an integer in [0, "]),
-    ("epochs-1e23-string", _with(**{"defaults.epochs": "1e23"}), ["defaults.epochs", "valid integer", "'1e23'"]),
+    ("epochs-1e23-written", _with(**{"defaults.epochs": "1e23"}), ["defaults.epochs", "valid integer", "1e+23"]),
     ("epochs-1e23-float", _with(**{"defaults.epochs": 1e23}), ["defaults.epochs", "valid integer"]),
     ("epochs-too-many", _with(**{"defaults.epochs": 100001}), ["defaults.epochs", "less than or equal to 100000"]),
     ("epochs-true", _with(**{"defaults.epochs": True}), ["defaults.epochs", "valid integer", "True"]),
@@ -370,7 +375,17 @@ BAD_SUITES = [
     ("n_train-negative-toy", _with(**{"experiments.0.problem_options.n_train": -5}),
      ["experiments[0].problem_options.n_train", "must be in [1, 100000], got -5", "toy_regression"]),
     ("n_train-negative-digits", lambda: tiny_suite(problem="digits_coarse", backbone="convnet4", options={"n_train": -5}),
-     ["experiments[0].problem_options.n_train", "must be >= 1 or null, got -5", "digits_coarse"]),
+     ["experiments[0].problem_options.n_train", "must be in [1, ", "got -5", "digits_coarse"]),
+    # sizes larger than the data are refused, never silently cut to what there is
+    ("n_train-beyond-digits", lambda: tiny_suite(problem="digits_coarse", backbone="convnet4", options={"n_train": 50000}),
+     ["experiments[0].problem_options.n_train", "must be in [1, 1078]", "left after test_fraction", "got 50000"]),
+    ("n_train-huge-digits", lambda: tiny_suite(problem="digits_coarse", backbone="convnet4",
+                                               options={"n_train": 99999999999999999999999}),
+     ["experiments[0].problem_options.n_train", "got 99999999999999999999999"]),
+    ("n_train-beyond-cifar", lambda: tiny_suite(problem="cifar100_20", backbone="lenet5", options={"n_train": 45001}),
+     ["experiments[0].problem_options.n_train", "must be in [1, 45000]", "got 45001"]),
+    ("n_test-beyond-cifar", lambda: tiny_suite(problem="cifar100_20", backbone="lenet5", options={"n_test": 10001}),
+     ["experiments[0].problem_options.n_test", "must be in [1, 10000]"]),
     ("n_train-negative-cifar", lambda: tiny_suite(problem="cifar100_20", backbone="lenet5", options={"n_train": -5}),
      ["experiments[0].problem_options.n_train", "got -5", "cifar100_20"]),
     ("val_size-beyond-cifar", lambda: tiny_suite(problem="cifar100_20", backbone="lenet5", options={"val_size": 50000}),
@@ -595,3 +610,100 @@ def test_a_declared_hook_without_its_override_is_refused_by_validate(cli, write_
     code, _, err = cli("validate", write_suite(tiny_suite(methods=["stl", "tests.test_suite:HookWithoutOverride"])))
     assert code == 2
     assert "experiments[0].methods[1]" in err and "does not override combine_grads()" in err
+
+
+# ----- options that do not apply, labels, the baseline (issue: input that means what it says) -----
+@pytest.mark.parametrize("training, fragments", [
+    ({"scheduler": {"name": "cosine", "step_size": 10}}, ["scheduler.step_size applies to scheduler name 'step'",
+                                                          "'cosine' ignores it"]),
+    ({"scheduler": {"name": "none", "gamma": 0.1}}, ["scheduler.gamma applies"]),
+    ({"optimizer": {"name": "adam", "momentum": 0.9}}, ["optimizer.momentum applies to optimizer name 'sgd'"]),
+    ({"optimizer": {"name": "sgd", "nesterov": True}}, ["nesterov needs a momentum > 0"]),
+    ({"loss": "focal"}, ["loss: focal applies to classification tasks", "'toy_regression' has none",
+                         "main (regression)"]),
+])
+def test_options_that_do_not_apply_are_errors(cli, write_suite, training, fragments):
+    suite = tiny_suite()
+    suite["experiments"][0]["training"] = training
+    _bad(cli, write_suite(suite), "experiments[0].training", *fragments)
+
+
+def test_an_option_from_defaults_that_an_experiment_makes_void_is_an_error(cli, write_suite):
+    suite = tiny_suite()
+    suite["defaults"]["scheduler"] = {"step_size": 10}
+    suite["experiments"][0]["training"] = {"scheduler": {"name": "cosine"}}
+    _bad(cli, write_suite(suite), "experiments[0].training: scheduler.step_size", "remove it from defaults")
+
+
+def test_options_that_apply_are_accepted(cli, write_suite):
+    suite = tiny_suite(problem="digits_coarse", backbone="convnet4")
+    suite["experiments"][0]["training"] = {"loss": "focal", "scheduler": {"name": "step", "step_size": 5},
+                                           "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True}}
+    code, out, err = cli("validate", write_suite(suite))
+    assert code == 0, err
+
+
+def test_labels_differing_only_in_case_are_one_row_refused(cli, write_suite):
+    _bad(cli, write_suite(tiny_suite(methods=["stl", {"name": "stl", "label": "STL", "hparams": {}}])),
+         "experiments[0].methods[1]", "'STL' differs from 'stl'", "only in case")
+    suite = tiny_suite(methods=["stl", {"name": "human_aux", "label": "Stl"}])
+    _bad(cli, write_suite(suite), "experiments[0].methods[1].label", "'Stl' is the name of another method")
+
+
+def test_column_labels_differing_only_in_case_are_refused(cli, write_suite):
+    suite = tiny_suite()
+    second = {**suite["experiments"][0], "label": "Toy_regression/mlp", "seeds": [5]}
+    suite["experiments"] = [{**suite["experiments"][0], "label": "toy_regression/mlp"}, second]
+    _bad(cli, write_suite(suite), "experiments[1]", "only in case")
+
+
+def test_a_label_on_the_baseline_method_names_the_label_to_use(cli, write_suite):
+    suite = tiny_suite(methods=[{"name": "stl", "label": "single-task"}, "human_aux"])
+    del suite["leaderboard"]
+    _bad(cli, write_suite(suite), "leaderboard.baseline", "'stl' (the default: this file sets no leaderboard.baseline)",
+         "listed under the label 'single-task'", "baseline: single-task")
+
+
+def test_an_unknown_baseline_lists_the_rows_and_the_rule(cli, write_suite):
+    suite = tiny_suite(methods=["stl", {"name": "human_aux", "label": "aux x1"}])
+    suite["leaderboard"] = {"baseline": "nosuch"}
+    _bad(cli, write_suite(suite), "'nosuch' is no row label", "else by its method's name",
+         "aux x1 (method human_aux)", "stl")
+
+
+def test_a_module_class_baseline_names_the_label_it_is_listed_under(cli, write_suite, tmp_path, monkeypatch):
+    (tmp_path / "mymodule_base.py").write_text(
+        "from methods.stl import STL\n\nclass MyBase(STL):\n    name = 'mybase'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suite = tiny_suite(methods=["mymodule_base:MyBase", "human_aux"])
+    suite["leaderboard"] = {"baseline": "mymodule_base:MyBase"}
+    _bad(cli, write_suite(suite), "listed under the label 'mybase'")
+
+
+def test_a_py_suffix_in_a_method_path_says_to_drop_it(cli, write_suite):
+    _bad(cli, write_suite(tiny_suite(methods=["stl", "mymeth.py:Class"])), "without '.py'", "'mymeth:Class'",
+         "working directory")
+    _bad(cli, write_suite(tiny_suite(methods=["stl", "nosuchmodule_xyz:Class"])), "No module named",
+         "looked in the working directory")
+
+
+def test_a_column_without_the_baseline_is_a_warning(cli, write_suite):
+    suite = tiny_suite(methods=["stl", "human_aux"])
+    second = {**suite["experiments"][0], "label": "aux only", "methods": ["human_aux"], "seeds": [7]}
+    suite["experiments"].append(second)
+    code, out, err = cli("validate", write_suite(suite))
+    assert code == 0, err
+    assert "warning: column 'aux only' has no 'stl' (the baseline) trial" in out
+    assert "toy_regression/mlp' has no" not in out
+
+
+def test_a_reference_on_another_scale_is_refused(cli, write_suite):
+    suite = tiny_suite(problem="digits_coarse", backbone="convnet4",
+                       references=[{"problem": "digits_coarse", "method": "stl", "value": 93.5}])
+    _bad(cli, write_suite(suite), "references[0].value", "93.5 is outside the range [0, 1] of accuracy",
+         "as a fraction: 0.935")
+    suite["references"][0]["value"] = 0.935
+    code, out, err = cli("validate", write_suite(suite))
+    assert code == 0, err
+    toy = tiny_suite(references=[{"problem": "toy_regression", "method": "stl", "value": -0.5}])
+    _bad(cli, write_suite(toy), "references[0].value", "of mse")

@@ -79,19 +79,63 @@ def timm_backbone(model_name: str, input_shape: tuple[int, ...], pretrained: boo
 class PretrainedUnavailable(AuxbenchError):
     """A timm model's pretrained weights are neither in the local Hugging Face cache nor downloadable."""
 
-    def __init__(self, model_name: str, err: Exception) -> None:
+    def __init__(self, model_name: str, err: Exception, offline: str | None = None) -> None:
         cfg = __import__("timm").models.get_pretrained_cfg(model_name)
         source = getattr(cfg, "hf_hub_id", None) or getattr(cfg, "url", None) or "the timm hub"
+        why = f"not tried: {offline}" if offline else type(err).__name__
         super().__init__(
             f"pretrained weights of timm:{model_name} ({source}) are not in the local cache and could not be "
-            f"downloaded ({type(err).__name__}); run once with internet access (timm caches them under "
+            f"downloaded ({why}); run once with internet access (timm caches them under "
             f"$HF_HOME, default ~/.cache/huggingface), or set pretrained: false"
         )
+
+
+@functools.cache
+def hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached (``HF_HUB_OFFLINE`` set, or its host not
+    answering within ``timeout_s``), asked once per process; ``None`` when it can."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(constants.ENDPOINT)
+    answer: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+            answer.append(None)
+        except OSError as err:
+            answer.append(f"{url.hostname} does not answer ({type(err).__name__})")
+
+    thread = threading.Thread(target=probe, daemon=True)  # a name lookup ignores the socket's timeout
+    thread.start()
+    thread.join(timeout_s)
+    return answer[0] if answer else f"{url.hostname} does not answer within {timeout_s:g} s"
 
 
 @functools.cache
 def fetch_pretrained(model_name: str) -> None:
     """Make sure ``timm:<model_name>``'s pretrained weights are cached here (downloaded if needed),
     so that no trial finds out mid-suite; raises :class:`PretrainedUnavailable` otherwise. Builds
-    the model once on the CPU (timm loads weights only into a built model)."""
-    timm_backbone(model_name, (3, 224, 224), pretrained=True)
+    the model once on the CPU (timm loads weights only into a built model).
+
+    Without a reachable hub the cache alone is read (Hugging Face's offline mode): its download
+    retries would otherwise spend a minute per model before the same answer."""
+    from huggingface_hub import constants
+
+    offline = hub_unreachable()
+    if offline is None:
+        timm_backbone(model_name, (3, 224, 224), pretrained=True)
+        return
+    before, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+    try:
+        timm_backbone(model_name, (3, 224, 224), pretrained=True)
+    except PretrainedUnavailable as err:
+        raise PretrainedUnavailable(model_name, err, offline) from None
+    finally:
+        constants.HF_HUB_OFFLINE = before

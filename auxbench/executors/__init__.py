@@ -6,6 +6,7 @@ checkpoint, and no executor state can lose a result.
 """
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from auxbench.results import (
     trial_status,
     write_run_record,
 )
-from auxbench.suite import Resources, check_machine, expand, load_suite
+from auxbench.suite import Resources, check_machine, expand, load_suite, suite_warnings
 
 
 def _local(todo: list[dict], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
@@ -88,6 +89,47 @@ def main_table(markdown: str, after: str | None = None) -> str:
     return "\n".join(lines[start:end])
 
 
+def publish_unless_unchanged(run_dir: Path, committed: Path) -> Path:
+    """Publish ``run_dir`` to ``committed`` (an existing page, e.g. a clone's
+    ``leaderboards/quickstart.md``) only if its results differ from the page's: same trials with
+    the same per-epoch metrics leave the page, its figures and ``reproduce.json`` untouched (a
+    page also holds the commit, machine and wall-clock costs, which differ on every run), and this
+    run's own page goes to ``runs/<suite>/leaderboard.md``. Prints which happened and, when the
+    results differ, the machine that produced the committed ones. Returns the page written."""
+    from auxbench.leaderboard import publish
+    from auxbench.reproduce import RECORD_FILE
+
+    own = publish(run_dir, run_dir / "leaderboard.md")
+
+    def results(path: Path) -> dict:
+        trials = json.loads(path.read_text())["trials"] if path.is_file() else []
+        return {t["id"]: (t.get("status"), t.get("metrics")) for t in trials}
+
+    ours, theirs = results(own.with_suffix("") / RECORD_FILE), results(committed.with_suffix("") / RECORD_FILE)
+    if ours == theirs:
+        print(f"the results equal those of {committed} bit for bit: it is left as it is "
+              f"(this run's page, with its own timings and machine: {own})")
+        return own
+    differ = sum(ours.get(i) != theirs.get(i) for i in ours.keys() | theirs.keys())
+    before = header_line(committed.read_text(), "- Machine:") or "Machine: not recorded"
+    publish(run_dir, committed)
+    print(f"{differ} of {len(ours.keys() | theirs.keys())} trials differ from those of the committed {committed}, "
+          f"which is rewritten. The committed numbers came from {before.removeprefix('Machine: ')}; this "
+          f"machine: {header_line(committed.read_text(), '- Machine:').removeprefix('Machine: ')} (bits depend on "
+          "the CPU's instruction set, the torch build and the thread count)")
+    return committed
+
+
+def header_line(markdown: str, prefix: str) -> str:
+    """The leaderboard header's line starting with ``prefix`` (the metric and its direction), without the bullet."""
+    return next((line.removeprefix("- ") for line in markdown.splitlines() if line.startswith(prefix)), "")
+
+
+def skip_reasons(skipped: list[dict]) -> str:
+    """The reasons behind the table's "skipped" cells, one line each (empty when none)."""
+    return "".join(f"skipped {s['method']} on {s['column']}: {s['reason']}\n" for s in skipped)
+
+
 def execute_trials(todo: list[dict], run_dir: Path, executor: str, resources: Resources,
                    address: str | None) -> list[str]:
     """Run ``todo`` with ``executor``; return the ids of the trials that raised."""
@@ -130,8 +172,10 @@ def run_suite(
     check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
     EXECUTORS.resolve(executor, "--executor")  # an unknown name fails before anything is written
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
+    committed = None  # the default page of a real run: kept when this run's results equal it
     if leaderboard_path is None:
         leaderboard_path = run_dir / "leaderboard.md" if fake_data or smoke else default_leaderboard(suite.name)
+        committed = None if fake_data or smoke else leaderboard_path
     record = {"suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data, "smoke": smoke,
               "spec": suite.model_dump(mode="json"), "trials": trials, "skipped": skipped}
     if cells:  # tuned cells' evaluation trials are known once their studies have chosen
@@ -142,14 +186,19 @@ def run_suite(
     todo = [t for t in trials if trial_status(run_dir / t["id"]) not in FINISHED_STATUSES]
     print(f"{suite.name}: {len(trials)} trials ({len(trials) - len(todo)} already finished), "
           f"{len(skipped)} skipped pairs; running {len(todo)} with the {executor} executor")
+    for warning in suite_warnings(suite, trials, skipped):
+        print(f"warning: {warning}")
     announce_resumes(todo, run_dir)
     failed = execute_trials(todo, run_dir, executor, suite.resources, address)
     try:
-        publish(run_dir, leaderboard_path)
+        if committed is not None and Path(committed).is_file():
+            leaderboard_path = publish_unless_unchanged(run_dir, Path(committed))
+        else:
+            publish(run_dir, leaderboard_path)
         markdown = Path(leaderboard_path).read_text()
         papers = main_table(markdown, after="## Paper numbers")
-        print(f"\n{main_table(markdown)}\n" + (f"\nPaper numbers beside ours:\n{papers}\n" if papers else "")
-              + f"\nleaderboard: {leaderboard_path}")
+        print(f"\n{header_line(markdown, '- Metric:')}\n{main_table(markdown)}\n{skip_reasons(skipped)}"
+              + (f"\nPaper numbers beside ours:\n{papers}\n" if papers else "") + f"\nleaderboard: {leaderboard_path}")
     except AuxbenchError as err:
         if not failed:
             raise

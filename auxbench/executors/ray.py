@@ -29,6 +29,7 @@ first trial (Tune would otherwise wait for such a node forever, printing warning
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import socket
@@ -43,6 +44,7 @@ from auxbench.results import RUN_RECORD
 from auxbench.suite import Resources
 
 CONNECT_TIMEOUT_S = 5.0
+RAY_LOG = "ray.log"  # in the run folder: Ray's and Tune's own log lines
 # Installed on every node with auxbench itself: never shipped through runtime_env.
 _INSTALLED = ("auxbench", "methods")
 
@@ -178,7 +180,8 @@ def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: st
     if not trials:
         return []
     run_dir = Path(run_dir).resolve()
-    options = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    options = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+                   logging_level=logging.WARNING)
     if address is None:
         from auxbench.executors.ray_session import local_ray
 
@@ -189,12 +192,38 @@ def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: st
         session = joined_cluster(address, runtime_env=runtime_env, **options)
         where, python_path = f"the Ray cluster at {address}", []
     name = f"driver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with session:
+    with session, _ray_log(run_dir / RAY_LOG):
         check_resources(resources, where)
         try:
             return _fit(trials, run_dir, resources, name, python_path)
         finally:
             _remove_tune_folders(run_dir / "_ray", name)
+
+
+@contextmanager
+def _ray_log(path: Path) -> Iterator[None]:
+    """Ray's and Tune's log lines go to ``path`` (``runs/<suite>/ray.log``, appended); the terminal
+    keeps their warnings and errors only, so a Ray run prints what a local run prints."""
+    import logging
+
+    logger = logging.getLogger("ray")
+    to_file = logging.FileHandler(path)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    consoles = [h for h in logger.handlers if isinstance(h, logging.StreamHandler)
+                and not isinstance(h, logging.FileHandler)]
+    levels, logger_level = [h.level for h in consoles], logger.level
+    for handler in consoles:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    logger.setLevel(logging.INFO)
+    logger.addHandler(to_file)
+    try:
+        yield
+    finally:
+        logger.setLevel(logger_level)
+        logger.removeHandler(to_file)
+        to_file.close()
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
 
 
 def _remove_tune_folders(root: Path, mine: str) -> None:
@@ -235,7 +264,7 @@ def _fit(
             name=name,
             storage_path=str(run_dir / "_ray"),
             failure_config=tune.FailureConfig(max_failures=resources.retries),
-            verbose=1,
+            verbose=0,  # no progress tables: the run prints its own summary (logs: ray.log)
         ),
     )
     grid = tuner.fit()

@@ -7,7 +7,10 @@ have fixed formats, and nothing records the time. Importing this module does not
 from __future__ import annotations
 
 import math
+import os
 import re
+import secrets
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -149,6 +152,10 @@ def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.Data
         f"- Every trial behind a cell: [appendix](#{APPENDIX})",
         "",
     ]
+    without = [c for c in board.columns if board.cell(c, board.baseline).empty]
+    if without:  # as `auxbench validate` and `run` warn (auxbench.suite.suite_warnings)
+        lines.insert(-1, f"- Warning: the baseline `{board.baseline}` has no trial in {', '.join(without)}: "
+                         "cells there get no difference, test or mark against it")
     return lines
 
 
@@ -534,11 +541,30 @@ def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None
     board = T.build_board(df, record, **options)  # computed once, for the figures and the text
     cells = T.cell_table(board)
     ranks = T.rank_summary(board, cells)
-    paths = write_figures(board, cells, ranks, df, run_dir, out_path.with_suffix(""))
-    links = {key: path.relative_to(out_path.parent).as_posix() for key, path in paths.items()}
-    text = _markdown(board, cells, ranks, df, record, links,
-                     auxbench_commit() if commit is True else (commit or None), run_dir)
+    folder = out_path.with_suffix("")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_path, text.encode())
-    write_reproduction_record(run_dir, out_path.with_suffix(""))  # for `auxbench reproduce` (auxbench.reproduce)
+    # Page, figures and reproduce.json are one set: the folder is built aside and swapped in, then
+    # the page is replaced, so an interrupted publish leaves the previous set whole.
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.staging")
+    staging.mkdir()
+    try:
+        paths = write_figures(board, cells, ranks, df, run_dir, staging)
+        links = {key: (folder / path.relative_to(staging)).relative_to(out_path.parent).as_posix()
+                 for key, path in paths.items()}
+        text = _markdown(board, cells, ranks, df, record, links,
+                         auxbench_commit() if commit is True else (commit or None), run_dir)
+        write_reproduction_record(run_dir, staging)  # for `auxbench reproduce` (auxbench.reproduce)
+        _swap_in(staging, folder)
+        atomic_write_bytes(out_path, text.encode())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out_path
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Replace ``folder`` by ``staging`` with two renames (the old one removed after)."""
+    old = folder.with_name(f".{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.old")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)

@@ -29,7 +29,7 @@ from auxbench.registry import Registry
 
 __all__ = [
     "Batch", "Problem", "TaskSpec", "TensorSplit", "concat_splits",
-    "PROBLEMS", "META_SOURCES", "MetaSourceError", "ProblemOptionError", "register_problem",
+    "PROBLEMS", "META_SOURCES", "MetaSourceError", "ProblemOptionError", "check_count", "register_problem",
     "problem_version", "takes_image", "check_problem", "check_problem_data", "build_problem", "data_dir", "split_seed",
 ]
 
@@ -50,6 +50,14 @@ class ProblemOptionError(AuxbenchError):
         super().__init__(f"{problem}: option {key} {message}")
         self.key = key
         self.message = message
+
+
+def check_count(problem: str, key: str, value: int | None, available: int, what: str) -> None:
+    """A size option (``None``: all) must name 1 to ``available`` rows: one larger than the data is
+    refused, never silently cut to what there is. ``what`` says what the rows are."""
+    if value is not None and not 1 <= value <= available:
+        raise ProblemOptionError(problem, key, f"must be in [1, {available}] ({what}) or null for all of them, "
+                                               f"got {value}")
 
 
 def register_problem(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,6 +19,12 @@ Kind = Literal["classification", "binary", "multilabel", "regression"]
 # ``test/coarse/accuracy``). A new metric must be declared here (or given an explicit
 # ``higher_is_better``); nothing guesses a direction from a metric's name.
 METRIC_HIGHER_IS_BETTER: dict[str, bool] = {"accuracy": True, "mse": False, "bce": False}
+
+
+# Values a declared metric can take: a reference outside them is on another scale (93.5 for an
+# accuracy, which is a fraction here) and is refused by the suite (auxbench.suite).
+METRIC_RANGE: dict[str, tuple[float, float]] = {"accuracy": (0.0, 1.0), "mse": (0.0, math.inf),
+                                                "bce": (0.0, math.inf)}
 
 
 def metric_direction(metric: str) -> bool:

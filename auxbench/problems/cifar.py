@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from auxbench.problems import ProblemOptionError, register_problem
+from auxbench.problems import ProblemOptionError, check_count, register_problem
 from auxbench.problems.base import Augment, Preprocess, Problem, TaskSpec, TensorSplit
 from auxbench.problems.files import ensure_files, verified_files
 from auxbench.problems.images import ImageConfig, normalise, random_crop_flip, to_model_input
@@ -60,6 +60,7 @@ STD = 0.2
 PAD = 4
 N_COARSE, N_FINE = 20, 100
 N_TRAIN_IMAGES = 50_000  # of the data set: val_size takes part of them
+N_TEST_IMAGES = 10_000
 FAKE_SIZES = {"train": 500, "val": 100, "test": 100}
 
 # ---------------------------------------------------------------------------------------------
@@ -182,13 +183,14 @@ def crop_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return random_crop_flip(x, 32, generator, pad=PAD)
 
 
-def check_sizes(name: str, n_train: int | None, val_size: int, n_test: int | None, n_pool: int) -> None:
-    """A ProblemOptionError for sizes no split of a training file of ``n_pool`` images can have."""
-    for key, v in (("n_train", n_train), ("n_test", n_test)):
-        if v is not None and v < 1:
-            raise ProblemOptionError(name, key, f"must be >= 1 or null, got {v}")
+def check_sizes(name: str, n_train: int | None, val_size: int, n_test: int | None, n_pool: int,
+                n_test_pool: int) -> None:
+    """A ProblemOptionError for sizes no split of a training file of ``n_pool`` images and a test
+    file of ``n_test_pool`` can have (larger than the data included: never silently cut)."""
     if not 1 <= val_size < n_pool:
         raise ProblemOptionError(name, "val_size", f"must be >= 1 and < {n_pool}, got {val_size}")
+    check_count(name, "n_train", n_train, n_pool - val_size, f"the {n_pool} training images less val_size")
+    check_count(name, "n_test", n_test, n_test_pool, "the test images")
 
 
 def fake_sizes(n_train: int | None, val_size: int, n_test: int | None) -> dict[str, int]:
@@ -264,7 +266,7 @@ def make_cifar100(
     sizes holds the same images in the same order (module docstring). ``hierarchy`` is set when the
     primary task is ``coarse`` and the first auxiliary task ``fine``.
     """
-    check_sizes(name, n_train, val_size, n_test, N_TRAIN_IMAGES)
+    check_sizes(name, n_train, val_size, n_test, N_TRAIN_IMAGES, N_TEST_IMAGES)
     aug_fn = crop_flip if augment else None
     hierarchical = labels[:2] == ("coarse", "fine")
 

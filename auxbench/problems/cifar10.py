@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from auxbench.problems import ProblemOptionError, cifar, register_problem
+from auxbench.problems import check_count, cifar, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.cifar import CifarFiles, check_sizes, crop_flip, images_of, one_task_splits
 from auxbench.problems.images import ImageConfig
@@ -61,6 +61,7 @@ CIFAR10 = CifarFiles("CIFAR-10", "cifar-10-batches-py", {  # torchvision.dataset
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 N_CLASSES = 10
 N_TRAIN_IMAGES = 50_000
+N_TEST_IMAGES = 10_000
 FAKE_AUX = 500
 TASK = TaskSpec("class", "primary", "classification", N_CLASSES, loss="classification", metric="accuracy",
                 description="the 10 CIFAR-10 classes")
@@ -92,7 +93,7 @@ def make_cifar10_splits(
 ) -> Problem:
     """CIFAR-10 with the one task ``class`` and seeded splits (module docstring); the same images
     in the same order for every CIFAR-10 problem built with the same seed and sizes."""
-    check_sizes(name, n_train, val_size, n_test, N_TRAIN_IMAGES)
+    check_sizes(name, n_train, val_size, n_test, N_TRAIN_IMAGES, N_TEST_IMAGES)
     root = str(Path(data_dir).expanduser().resolve())
     splits, info = one_task_splits("class", N_CLASSES, seed, fake, "cifar10-fake", lambda: load(root),
                                    n_train, val_size, n_test, crop_flip if augment else None, image)
@@ -136,8 +137,7 @@ def make_cifar10_100(
 ) -> Problem:
     """Primary ``class`` on CIFAR-10, auxiliary ``fine`` on CIFAR-100 inputs; see the module docstring."""
     name = "cifar10_100"
-    if n_aux is not None and n_aux < 1:
-        raise ProblemOptionError(name, "n_aux", f"must be >= 1 or null, got {n_aux}")
+    check_count(name, "n_aux", n_aux, 50_000, "the CIFAR-100 training images")
     problem = make_cifar10_splits(name, seed, fake, data_dir, n_train, val_size, n_test, augment, image)
     if fake:
         g = split_seed(seed, "cifar10_100-fake")

@@ -68,7 +68,7 @@ import torch
 from torch import Tensor
 
 from auxbench.errors import DataNotFoundError
-from auxbench.problems import ProblemOptionError, register_problem
+from auxbench.problems import ProblemOptionError, check_count, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.decoded import (
     CACHE_FOLDER,
@@ -90,6 +90,8 @@ ARCHIVE, ARCHIVE_MD5 = "CUB_200_2011.tgz", "97eceeb196236b17998738112f37df78"
 INDEX_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt",
                "attributes/image_attribute_labels.txt")
 N_IMAGES, N_CLASSES, N_ATTRIBUTES = 11_788, 200, 312
+N_TRAIN_IMAGES = 5994  # official training split
+MAX_K_SHOT = 30
 CERTAINTIES = (1, 2, 3, 4)  # not visible, guessing, probably, definitely
 FAKE_PER_CLASS = {"train": 2, "test": 2}
 AttributeLayout = Literal["tasks", "multilabel"]
@@ -246,8 +248,7 @@ def make_cub200(
         raise ProblemOptionError(name, "attributes", f"must be 'tasks' or 'multilabel', got {attributes!r}")
     if min_certainty not in CERTAINTIES:
         raise ProblemOptionError(name, "min_certainty", f"must be one of {list(CERTAINTIES)}, got {min_certainty!r}")
-    if k_shot is not None and k_shot < 1:
-        raise ProblemOptionError(name, "k_shot", f"must be >= 1 or null, got {k_shot}")
+    check_count(name, "k_shot", k_shot, MAX_K_SHOT, "CUB has 29 or 30 training images per species")
     config = default_image(image)
     x, index = _images_and_index(seed, fake, data_dir, config, k_shot)
     aux_tasks, aux_labels = attribute_labels(index, attributes, min_certainty)
@@ -299,8 +300,7 @@ def make_pet_cub(
     from auxbench.problems import pet
 
     name = "pet_cub"
-    if n_aux is not None and n_aux < 1:
-        raise ProblemOptionError(name, "n_aux", f"must be >= 1 or null, got {n_aux}")
+    check_count(name, "n_aux", n_aux, N_TRAIN_IMAGES, "CUB's official training images")
     config = default_image(image)
     problem = pet.make_pet(name, seed, fake, data_dir, config, val_fraction, train_fraction, augment, species=False)
     x, index = _images_and_index(seed, fake, data_dir, config, None)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from auxbench.problems import ProblemOptionError, register_problem
+from auxbench.problems import ProblemOptionError, check_count, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.sampling import split_seed, stratified_pick
 
@@ -69,8 +69,6 @@ def make_digits_coarse(
             "digits_coarse", "val_fraction",
             f"plus test_fraction must be < 1, got {val_fraction} + {test_fraction}",
         )
-    if n_train is not None and n_train < 1:
-        raise ProblemOptionError("digits_coarse", "n_train", f"must be >= 1 or null, got {n_train}")
 
     if fake:
         g = split_seed(seed, "digits-fake")
@@ -86,6 +84,7 @@ def make_digits_coarse(
     val_local = stratified_pick(digit[rest], round(val_fraction * n), split_seed(seed, "val"))
     val_idx = rest[val_local]
     train_idx = rest[_complement(len(rest), val_local)]
+    check_count("digits_coarse", "n_train", n_train, len(train_idx), "the digits left after test_fraction and val_fraction")
     if n_train is not None and n_train < len(train_idx):
         train_idx = train_idx[stratified_pick(digit[train_idx], n_train, split_seed(seed, "subset"))]
 

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from auxbench.errors import DataNotFoundError
-from auxbench.problems import ProblemOptionError, register_problem
+from auxbench.problems import ProblemOptionError, check_count, register_problem
 from auxbench.problems.base import Problem, TaskSpec
 from auxbench.problems.decoded import (
     CACHE_FOLDER,
@@ -135,8 +135,7 @@ def make_food101(
     name = "food101"
     if not 1 <= val_size < N_IMAGES["train"]:
         raise ProblemOptionError(name, "val_size", f"must be >= 1 and < {N_IMAGES['train']}, got {val_size}")
-    if n_train is not None and n_train < 1:
-        raise ProblemOptionError(name, "n_train", f"must be >= 1 or null, got {n_train}")
+    check_count(name, "n_train", n_train, N_IMAGES["train"] - val_size, "the training images less val_size")
     config = default_image(image)
     if fake:
         x, dish, is_train, classes = _fake(config.storage_size, split_seed(seed, "food-fake"))

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from auxbench.problems import ProblemOptionError, cifar, register_problem
+from auxbench.problems import check_count, cifar, register_problem
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.files import ensure_files, verified_files
 from auxbench.problems.sampling import split_seed, stratified_pick
@@ -131,8 +131,7 @@ def make_cifar100_20_mnist(
 ) -> Problem:
     """Primary ``coarse`` on CIFAR-100, auxiliary ``digit`` on MNIST inputs; see the module docstring."""
     name = "cifar100_20_mnist"
-    if n_aux is not None and n_aux < 1:
-        raise ProblemOptionError(name, "n_aux", f"must be >= 1 or null, got {n_aux}")
+    check_count(name, "n_aux", n_aux, 60_000, "the MNIST training images")
     problem = cifar.make_cifar100(name, ("coarse",), seed, fake, data_dir, n_train, val_size, n_test, augment)
     if fake:
         g = split_seed(seed, "mnist-fake")

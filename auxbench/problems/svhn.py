@@ -56,6 +56,7 @@ MD5 = {  # torchvision.datasets.SVHN.split_list
 TRAIN, TEST = MD5
 N_DIGITS = 10
 N_TRAIN_IMAGES = 73_257
+N_TEST_IMAGES = 26_032
 PAD = 4
 
 
@@ -113,7 +114,7 @@ def make_svhn(
     image: ImageConfig | None = None,
 ) -> Problem:
     """SVHN: primary ``digit`` (10), no auxiliary task of its own; see the module docstring."""
-    check_sizes("svhn", n_train, val_size, n_test, N_TRAIN_IMAGES)
+    check_sizes("svhn", n_train, val_size, n_test, N_TRAIN_IMAGES, N_TEST_IMAGES)
     root = str(Path(data_dir).expanduser().resolve())
     splits, info = one_task_splits("digit", N_DIGITS, seed, fake, "svhn-fake", lambda: _load(root),
                                    n_train, val_size, n_test, crop if augment else None, image)

@@ -73,6 +73,7 @@ N_TRAIN = {"paper": 1000, "official": 600}
 MAX_ROWS = 100_000
 MAX_OUTPUT_DIM = 100
 TASKS = ("main", "aux")
+MAX_SIGMA = 1e6
 
 
 def toy_function(x: Tensor, basis: Tensor, eps: Tensor, sigma: float) -> Tensor:
@@ -117,6 +118,9 @@ def make_toy_regression(
     for key, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("n_meta", n_meta)):
         if not 1 <= n <= MAX_ROWS:
             raise ProblemOptionError("toy_regression", key, f"must be in [1, {MAX_ROWS}], got {n}")
+    for key, sigma in (("sigma_main", sigma_main), ("sigma_aux", sigma_aux)):
+        if not -MAX_SIGMA <= sigma <= MAX_SIGMA:  # a target's scale: squared losses stay finite in float32
+            raise ProblemOptionError("toy_regression", key, f"must be in [-{MAX_SIGMA:g}, {MAX_SIGMA:g}], got {sigma}")
     if not 0 <= task_seed < 2**32:
         raise ProblemOptionError("toy_regression", "task_seed", f"must be in [0, 2**32), got {task_seed}")
 

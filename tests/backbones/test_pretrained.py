@@ -84,3 +84,33 @@ def test_fake_data_trials_start_from_random_weights(no_network, tmp_path):
 def test_timm_models_take_another_input_side(name):
     backbone = tb.timm_backbone(name, (3, 32, 32))
     assert backbone(torch.randn(2, 3, 32, 32)).shape == (2, backbone.feature_dim)
+
+
+def test_an_unreachable_hub_is_asked_once_and_the_cache_alone_is_read(monkeypatch, tmp_path):
+    """No Hugging Face retry loop (a minute per model) when the hub does not answer: one probe,
+    then offline mode, which reads the cache and fails at once when the weights are not there."""
+    import socket
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    probes = []
+
+    def no_network(address, *args, **kwargs):
+        probes.append(address)
+        raise OSError("simulated: no network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(_http.time, "sleep", lambda s: pytest.fail(f"a retry loop slept {s} s"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
+    tb.fetch_pretrained.cache_clear()
+    tb.hub_unreachable.cache_clear()
+    try:
+        for model in ("resnet18", "resnet34"):
+            with pytest.raises(tb.PretrainedUnavailable, match=r"not tried: huggingface.co does not answer"):
+                tb.fetch_pretrained(model)
+    finally:
+        tb.fetch_pretrained.cache_clear()
+        tb.hub_unreachable.cache_clear()
+    assert len(probes) == 1
+    assert constants.HF_HUB_OFFLINE is False  # offline only while fetching

@@ -123,3 +123,23 @@ def test_header_names_the_ranked_metric_in_words():
         "toy_regression/mlp": "test MSE of the main regression target",
         "gone/mlp": "test accuracy of task `y`",
     }
+
+
+def test_an_interrupted_publish_leaves_the_previous_set_whole(mini_dir, tmp_path, monkeypatch):
+    """Page, figures and reproduce.json are one set: a failure after the figures are drawn (a kill)
+    changes none of the published files and leaves no staging folder behind."""
+    out = publish(mini_dir, tmp_path / "board.md", commit=False)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert Path("board/reproduce.json") in before and any(p.suffix == ".png" for p in before)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render, "write_reproduction_record", killed)
+    (tmp_path / "board" / "cd.png").write_bytes(b"old figure")  # any change would show
+    before[Path("board/cd.png")] = b"old figure"
+    with pytest.raises(KeyboardInterrupt):
+        publish(mini_dir, out, commit="another commit")
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["board", "board.md"]

@@ -229,8 +229,10 @@ def test_effective_weights_are_the_linear_combiners_weights(tmp_path):
 
 
 def test_hidden_sizes_must_be_positive_integers():
-    with pytest.raises(AuxbenchError, match="hidden_sizes must be a non-empty list of positive integers"):
+    with pytest.raises(AuxbenchError, match=r"hidden_sizes\[1\] must be in \[1, 4096\]"):  # HParam's bounds
         AuxiLearn(hidden_sizes=[3, 0])
+    with pytest.raises(AuxbenchError, match="hidden_sizes must be a non-empty list of positive integers"):
+        AuxiLearn(hidden_sizes=[])
 
 
 @pytest.mark.parametrize("clipped", [False, True])
