@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from auxbench.leaderboard import record as R
 from auxbench.leaderboard import tables as T
 from auxbench.provenance import code_version, machine_summary
-from auxbench.reproduce import write_reproduction_record
+from auxbench.reproduce import RECORD_FILE, write_reproduction_record
 
 BETTER, WORSE, TIED = "▲", "▼", "≈"
 DIRECTION = {True: "higher is better", False: "lower is better", None: "direction unknown: no finished trial"}
@@ -324,15 +325,17 @@ def _prob(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.3f}"
 
 
-def _test_example_section(board: T.Board, df: pd.DataFrame, run_dir: Path | None) -> list[str]:
+def _test_example_section(board: T.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
     lines = ["## Bootstrap over test examples", "",
              "The intervals above cover training randomness only. Here the test examples are resampled instead "
              f"(2000 times, the same draw for every seed; {board.level:.0%} percentile interval of the mean "
              "accuracy over seeds), from the per-example predictions stored with each trial, so both sources "
              "of uncertainty can be seen.", ""]
-    if run_dir is None:
+    if source is None:
         return lines + ["Not computed: no results folder was given to read the predictions from.", ""]
-    table, why = T.example_bootstrap_intervals(board, df, run_dir)
+    if "predictions" in source.absent:
+        return lines + [f"Not available: {source.absent['predictions']}.", ""]
+    table, why = T.example_bootstrap_intervals(board, df, source.predictions)
     if table.empty:
         return lines + [f"Not available: {why}.", ""]
     rows = [[r.column, r.method, str(r.seeds), str(r.examples), _num(r.mean, _half(r.low, r.high)), _ci(r.low, r.high)]
@@ -383,12 +386,14 @@ def _reference_section(board: T.Board, cells: pd.DataFrame, record: dict | None,
                               "consistent"]), ""]
 
 
-def _tuning_section(record: dict | None) -> list[str]:
+def _tuning_section(record: dict | None, source: R.Source | None) -> list[str]:
     """Each tuned cell's budget, search space and chosen values (:mod:`auxbench.tuning`), and a flag
     on every column whose methods with something to tune had unequal budgets."""
     cells = (record or {}).get("tuning")
     if not cells:
-        return []
+        why = (source.absent if source else {}).get("tuning")
+        return ["## Tuning", "", f"Not shown: {why}; the tuned configurations are in each trial's config.", ""] \
+            if why else []
     spec = record.get("spec", {})
     tuning = spec.get("tuning") or {}
     selection = spec.get("leaderboard", {}).get("selection", "final")
@@ -457,27 +462,27 @@ def _appendix(board: T.Board) -> list[str]:
 def render_markdown(df: pd.DataFrame, record: dict | None, metric: str = "primary", selection: str = "final",
                     baseline: str = "stl", alpha: float = 0.05, figures: dict | None = None,
                     commit: str | None = None, rope: float | None = None, higher_is_better: bool | None = None,
-                    run_dir: Path | None = None) -> str:
+                    source: R.Source | None = None) -> str:
     """The full leaderboard as markdown; ``figures`` maps ``"cd"``, ``"forest"`` and
     ``("curves", column)`` to relative links; ``commit`` is printed as provenance when given;
-    ``run_dir`` is where the trials' per-example predictions are read from (None: not read)."""
+    ``source`` (:mod:`.record`) gives the trials' per-example scores (None: not read)."""
     board = T.build_board(df, record, metric, selection, baseline, alpha, rope, higher_is_better)
     cells = T.cell_table(board)
-    return _markdown(board, cells, T.rank_summary(board, cells), df, record, figures or {}, commit, run_dir)
+    return _markdown(board, cells, T.rank_summary(board, cells), df, record, figures or {}, commit, source)
 
 
 def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame,
-              record: dict | None, figures: dict, commit: str | None, run_dir: Path | None) -> str:
+              record: dict | None, figures: dict, commit: str | None, source: R.Source | None) -> str:
     lines = _header(board, record, commit, df)
     if machine := machine_summary(df):  # provenance of the results (auxbench.provenance)
         lines.insert(-1, machine)
     lines += _main_table(board, cells)
-    lines += _tuning_section(record)
+    lines += _tuning_section(record, source)
     lines += _baseline_table(board, cells)
     lines += _pairwise_tables(board)
     lines += _across_columns(board, cells, ranks, figures)
     lines += _bayesian_section(board)
-    lines += _test_example_section(board, df, run_dir)
+    lines += _test_example_section(board, df, source)
     lines += _cost_section(board, df)
     lines += _reference_section(board, cells, record, df)
     lines += _figure_section(board, figures)
@@ -486,7 +491,7 @@ def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.
     return "\n".join(lines)
 
 
-def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame, run_dir: Path,
+def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame, source: R.Source,
                   folder: Path) -> dict:
     """Draw every figure into ``folder``; return the figure keys of :func:`render_markdown` -> paths."""
     from auxbench.leaderboard import plots
@@ -494,7 +499,7 @@ def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df:
     paths: dict = {}
     for column in board.columns:
         key = T.curve_key(board, df, column)
-        curves = T.curves(board, run_dir, column, key) if key else pd.DataFrame()
+        curves = T.curves(board, source.metrics, column, key) if key else pd.DataFrame()
         if not curves.empty:
             paths["curves", column] = plots.curves_plot(curves, board.methods, column, key,
                                                         folder / f"curves_{_slug(column)}.png")
@@ -507,20 +512,23 @@ def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df:
     return paths
 
 
-def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None, selection: str | None = None,
+def publish(results: str | Path, out_path: str | Path, metric: str | None = None, selection: str | None = None,
             baseline: str | None = None, alpha: float | None = None, commit: str | bool = True,
             higher_is_better: bool | None = None) -> Path:
-    """Render the leaderboard of ``run_dir`` to ``out_path`` and its figures to ``<out_path stem>/``.
+    """Render the leaderboard of ``results`` to ``out_path`` and its figures to ``<out_path stem>/``.
 
-    Unset options come from the suite's ``leaderboard`` spec (which also gives the ROPE).
-    ``higher_is_better`` states the direction of a ``metric`` that declares none. ``commit``:
-    True detects the auxbench commit, a string is printed as given, False leaves it out (stable
-    bytes for golden tests).
+    ``results``: a results folder (``runs/<suite>``), whose reproduction record is then written
+    beside the page, or a published ``reproduce.json`` (:mod:`.record`), which is copied there
+    unless it is already the page's own. Unset options come from the suite's ``leaderboard`` spec
+    (which also gives the ROPE). ``higher_is_better`` states the direction of a ``metric`` that
+    declares none. ``commit``: True detects the auxbench commit, a string is printed as given,
+    False leaves it out (stable bytes for golden tests).
     """
-    from auxbench.results import atomic_write_bytes, load_results, load_run_record
+    from auxbench.results import atomic_write_bytes
 
-    run_dir, out_path = Path(run_dir), Path(out_path)
-    record = load_run_record(run_dir)
+    results, out_path = Path(results), Path(out_path)
+    source = R.from_record(results) if R.is_record(results) else R.from_store(results)
+    record = source.record
     spec = (record or {}).get("spec", {}).get("leaderboard", {})
     options = {
         "metric": metric or spec.get("metric", "primary"),
@@ -530,15 +538,19 @@ def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None
         "rope": spec.get("rope"),
         "higher_is_better": higher_is_better,
     }
-    df = load_results(run_dir)
+    df = source.df
     board = T.build_board(df, record, **options)  # computed once, for the figures and the text
     cells = T.cell_table(board)
     ranks = T.rank_summary(board, cells)
-    paths = write_figures(board, cells, ranks, df, run_dir, out_path.with_suffix(""))
+    paths = write_figures(board, cells, ranks, df, source, out_path.with_suffix(""))
     links = {key: path.relative_to(out_path.parent).as_posix() for key, path in paths.items()}
     text = _markdown(board, cells, ranks, df, record, links,
-                     auxbench_commit() if commit is True else (commit or None), run_dir)
+                     auxbench_commit() if commit is True else (commit or None), source)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_path, text.encode())
-    write_reproduction_record(run_dir, out_path.with_suffix(""))  # for `auxbench reproduce` (auxbench.reproduce)
+    own_record = out_path.with_suffix("") / RECORD_FILE
+    if not R.is_record(results):  # for `auxbench reproduce` (auxbench.reproduce) and later re-rendering
+        R.add_leaderboard_part(write_reproduction_record(results, out_path.with_suffix("")), results)
+    elif results.resolve() != own_record.resolve():
+        atomic_write_bytes(own_record, results.read_bytes())
     return out_path

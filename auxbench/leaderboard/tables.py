@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -348,7 +347,7 @@ def wilcoxon_holm_min_p(k: int, N: int) -> float:
 def rank_summary(board: Board, cells: pd.DataFrame) -> RankSummary:
     """Average ranks, Friedman (permutation p), and Wilcoxon + Holm cliques for the CD diagram."""
     means = oriented_means(board, cells)
-    failed = {m for m in means.columns if any(board.failures(c, m) for c in means.index)}
+    failed = [m for m in means.columns if any(board.failures(c, m) for c in means.index)]
     excluded = {m: "no score on some column" for m in means.columns if means[m].isna().any()}
     excluded.update({m: "a diverged trial on some column" for m in failed if m not in excluded})
     complete = means[[m for m in means.columns if m not in excluded]]
@@ -461,15 +460,13 @@ def bayesian_table(board: Board) -> pd.DataFrame:
 
 
 # ----- a bootstrap over test examples -----------------------------------------------------------
-def example_bootstrap_intervals(board: Board, df: pd.DataFrame, run_dir: Path, reps: int = 2000) -> tuple[pd.DataFrame, str]:
+def example_bootstrap_intervals(board: Board, df: pd.DataFrame, predictions_of, reps: int = 2000) -> tuple[pd.DataFrame, str]:
     """Per cell, the interval from resampling test examples (:func:`stats.bootstrap_over_test_examples`)
     for accuracy metrics, from each counted trial's stored per-example scores; and why there is
     none when there is none. Needs every counted trial of the cell to have stored them."""
     if board.metric != "primary" or board.selection != "final":
         return pd.DataFrame(), ("per-example predictions are stored for the primary task at the final epoch "
                                 "only, so there is no test-example bootstrap for this reading")
-    from auxbench.predictions import load_test_predictions
-
     rows, absent = [], 0
     keys = df.set_index("trial_id")["primary_metric"] if "primary_metric" in df else pd.Series(dtype=str)
     for column in board.columns:
@@ -478,7 +475,7 @@ def example_bootstrap_intervals(board: Board, df: pd.DataFrame, run_dir: Path, r
             cell = cell[cell["counted"]]
             if cell.empty or not str(keys.get(cell["trial_id"].iloc[0], "")).endswith("/accuracy"):
                 continue
-            stored = [load_test_predictions(Path(run_dir) / i) for i in cell["trial_id"]]
+            stored = [predictions_of(i) for i in cell["trial_id"]]
             if any(s is None for s in stored):
                 absent += 1
                 continue
@@ -590,7 +587,7 @@ def curve_key(board: Board, df: pd.DataFrame, column: str) -> str | None:
     return f"test/{keys.iloc[0]}" if len(keys) else None
 
 
-def curves(board: Board, run_dir: Path, column: str, key: str) -> pd.DataFrame:
+def curves(board: Board, metrics_of, column: str, key: str) -> pd.DataFrame:
     """Mean and std over counted seeds of ``key`` per epoch, per method (from each trial's metrics.csv).
 
     A trial evaluated only some epochs (``eval_every``, ``test_eval: selected``) leaves the others
@@ -600,9 +597,8 @@ def curves(board: Board, run_dir: Path, column: str, key: str) -> pd.DataFrame:
     t = board.trials
     frames = []
     for _, trial in t[(t["column"] == column) & t["counted"]].iterrows():
-        path = Path(run_dir) / trial["trial_id"] / "metrics.csv"
-        if path.exists():
-            m = pd.read_csv(path)
+        m = metrics_of(trial["trial_id"])
+        if m is not None:
             if key in m:
                 frames.append(pd.DataFrame({"method": trial["method"], "trial": trial["trial_id"],
                                             "epoch": m["epoch"], "value": m[key]}))

@@ -263,13 +263,14 @@ def test_paper_check_counts_the_papers_sd(mini_results):
 # ----- 11. scope of the intervals; bootstrap over test examples ----------------------------------
 def test_header_states_scope_and_the_test_example_bootstrap_reads_predictions(mini_dir, tmp_path):
     torch = pytest.importorskip("torch")
+    from auxbench.leaderboard.record import from_store
     from auxbench.predictions import PREDICTIONS_FILE
     from auxbench.results import load_results, load_run_record
 
     run = tmp_path / "mini"
     shutil.copytree(mini_dir, run)
     df, record = load_results(run), load_run_record(run)
-    text = render.render_markdown(df, record, run_dir=run)
+    text = render.render_markdown(df, record, source=from_store(run))
     assert "training randomness (split, data order, initialisation) only" in text
     assert "Not available: no cell with an accuracy metric has per-example predictions" in text
     board = T.build_board(df, record)
@@ -279,14 +280,14 @@ def test_header_states_scope_and_the_test_example_bootstrap_reads_predictions(mi
         correct = (rng.random(400) < r.score).astype(np.float32)
         stored[r.method, r.seed] = correct
         torch.save({"metric": "coarse/accuracy", "scores": torch.from_numpy(correct)}, run / r.trial_id / PREDICTIONS_FILE)
-    table, why = T.example_bootstrap_intervals(board, df, run, reps=4000)
+    table, why = T.example_bootstrap_intervals(board, df, from_store(run).predictions, reps=4000)
     row = table.set_index("method").loc["stl"]
     m = np.stack([stored["stl", s] for s in (0, 1, 2)])
     assert why == "" and row["mean"] == pytest.approx(m.mean())
     se = m.mean(axis=0).std() / math.sqrt(400)  # normal approximation of the bootstrap interval
     assert row["low"] == pytest.approx(m.mean() - 1.96 * se, abs=0.01)
     assert row["high"] == pytest.approx(m.mean() + 1.96 * se, abs=0.01)
-    assert "| digits_coarse/convnet4 | stl " in render.render_markdown(df, record, run_dir=run).split(
+    assert "| digits_coarse/convnet4 | stl " in render.render_markdown(df, record, source=from_store(run)).split(
         "## Bootstrap over test examples")[1].split("## Costs")[0]
 
 

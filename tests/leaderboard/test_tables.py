@@ -202,10 +202,12 @@ def test_reference_column_picks_one_of_the_problems_columns(board, mini_results)
 
 
 def test_curves_average_counted_seeds(board, mini_dir, mini_results):
+    from auxbench.leaderboard.record import from_store
+
     df, _ = mini_results
     key = T.curve_key(board, df, DIGITS)
     assert key == "test/coarse/accuracy"
-    curves = T.curves(board, mini_dir, DIGITS, key).set_index(["method", "epoch"])
+    curves = T.curves(board, from_store(mini_dir).metrics, DIGITS, key).set_index(["method", "epoch"])
     ids = board.trials[(board.trials["column"] == DIGITS) & (board.trials["method"] == "gcs") & board.trials["counted"]]
     last = [pd.read_csv(mini_dir / i / "metrics.csv")[key].iloc[-1] for i in ids["trial_id"]]
     assert curves.loc[("gcs", 2), "mean"] == pytest.approx(np.mean(last))
