@@ -62,7 +62,7 @@ def test_hedges_g_degenerate():
     assert math.isnan(S.hedges_g([0, 2], [1, 1, 4]))  # fewer than 3 on a side by default
     assert math.isnan(S.hedges_g([1], [2, 3], min_n=1))
     assert math.isnan(S.hedges_g([1, 1, 1], [1, 1, 1]))
-    assert S.hedges_g([2, 2, 2], [1, 1, 1]) == math.inf
+    assert math.isnan(S.hedges_g([2, 2, 2], [1, 1, 1]))  # no spread: no effect size
 
 
 # ----------------------------------------------------------------------------- compare
@@ -109,8 +109,8 @@ def test_compare_untestable():
     assert c.diff == pytest.approx(0.075)
     c = S.compare([1.0, 1.0, 1.0], [0.5, 0.5, 0.5], paired=False)
     assert not c.testable and c.min_p == 0.0 and math.isnan(c.p) and c.diff == 0.5
-    c = S.compare([1, 2, 3], [0, 1, 2], paired=True)  # constant difference
-    assert not c.testable and math.isnan(c.p)
+    c = S.compare([1, 2, 3], [0, 1, 2], paired=True)  # constant difference: exact sign-flip, p = 2^(1-3)
+    assert c.testable and c.test == "exact sign-flip" and c.p == 0.25 and c.min_p == 0.25 and math.isnan(c.low)
     c = S.compare([1.0, np.nan, 3.0], [0.5, 1.0, 2.0], paired=True)  # one pair left after NaN
     assert c.n_a == 2 and c.testable
     assert not S.compare([1.0, np.nan], [0.5, 1.0], paired=True).testable
