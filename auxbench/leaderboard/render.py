@@ -175,8 +175,9 @@ def _answer(board: T.Board, cells: pd.DataFrame) -> list[str]:
             c = model.comparisons[model.comparisons["p_holm"] < board.alpha]
             up = [m for m, d in zip(c["method"], c["diff"], strict=True) if (d > 0) == bool(board.higher[column])]
             down = [m for m in c["method"] if m not in up]
-            line += (f" A pooled model (one noise variance for all methods; Bartlett p = {_p(model.equal_variance_p)}): "
-                     f"better {_names(up)}, worse {_names(down)}." if up or down else "")
+            found = "; ".join(f"{word} {_names(ms)}" for word, ms in (("better:", up), ("worse:", down)) if ms)
+            line += (f" A pooled model (one noise variance for all methods; Bartlett p = {_p(model.equal_variance_p)}) "
+                     f"shows {found}." if found else "")
         lines.append(line)
     lines += ["", f"Shown = Holm-adjusted p < {board.alpha:g} over the column's comparisons with `{board.baseline}`. "
               "\"Not shown\" is not \"equal\": it means a difference smaller than the detectable one above could be "

@@ -80,18 +80,24 @@ class Board:
 
     @cached_property
     def blocks(self) -> list[list[str]]:
-        """Columns grouped where they share a trial (a ``+2random`` column reusing its base column's
-        baseline trials): one block each in across-column tests, which need independent blocks."""
-        owner = {}
+        """Columns that are not independent evidence, grouped: they share a trial, or a problem and
+        backbone (the same primary task, test set and per-seed splits: a ``+2random`` column whose
+        ``stl`` recomputes its base column's ``stl`` bit for bit), or their baseline's scores are
+        identical on every seed. Each group is one block in the tests across columns."""
+        t = self.trials
+        keys = {}
+        for column in self.columns:
+            here = t[t["column"] == column]
+            base = here[(here["method"] == self.baseline) & here["counted"]].sort_values("seed")
+            keys[column] = set(here["trial_id"]) | {("data", p, b) for p, b in zip(here["problem"], here["backbone"],
+                                                                                   strict=True)}
+            if len(base) >= 2:
+                keys[column].add(("baseline", tuple(base["seed"]), tuple(base["score"])))
         groups: list[list[str]] = []
         for column in self.columns:
-            ids = set(self.trials.loc[self.trials["column"] == column, "trial_id"])
-            hit = [g for g in groups if ids & owner[g[0]]]
-            merged = [c for g in hit for c in g] + [column]
-            union = set().union(ids, *(owner[g[0]] for g in hit))
-            groups = [g for g in groups if g not in hit] + [merged]
-            owner[merged[0]] = union
-        return sorted(groups, key=lambda g: self.columns.index(g[0]))
+            hit = [g for g in groups if any(keys[column] & keys[c] for c in g)]
+            groups = [g for g in groups if g not in hit] + [[c for g in hit for c in g] + [column]]
+        return sorted((sorted(g, key=self.columns.index) for g in groups), key=lambda g: self.columns.index(g[0]))
 
     @property
     def level(self) -> float:
@@ -161,6 +167,8 @@ def build_board(df: pd.DataFrame, record: dict | None, metric: str = "primary", 
         "seed": df.get("seed", pd.Series(dtype=int)),
         "status": df.get("status", pd.Series(dtype=str)),
         "trial_id": df.get("trial_id", pd.Series(dtype=str)),
+        "problem": df.get("problem", pd.Series(dtype=str)),
+        "backbone": df.get("backbone", pd.Series(dtype=str)),
         "score": _scores(df, metric, selection),
         "note": [_note(row) for _, row in df.iterrows()],
     })

@@ -113,7 +113,7 @@ def test_a_one_seed_cell_gets_no_mark():
 
 
 def test_a_diverged_seed_earns_nothing_in_the_iqm_and_bayesian_tables():
-    scores = {(c, m): v for c in ("t/m", "u/m") for m, v in
+    scores = {(c, m): [x + shift for x in v] for c, shift in (("t/m", 0.0), ("u/m", 0.05)) for m, v in
               (("stl", [0.5, 0.51, 0.52]), ("a", [0.9, 0.91, 0.92]), ("b", [0.55, 0.56, 0.58]))}
     df = store(scores, statuses={("t/m", "a", 2): "diverged"})
     board = T.build_board(df, None)
@@ -141,11 +141,14 @@ def test_columns_sharing_the_baselines_trials_are_one_block():
     assert ranks.friedman.N == 2 and list(ranks.scores.index) == ["t/m + t+r/m", "u/m"]
     text = page("shared_trials", df)
     assert "N = 2 blocks" in text and "t/m + t+r/m" in text
+    # columns on one problem and backbone share test set and splits even without a shared trial
+    same_data = store(scores).assign(problem="p")
+    assert T.build_board(same_data, None).blocks == [["t/m", "t+r/m", "u/m"]]
 
 
 def test_no_rope_means_no_probability_of_equivalence():
     df = store({("t/m", "stl"): [0.5, 0.51, 0.52], ("t/m", "a"): [0.52, 0.5, 0.53],
-                ("u/m", "stl"): [0.5, 0.51, 0.52], ("u/m", "a"): [0.52, 0.5, 0.54]})
+                ("u/m", "stl"): [0.6, 0.62, 0.61], ("u/m", "a"): [0.62, 0.6, 0.64]})
     table = T.bayesian_table(T.build_board(df, None))
     assert table["equivalent"].isna().all()
     assert table[["worse", "better"]].sum(axis=1).to_numpy() == pytest.approx(1.0)
