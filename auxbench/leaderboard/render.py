@@ -339,8 +339,9 @@ def _across_columns(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, f
     else:
         shared = [T.block_label(b) for b in board.blocks if len(b) > 1]
         lines += [f"Average rank over {len(ranks.scores)} independent block(s) of columns (1 = best; ties share "
-                  "the average rank)" + (f". Columns that share trials are one block, scored by the mean of their "
-                                         f"columns: {'; '.join(shared)}" if shared else "") + "."]
+                  "the average rank)" + (f". Columns that are not independent evidence (a shared trial, the same "
+                                         "problem and backbone, or identical baseline scores) are one block, scored "
+                                         f"by the mean of its columns: {'; '.join(shared)}" if shared else "") + "."]
         rows = [[m, f"{ranks.ranks[m]:.2f}"] for m in ranks.ranks.sort_values(kind="stable").index]
         lines += ["", _table(rows, ["method", "average rank"]), "", _friedman_line(board, ranks.friedman, ranks), ""]
         groups = "; ".join("{" + ", ".join(g) + "}" for g in ranks.groups) or "none"
