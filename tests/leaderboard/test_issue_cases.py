@@ -141,6 +141,14 @@ def test_columns_sharing_the_baselines_trials_are_one_block():
     assert ranks.friedman.N == 2 and list(ranks.scores.index) == ["t/m + t+r/m", "u/m"]
     text = page("shared_trials", df)
     assert "N = 2 blocks" in text and "t/m + t+r/m" in text
+    # the same baseline scores on every seed are the same trials recomputed (other ids, same computation)
+    assert T.build_board(store(scores), None).blocks == [["t/m", "t+r/m"], ["u/m"]]
+    # a shared trial of any method joins its columns, whatever the baseline scores
+    other = dict(scores)
+    other["t+r/m", "stl"] = [0.4, 0.45, 0.41]
+    other["t+r/m", "a"] = other["t/m", "a"]
+    assert T.build_board(store(other, shared={("t+r/m", "a"): "t/m"}), None).blocks == [["t/m", "t+r/m"], ["u/m"]]
+    assert T.build_board(store(other), None).blocks == [["t/m"], ["t+r/m"], ["u/m"]]
     # columns on one problem and backbone share test set and splits even without a shared trial
     same_data = store(scores).assign(problem="p")
     assert T.build_board(same_data, None).blocks == [["t/m", "t+r/m", "u/m"]]

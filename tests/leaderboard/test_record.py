@@ -30,3 +30,29 @@ def test_the_record_still_reads_for_reproduce_and_rerenders_in_place_from_the_cl
 
     assert without_commit(page.read_text()) == without_commit(before)
     assert json.loads(record.read_text())["leaderboard"]["skipped"]
+
+
+def test_per_example_scores_travel_in_the_record(mini_dir, tmp_path):
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from auxbench.leaderboard import tables as T
+    from auxbench.leaderboard.record import from_store
+    from auxbench.predictions import PREDICTIONS_FILE
+
+    run = tmp_path / "mini"
+    shutil.copytree(mini_dir, run)
+    source = from_store(run)
+    board = T.build_board(source.df, source.record)
+    rng = np.random.default_rng(0)
+    counted = board.trials[board.trials["counted"] & (board.trials["column"] == "digits_coarse/convnet4")]
+    for r in counted.itertuples():
+        correct = torch.from_numpy((rng.random(400) < r.score).astype(np.float32))
+        torch.save({"metric": "coarse/accuracy", "scores": correct}, run / r.trial_id / PREDICTIONS_FILE)
+    page = publish(run, tmp_path / "a.md", commit=False).read_text()
+    again = publish(tmp_path / "a" / "reproduce.json", tmp_path / "b.md", commit=False).read_text()
+    assert again == page.replace("](a/", "](b/")
+    examples = page.split("## Bootstrap over test examples")[1].split("## Costs")[0]
+    assert "| digits_coarse/convnet4 | human_aux " in examples and "Δ 95% CI" in examples
