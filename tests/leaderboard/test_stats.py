@@ -1,5 +1,6 @@
 """Tests for auxbench.leaderboard.stats: hand values, published tables, scipy/statsmodels/scikit-posthocs."""
 
+import itertools
 import math
 
 import numpy as np
@@ -333,3 +334,33 @@ def test_percent_of_baseline_by_hand():
 def test_cost_ratio():
     assert S.cost_ratio([2.0, 4.0], [1.0, 2.0, np.nan]) == pytest.approx(2.0)
     assert math.isnan(S.cost_ratio([1.0], []))
+
+
+# ----------------------------------------------------------------------------- degenerate data
+def test_count_resolution_finds_the_test_size_or_none():
+    assert S.count_resolution([437 / 449, 430 / 449, np.nextafter(433 / 449, 1)]) == pytest.approx(1 / 449)
+    assert S.count_resolution([0.5, 0.25, 0.75]) == pytest.approx(1 / 4)  # a divisor of the size is still a step
+    assert S.count_resolution([0.1234567891234, 0.5]) is None  # not a count over any n <= 10^6
+    assert S.count_resolution([np.float32(437 / 449)]) is None  # float32 rounding is no count: tolerance instead
+    d = S.snap(np.array([438, 434, 441]) / 449 - np.array([437, 433, 440]) / 449, 1 / 449)
+    assert np.ptp(d) == 0 and d[0] == 1 / 449
+
+
+def test_sign_flip_p_is_exact():
+    assert S.sign_flip_p([0.01, 0.01, 0.01]) == (0.25, 0.25)
+    assert S.sign_flip_p([0.0, 0.0, 0.0])[0] == 1.0
+    # 4 pairs, |d| = 1, 2, 3, 4 all positive: only the all-positive and all-negative patterns reach mean 2.5
+    assert S.sign_flip_p([1, 2, 3, 4]) == (2 / 16, 2 / 16)
+    p, _ = S.sign_flip_p([1, -2, 3, 4])  # mean 1.5: patterns with |sum| >= 6 among the 16
+    signs = np.array(list(itertools.product([1, -1], repeat=4)))
+    assert p == np.mean(np.abs(signs @ np.array([1, 2, 3, 4])) >= 6)
+
+
+def test_bootstrap_difference_over_test_examples_is_paired():
+    rng = np.random.default_rng(0)
+    b = (rng.random((3, 500)) < 0.8).astype(float)
+    a = b.copy()
+    a[:, :10] = 1.0  # a fixes the same few examples on every seed
+    iv = S.bootstrap_difference_over_test_examples(a, b, reps=2000)
+    assert iv.mean == pytest.approx((a - b).mean())
+    assert iv.high - iv.low < 0.5 * (S.bootstrap_over_test_examples(b).high - S.bootstrap_over_test_examples(b).low)
