@@ -85,7 +85,8 @@ def test_friedman_on_the_page_prints_the_exact_p_and_what_n_it_needs():
     line = next(x for x in text.splitlines() if x.startswith("Friedman test"))
     assert "exact permutation p = 0.1667" in line and "<0.0001" not in line
     assert "cannot reach α" in line and "N ≥ 3 blocks" in line
-    same = store({(c, m): [0.5, 0.6, 0.7] for c in ("t1/m", "t2/m") for m in ("stl", "a", "b")})
+    # every column ties all methods (the stl scores differ between columns, so they are two blocks)
+    same = store({(c, m): [0.5 + i / 10, 0.6, 0.7] for i, c in enumerate(("t1/m", "t2/m")) for m in ("stl", "a", "b")})
     line = next(x for x in render.render_markdown(same, None).splitlines() if x.startswith("Friedman test"))
     assert "–" in line and "nan" not in line
 
@@ -164,7 +165,7 @@ def test_cd_groups_are_maximal_cliques():
 
 
 def test_cd_note_uses_the_holm_adjusted_minimum_and_says_how_many_columns():
-    scores = {(f"t{i}/m", m): [v + 0.01 * s for s in range(3)]
+    scores = {(f"t{i}/m", m): [v + 0.01 * s + 0.001 * i for s in range(3)]  # 4 independent columns
               for i in range(4) for m, v in (("stl", 0.5), ("a", 0.6), ("b", 0.7))}
     ranks = T.rank_summary(b := T.build_board(store(scores), None), T.cell_table(b))
     assert ranks.cd_min_p == pytest.approx(3 * 2.0 ** -3)  # raw 2^(1-N) = 0.125 would understate it
