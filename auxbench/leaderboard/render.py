@@ -392,8 +392,10 @@ def _bayesian_section(board: T.Board) -> list[str]:
              "Posterior probabilities that the method is worse than" + (", practically equivalent to," if
              board.rope is not None else "") + f" or better than `{board.baseline}` ({rope}; Benavoli et al. 2017). "
              "Per column: Bayesian correlated t-test on the paired seeds' differences (ρ = 0). *all*: Bayesian "
-             "signed-rank test on the mean differences of the independent blocks of columns. Cells with a diverged "
-             "trial are left out (the failure rule).", ""]
+             f"signed-rank test on the mean differences of the independent blocks of columns, from "
+             f"{T.SIGNED_RANK_MIN_BLOCKS} blocks on (it reports the region with the largest posterior mass, so with "
+             "fewer blocks that all lean one way it says 1.000 whatever their size: – below that). Cells with a "
+             "diverged trial are left out (the failure rule).", ""]
     if table.empty:
         return lines + [f"No comparison: no column has failure-free seeds paired with `{board.baseline}`.", ""]
     if board.rope is None:

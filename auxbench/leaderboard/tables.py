@@ -539,7 +539,9 @@ def bayesian_table(board: Board) -> pd.DataFrame:
     baseline's mean; without one P(equivalent) is NaN and the rest P(Δ < 0) / P(Δ > 0)): per column,
     the Bayesian correlated t-test on the paired seeds' differences in % of the baseline mean;
     across columns (``column = "all"``), the Bayesian signed-rank test on the mean paired
-    differences of the independent blocks of columns (Benavoli et al. 2017). A cell with a
+    differences of the independent blocks of columns (Benavoli et al. 2017), from
+    :data:`SIGNED_RANK_MIN_BLOCKS` blocks on (it reports which region has the largest posterior
+    mass, so with 2 blocks of one sign it says 1.000 however small they are). A cell with a
     diverged trial gets no row (the failure rule), and a method with one anywhere no "all" row."""
     rows, per_column = [], {}
     for column in board.columns:
@@ -561,10 +563,14 @@ def bayesian_table(board: Board) -> pd.DataFrame:
         if any(board.failures(c, method) for c in board.columns):
             continue
         blocks = by_block(board, pd.DataFrame({"d": pd.Series(diffs)}))["d"].dropna()
-        v = S.bayesian_signed_rank(blocks.to_numpy(), board.rope)
+        v = S.bayesian_signed_rank(blocks.to_numpy(), board.rope) if len(blocks) >= SIGNED_RANK_MIN_BLOCKS \
+            else S.BayesianVerdict(math.nan, math.nan, math.nan, len(blocks))
         rows.append({"column": "all", "method": method, "test": "signed-rank", "n": v.n, "worse": v.worse,
                      "equivalent": v.equivalent, "better": v.better})
     return pd.DataFrame(rows, columns=["column", "method", "test", "n", "worse", "equivalent", "better"])
+
+
+SIGNED_RANK_MIN_BLOCKS = 5  # below this, blocks that all lean one way give P = 1.000 whatever their sizes
 
 
 # ----- power and a pooled model per column ------------------------------------------------------
