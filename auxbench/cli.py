@@ -33,9 +33,11 @@ def _cmd_leaderboard(args: argparse.Namespace) -> None:
     from auxbench.results import default_leaderboard, load_run_record
 
     run_dir = Path(args.runs)
-    if not run_dir.is_dir():
-        raise AuxbenchError(f"no results folder {run_dir}")
     out = args.output
+    if run_dir.is_file() and run_dir.suffix == ".json":  # a published reproduce.json: re-render its page
+        out = out or run_dir.parent.with_suffix(".md")
+    elif not run_dir.is_dir():
+        raise AuxbenchError(f"no results folder {run_dir}")
     if out is None:  # a fake-data or smoke run publishes inside its own folder, never to leaderboards/
         record = load_run_record(run_dir) or {}
         rehearsal = record.get("fake_data") or record.get("smoke")
@@ -170,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     board = sub.add_parser("leaderboard", help="render a leaderboard from stored results")
-    board.add_argument("runs", help="results folder, e.g. runs/quickstart")
+    board.add_argument("runs", help="results folder, e.g. runs/quickstart, or a published record, "
+                                    "leaderboards/<suite>/reproduce.json (re-renders leaderboards/<suite>.md)")
     board.add_argument("-o", "--output", default=None, help="markdown path; figures go to a folder beside it")
     board.add_argument("--metric", default=None, help="'primary' or a key such as test/fine/accuracy")
     board.add_argument("--direction", choices=["higher", "lower"], default=None,

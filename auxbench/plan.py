@@ -49,6 +49,7 @@ class Plan:
     cells: list[Cell] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     tuning: list[str] = field(default_factory=list)  # one line per tuned cell (suite's ``tuning:``)
+    power: list[str] = field(default_factory=list)  # :func:`auxbench.leaderboard.power.plan_lines`
 
     @property
     def total(self) -> int:
@@ -157,6 +158,7 @@ def format_plan(plan: Plan) -> str:
     for s in plan.skipped:
         lines.append(f"skipped {s['method']} on {s['column']}: {s['reason']}")
     lines += plan.tuning
+    lines += plan.power
     if todo and unknown == todo:  # no "0.00 s" for a store where nothing comparable has finished
         lines.append(f"estimated: unknown: no finished trial under {plan.run_dir.parent} shares a planned "
                      "trial's config (all but seed and epochs); a run of one seed of a cell gives its estimate")
@@ -188,4 +190,9 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
         f"trials first; its evaluation trials then run with the chosen values (the rows above show its defaults)"
         for c in cells if c.budget
     ]
+    from auxbench.leaderboard.power import plan_lines
+
+    baseline = suite.leaderboard.baseline
+    planned = {c.column: c.trials for c in plan.cells if c.method == baseline}
+    plan.power = plan_lines(run_dir, suite.leaderboard.model_dump(), planned)
     return plan

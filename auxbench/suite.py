@@ -234,6 +234,7 @@ class LeaderboardSpec(Strict):
     selection: Literal["final", "best_val"] = "final"
     alpha: float = Field(0.05, gt=0, lt=1)
     rope: float | None = Field(None, ge=0, le=100)  # region of practical equivalence, in % of the baseline's mean
+    detect: float | None = Field(None, gt=0, le=1e6)  # effect to detect, in the metric's units (0.01: 1 accuracy point)
 
 
 class Reference(Strict):

@@ -16,11 +16,13 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from auxbench.leaderboard import power as P
+from auxbench.leaderboard import record as R
 from auxbench.leaderboard import tables as T
 from auxbench.provenance import code_version, machine_summary
-from auxbench.reproduce import write_reproduction_record
+from auxbench.reproduce import RECORD_FILE, write_reproduction_record
 
-BETTER, WORSE, TIED = "▲", "▼", "≈"
+BETTER, WORSE = "▲", "▼"
 DIRECTION = {True: "higher is better", False: "lower is better", None: "direction unknown: no finished trial"}
 APPENDIX = "appendix-trials"
 
@@ -115,6 +117,9 @@ def primary_metric_in_words(df: pd.DataFrame) -> dict[str, str]:
     return words
 
 
+DOCS = "../docs/leaderboard.md"  # from leaderboards/<suite>.md
+
+
 def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.DataFrame) -> list[str]:
     record = record or {}
     selection = "final epoch" if board.selection == "final" else "epoch with the best validation score"
@@ -133,23 +138,9 @@ def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.Data
     if commit:
         lines.append(f"- auxbench commit: `{commit}`")
     lines += [
-        f"- Metric: {metric}",
-        f"- Epoch counted: {selection} (never chosen on test data)",
-        f"- Baseline: `{board.baseline}`; α = {board.alpha:g}; intervals are {board.level:.0%} (t-interval "
-        "over seeds, BCa bootstrap above 29 seeds)",
-        "- Scope: every seed is scored on the same test set, so intervals and tests over seeds cover "
-        "training randomness (split, data order, initialisation) only, not the sampling of the test set; "
-        "see *Bootstrap over test examples* for that",
-        "- Test per pair of cells: paired t-test on the seeds both cells hold (seeds share split, data order "
-        "and initial weights; seeds only one side holds are dropped and named), Welch's t-test when fewer "
-        "than 2 seeds pair; each row names the one used",
-        "- Families: each column is one family, all pairs of its methods, Holm-adjusted together; ▲/▼, ≈ and "
-        "the pairwise tables read the same adjusted p, so a pair has one verdict wherever it appears. "
-        "Nothing is corrected across columns (the across-column tests are separate)",
-        "- Failures: a trial that finished diverged (or degenerate) is a result, shown as *k/n diverged*; such "
-        "a cell earns no bold, ≈ or ▲ and is left out of the ranks, since its numbers describe only the "
-        "seeds that survived. Failed, partial and missing trials are missing evidence and only lower n",
-        f"- Every trial behind a cell: [appendix](#{APPENDIX})",
+        f"- Metric: {metric}; {selection} (never chosen on test data)",
+        f"- Baseline `{board.baseline}`, α = {board.alpha:g}, {board.level:.0%} intervals over seeds. How every "
+        f"number is made and what it does not cover: [reading a leaderboard]({DOCS})",
         "",
     ]
     without = [c for c in board.columns if board.cell(c, board.baseline).empty]
@@ -159,22 +150,69 @@ def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.Data
     return lines
 
 
+def _unit(board: T.Board, column: str) -> tuple[float, str]:
+    """The unit effects are said in: accuracy points, else the metric's own unit."""
+    return (0.01, "points") if board.bounds.get(column) == T.METRIC_RANGE["accuracy"] else (1.0, "")
+
+
+def _names(methods: list[str]) -> str:
+    return ", ".join(f"`{m}`" for m in methods) if methods else "none"
+
+
+def _answer(board: T.Board, cells: pd.DataFrame) -> list[str]:
+    """The first screen: per column the best method, what is shown better or worse than the
+    baseline, and what the column could have detected."""
+    lines = ["## Answer", ""]
+    for column in board.columns:
+        here = cells[cells["column"] == column]
+        if here.empty:
+            continue
+        best = here[here["best"]]
+        unit, unit_name = _unit(board, column)
+        power = T.column_power(board, column)
+        better = list(here.loc[here["verdict"] == "better", "method"])
+        worse = list(here.loc[here["verdict"] == "worse", "method"])
+        top = (f"best {_names(list(best['method']))} ({_num(best['mean'].iloc[0], decimals=_cell_decimals(best.iloc[0]))})"
+               if len(best) else "no best: every cell has a diverged trial or the direction is unknown")
+        line = f"- **{column}**: {top}; shown better than `{board.baseline}`: {_names(better)}; worse: {_names(worse)}. "
+        words = P.in_words(power, unit, unit_name)
+        line += ("Inconclusive beyond that: " if better or worse else "Inconclusive: ") + words + "."
+        model, _ = T.column_model(board, column)
+        if model is not None:
+            c = model.comparisons[model.comparisons["p_holm"] < board.alpha]
+            up = [m for m, d in zip(c["method"], c["diff"], strict=True) if (d > 0) == bool(board.higher[column])]
+            down = [m for m in c["method"] if m not in up]
+            found = "; ".join(f"{word} {_names(ms)}" for word, ms in (("better:", up), ("worse:", down)) if ms)
+            line += (f" A pooled model (one noise variance for all methods; Bartlett p = {_p(model.equal_variance_p)}) "
+                     f"shows {found}." if found else "")
+        lines.append(line)
+    lines += ["", f"Shown = Holm-adjusted p < {board.alpha:g} over the column's comparisons with `{board.baseline}`. "
+              "\"Not shown\" is not \"equal\": it means a difference smaller than the detectable one above could be "
+              "there. The tables below give every number.", ""]
+    return lines
+
+
+def _cell_decimals(cell: pd.Series) -> int:
+    scale = cell["ci_half"]  # the interval before clipping: clipping adds no precision
+    return _decimals(scale if math.isfinite(scale) and scale > 0 else cell["std"], cell["mean"])
+
+
 def _cell_text(board: T.Board, cell: pd.Series | None, column: str, method: str) -> str:
     if (column, method) in board.skipped:
-        return "skipped (see below)"
+        return "skipped (not applicable)"
     expected = len(board.cell(column, method))
     failures = board.failures(column, method)
     diverged = [f"{failures}/{expected} diverged"] if failures else []
     if cell is None:
         return " ".join([f"– (0/{expected})", *diverged])
     n = f"{cell['n']}" if cell["n"] == expected else f"{cell['n']}/{expected}"
-    scale = _half(cell["ci_low"], cell["ci_high"])
-    d = _decimals(scale if math.isfinite(scale) and scale > 0 else cell["std"], cell["mean"])
-    text = f"{_num(cell['mean'], decimals=d)} ± {_num(cell['std'], decimals=d)} ({n})"
+    d = _cell_decimals(cell)
+    if cell["n"] > 1 and cell["std"] == 0:
+        d = _decimals(board.resolution.get(column), cell["mean"])
+    text = f"{_num(cell['mean'], decimals=d)} ± {_num(cell['std'], decimals=d) if cell['std'] else '0'} ({n})"
     text = f"**{text}**" if cell["best"] else text
-    marks = {"better": BETTER, "worse": WORSE, "n too small to test": "n too small to test"}
+    marks = {"better": BETTER, "worse": WORSE}
     extra = [marks[cell["verdict"]]] if cell["verdict"] in marks else []
-    extra += [TIED] if cell["tied_best"] else []
     return " ".join([text, *diverged, *extra])
 
 
@@ -184,15 +222,12 @@ def _main_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
     return [
         "## Leaderboard",
         "",
-        "Cells: mean ± std (n seeds counted, /expected when some did not count), printed to the precision "
-        "of the cell's interval. **Bold**: best mean of the column among the cells with no diverged trial "
-        "and as many counted seeds as any other cell of the column. "
-        f"{BETTER} / {WORSE}: significantly better / worse than `{board.baseline}` "
-        f"(Holm-adjusted p < {board.alpha:g} in the column's family). {TIED}: not shown different from the "
-        "best — the test against the bold cell has Holm-adjusted p ≥ α or cannot be run; it is not a "
-        "claim of equivalence. *k/n diverged*: k of the n expected trials diverged (see the legend above). "
-        "*n too small to test*: the test cannot be run (fewer than 2 seeds on a side, or no spread), so no "
-        "mark can be earned.",
+        "Mean ± std over seeds (n counted, /expected when some did not count), to the precision of the cell's "
+        "interval. **Bold**: best mean of the column among the cells without a diverged trial (ties all bold). "
+        f"{BETTER} / {WORSE}: shown better / worse than `{board.baseline}` (Holm over the column's comparisons "
+        f"with `{board.baseline}`, p < {board.alpha:g}). No mark: not shown different, which is not equal (see "
+        "*Answer*). *k/n diverged*: k of n trials diverged; such a cell earns no bold, no ▲ and no place in the "
+        f"ranks or summaries. Every trial behind a cell: [appendix](#{APPENDIX}).",
         "",
         _table(rows, ["method", *board.columns]),
         "",
@@ -202,9 +237,12 @@ def _main_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
 def _baseline_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
     rows = []
     for _, c in cells.iterrows():
-        scale = _half(c["ci_low"], c["ci_high"])
+        scale = c["ci_half"]
         dscale = _half(c["diff_low"], c["diff_high"])
-        rows.append([c["column"], c["method"], str(c["n"]), _num(c["mean"], scale), _ci(c["ci_low"], c["ci_high"]),
+        if not (math.isfinite(dscale) and dscale > 0):
+            dscale = board.resolution.get(c["column"]) or dscale
+        ci = _ci(c["ci_low"], c["ci_high"], scale) + ("*" if c["clipped"] else "")
+        rows.append([c["column"], c["method"], str(c["n"]), _num(c["mean"], scale), ci,
                      _num(c["diff"], dscale, signed=True), _ci(c["diff_low"], c["diff_high"]), _g(c["g"]),
                      c["test"] if isinstance(c["test"], str) else "–", _seeds(c["dropped"]) or "–", _p(c["p"]),
                      _p(c["p_holm"]), _num(c["mde"], dscale), c["verdict"],
@@ -213,13 +251,12 @@ def _baseline_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
     return [
         f"## Against the baseline ({board.baseline})",
         "",
-        f"Δ = mean − mean of `{board.baseline}` over the seeds compared, with its {level} CI from the same test; "
-        "g = Hedges' g, Δ over the pooled SD of the two cells' seeds with the small-sample correction, the same "
-        "definition for paired and Welch rows, positive when the method is better (also for lower-is-better "
-        "metrics), '–' with fewer than 3 seeds a side; dropped = seeds left out to pair; p = two-sided; "
-        "p Holm = adjusted over the column's family; MDE = the |Δ| this test would detect with 80% power "
-        "(noncentral t, observed standard error) at α / (testable pairs in the column), the strictest level "
-        "Holm can judge it at; vs best = Holm-adjusted p of the test against the column's bold cell.",
+        f"The primary family: each method against `{board.baseline}`, Holm-adjusted over the column's comparisons "
+        f"(p Holm). Δ = mean − mean of `{board.baseline}` over the seeds compared, with its {level} CI (none for an "
+        "exact sign-flip test: a difference the same on every seed); g = Hedges' g (– with fewer than 3 seeds a "
+        "side or no spread); MDE = the |Δ| the test detects with 80% power at the strictest Holm level; "
+        "* = interval clipped to the metric's range; vs best = Holm p against the bold cell among all pairs "
+        "(exploratory, see the appendix). Tests and fields: [reading a leaderboard](" + DOCS + ").",
         "",
         _table(rows, ["column", "method", "n", "mean", f"{level} CI", "Δ", f"Δ {level} CI", "g", "test", "dropped",
                       "p", "p Holm", "MDE", "verdict", "vs best"]),
@@ -227,35 +264,75 @@ def _baseline_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
     ]
 
 
+def _model_section(board: T.Board) -> list[str]:
+    """The pooled per-column model beside the per-pair tests, and where they disagree."""
+    lines = ["## Pooled model per column", "",
+             "Score = method effect + seed effect + noise, one noise variance for every method (two-way additive "
+             f"model over the failure-free cells holding every seed of `{board.baseline}`); Δ vs `{board.baseline}` "
+             "with the pooled standard error and Holm over the column's comparisons. Pooling gives (k−1)(n−1) "
+             "degrees of freedom instead of n−1, so it detects smaller effects, but only if its assumption holds: "
+             "*equal variance* is Bartlett's test of one variance of the paired differences across methods (a small "
+             "p says the pooled errors are wrong). *agrees* compares its verdict with the per-pair test's. It "
+             "checks the per-pair tests; the marks above do not read it.", ""]
+    rows = []
+    for column in board.columns:
+        model, why = T.column_model(board, column)
+        if model is None:
+            lines.append(f"- {column}: no model ({why}).")
+            continue
+        pairs = T.baseline_family(board, column).set_index("a")
+        agree = 0
+        for r in model.comparisons.itertuples():
+            own = pairs.loc[r.method, "p_holm"] < board.alpha if r.method in pairs.index else False
+            pooled = r.p_holm < board.alpha
+            agree += own == pooled
+            rows.append([column, r.method, _num(r.diff, r.se, signed=True), _num(r.se, r.se), _p(r.p), _p(r.p_holm),
+                         _p(pairs.loc[r.method, "p_holm"]) if r.method in pairs.index else "–",
+                         "yes" if own == pooled else "**no**"])
+        lines.append(f"- {column}: {len(model.methods)} methods × {len(model.seeds)} seeds, residual SD "
+                     f"{_num(model.residual_sd)} on {model.df} df, equal variance p = {_p(model.equal_variance_p)}; "
+                     f"verdicts agree with the per-pair tests on {agree} of {len(model.comparisons)}.")
+    if rows:
+        lines += ["", _table(rows, ["column", "method", "Δ", "pooled SE", "p", "p Holm", "per-pair p Holm",
+                                    "agrees"])]
+    return lines + [""]
+
+
 def _pairwise_tables(board: T.Board) -> list[str]:
-    lines = ["## Pairwise comparisons per column", "",
-             "Every pair of methods on a column (Δ = mean a − mean b over the seeds compared, as in WAMAL's "
-             "appendix tables; g positive when a is better); p Holm: adjusted over the pairs of that column, "
-             "the family every mark on the column reads.", ""]
+    lines = ["## Appendix: all pairs (exploratory)", "",
+             "Every pair of methods on a column (Δ = mean a − mean b over the seeds compared; g positive when a is "
+             "better). p Holm is adjusted over all pairs of the column: a second family, for exploring; the "
+             "verdicts read only the comparisons with the baseline.", ""]
     for column in board.columns:
         pairs = T.pairwise_table(board, column)
         if pairs.empty:
             continue
-        rows = [[f"{r.a} vs {r.b}", _num(r.diff, _half(r.low, r.high), signed=True), _ci(r.low, r.high), _g(r.g),
-                 r.test, _seeds(r.dropped) or "–", _p(r.p), _p(r.p_holm)] for r in pairs.itertuples()]
+        rows = [[f"{r.a} vs {r.b}", _num(r.diff, _d_scale(board, column, r.low, r.high), signed=True),
+                 _ci(r.low, r.high), _g(r.g), r.test, _seeds(r.dropped) or "–", _p(r.p), _p(r.p_holm)]
+                for r in pairs.itertuples()]
         lines += [f"### {column}", "",
                   _table(rows, ["comparison", "Δ", f"{board.level:.0%} CI", "g", "test", "dropped", "p", "p Holm"]),
                   ""]
     return lines
 
 
+def _d_scale(board: T.Board, column: str, low: float, high: float) -> float:
+    half = _half(low, high)
+    return half if math.isfinite(half) and half > 0 else (board.resolution.get(column) or half)
+
+
 def _friedman_line(board: T.Board, f, ranks: T.RankSummary) -> str:
     if f is None:
         return f"Friedman test not run: {ranks.why_no_friedman}."
     if math.isnan(f.p_perm):
-        return (f"Friedman test (k = {f.k} methods, N = {f.N} columns): – (every column ties all methods, "
+        return (f"Friedman test (k = {f.k} methods, N = {f.N} blocks): – (every block ties all methods, "
                 "so there is nothing to test).")
-    line = (f"Friedman test (k = {f.k} methods, N = {f.N} columns): χ² = {f.chi2:.3f}, {f.p_perm_method} "
+    line = (f"Friedman test (k = {f.k} methods, N = {f.N} blocks): χ² = {f.chi2:.3f}, {f.p_perm_method} "
             f"permutation p = {_p(f.p_perm)} (the χ² and Iman–Davenport F approximations are not printed: with "
             "few columns they give p-values these data cannot produce).")
     if f.min_p_perm >= board.alpha:
-        line += (f" With N = {f.N} columns the smallest p this test can produce is {f.min_p_perm:.4g} ≥ α, so it "
-                 f"cannot reach α; that needs N ≥ {T.friedman_columns_needed(f.k, board.alpha)} columns.")
+        line += (f" With N = {f.N} blocks the smallest p this test can produce is {f.min_p_perm:.4g} ≥ α, so it "
+                 f"cannot reach α; that needs N ≥ {T.friedman_columns_needed(f.k, board.alpha)} blocks.")
     return line
 
 
@@ -267,19 +344,22 @@ def _across_columns(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, f
     if ranks.ranks.empty:
         lines += [f"No ranking: {ranks.why_no_friedman}.", ""]
     else:
-        lines += [f"Average rank over {len(ranks.scores)} column(s) of the column means (1 = best; ties share "
-                  "the average rank)."]
+        shared = [T.block_label(b) for b in board.blocks if len(b) > 1]
+        lines += [f"Average rank over {len(ranks.scores)} independent block(s) of columns (1 = best; ties share "
+                  "the average rank)" + (f". Columns that are not independent evidence (a shared trial, the same "
+                                         "problem and backbone, or identical baseline scores) are one block, scored "
+                                         f"by the mean of its columns: {'; '.join(shared)}" if shared else "") + "."]
         rows = [[m, f"{ranks.ranks[m]:.2f}"] for m in ranks.ranks.sort_values(kind="stable").index]
         lines += ["", _table(rows, ["method", "average rank"]), "", _friedman_line(board, ranks.friedman, ranks), ""]
         groups = "; ".join("{" + ", ".join(g) + "}" for g in ranks.groups) or "none"
         k, n_cols = len(ranks.ranks), len(ranks.scores)
         lines += [f"Critical-difference diagram: a bar joins a largest set of methods in which no two are "
-                  f"significantly different by pairwise Wilcoxon signed-rank tests over columns with Holm over "
+                  f"significantly different by pairwise Wilcoxon signed-rank tests over blocks with Holm over "
                   f"the {k * (k - 1) // 2} pairs (α = {board.alpha:g}; Benavoli et al. 2016). Groups: {groups}."]
         if ranks.cd_min_p >= board.alpha:
-            lines[-1] += (f" With N = {n_cols} columns and k = {k} methods the smallest Holm-adjusted Wilcoxon p is "
+            lines[-1] += (f" With N = {n_cols} blocks and k = {k} methods the smallest Holm-adjusted Wilcoxon p is "
                           f"{k * (k - 1) // 2}·2^(1−{n_cols}) = {ranks.cd_min_p:.4g} ≥ α, so no two methods can be "
-                          f"separated this way; that needs N ≥ {ranks.cd_columns_needed} columns.")
+                          f"separated this way; that needs N ≥ {ranks.cd_columns_needed} blocks.")
         if "cd" in figures:
             lines += ["", f"![critical-difference diagram]({figures['cd']})"]
         lines += [""]
@@ -294,13 +374,15 @@ def _normalised_section(board: T.Board, cells: pd.DataFrame) -> list[str]:
              f"negated, so positive is better everywhere). IQM = interquartile mean over all seeds × columns with a "
              f"{board.level:.0%} stratified bootstrap CI (2000 resamples); P(> {board.baseline}) = probability that "
              f"the method beats `{board.baseline}`, averaged over the shared columns: over paired seeds on the "
-             "columns where seeds pair (count in *paired*), over all pairs of runs elsewhere. *diverged*: trials "
-             "of the method that diverged, which have no score and are not in the IQM."]
+             "columns where seeds pair (count in *paired*), over all pairs of runs elsewhere. A method with a "
+             "diverged trial (*diverged*) gets neither (the failure rule). The bootstrap resamples each column on "
+             "its own, although columns that share trials are correlated."]
     if left_out:
         lines += ["Columns left out: " + "; ".join(f"{c} ({why})" for c, why in left_out.items()) + "."]
     if robust.empty:
         return lines + ["", f"No normalised scores: no column has `{board.baseline}` scores.", ""]
-    rows = [[r.method, str(r.columns), str(r.runs), str(r.failures), _num(r.iqm, _half(r.low, r.high)) + " %",
+    rows = [[r.method, str(r.columns), str(r.runs), str(r.failures),
+             "–" if math.isnan(r.iqm) else _num(r.iqm, _half(r.low, r.high)) + " %",
              _ci(r.low, r.high), "–" if math.isnan(r.poi) else f"{r.poi:.2f}",
              f"{r.poi_paired}/{r.poi_columns}" if r.poi_columns else "–"]
             for r in robust.itertuples()]
@@ -311,17 +393,21 @@ def _normalised_section(board: T.Board, cells: pd.DataFrame) -> list[str]:
 def _bayesian_section(board: T.Board) -> list[str]:
     table = T.bayesian_table(board)
     rope = (f"ROPE = ±{board.rope:g}% of the `{board.baseline}` mean (the suite's `leaderboard: rope`)"
-            if board.rope else "no ROPE declared (set `rope:` in the suite's `leaderboard:` block, in % of the "
-            "baseline mean), so P(equivalent) is 0 and the rest is P(Δ < 0) / P(Δ > 0)")
+            if board.rope is not None else "no ROPE declared, so no P(equivalent): set `rope:` in the suite's "
+            "`leaderboard:` block, in % of the baseline mean")
     lines = ["## Bayesian comparison with the baseline", "",
-             f"Posterior probabilities that the method is worse than, practically equivalent to, or better than "
-             f"`{board.baseline}` ({rope}; Benavoli et al. 2017). Per column: Bayesian correlated t-test on the "
-             "paired seeds' differences (ρ = 0: seeds are independent re-draws; same scope as the intervals). "
-             "*all*: Bayesian signed-rank test on the columns' mean differences (P of the region with the largest "
-             "posterior mass, as baycomp reports it). These answer “how likely is a difference that matters”, "
-             "which p-values do not; they are beside the verdicts, not a replacement.", ""]
+             "Posterior probabilities that the method is worse than" + (", practically equivalent to," if
+             board.rope is not None else "") + f" or better than `{board.baseline}` ({rope}; Benavoli et al. 2017). "
+             "Per column: Bayesian correlated t-test on the paired seeds' differences (ρ = 0). *all*: Bayesian "
+             f"signed-rank test on the mean differences of the independent blocks of columns, from "
+             f"{T.SIGNED_RANK_MIN_BLOCKS} blocks on (it reports the region with the largest posterior mass, so with "
+             "fewer blocks that all lean one way it says 1.000 whatever their size: – below that). Cells with a "
+             "diverged trial are left out (the failure rule).", ""]
     if table.empty:
-        return lines + [f"No comparison: no column has seeds paired with `{board.baseline}`.", ""]
+        return lines + [f"No comparison: no column has failure-free seeds paired with `{board.baseline}`.", ""]
+    if board.rope is None:
+        rows = [[r.column, r.method, r.test, str(r.n), _prob(r.worse), _prob(r.better)] for r in table.itertuples()]
+        return lines + [_table(rows, ["column", "method", "test", "n", "P(Δ < 0)", "P(Δ > 0)"]), ""]
     rows = [[r.column, r.method, r.test, str(r.n), _prob(r.worse), _prob(r.equivalent), _prob(r.better)]
             for r in table.itertuples()]
     return lines + [_table(rows, ["column", "method", "test", "n", "P(worse)", "P(equivalent)", "P(better)"]), ""]
@@ -331,23 +417,32 @@ def _prob(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.3f}"
 
 
-def _test_example_section(board: T.Board, df: pd.DataFrame, run_dir: Path | None) -> list[str]:
+def _test_example_section(board: T.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
     lines = ["## Bootstrap over test examples", "",
              "The intervals above cover training randomness only. Here the test examples are resampled instead "
              f"(2000 times, the same draw for every seed; {board.level:.0%} percentile interval of the mean "
              "accuracy over seeds), from the per-example predictions stored with each trial, so both sources "
              "of uncertainty can be seen.", ""]
-    if run_dir is None:
+    if source is None:
         return lines + ["Not computed: no results folder was given to read the predictions from.", ""]
-    table, why = T.example_bootstrap_intervals(board, df, run_dir)
+    if "predictions" in source.absent:
+        return lines + [f"Not available: {source.absent['predictions']}.", ""]
+    table, why = T.example_bootstrap_intervals(board, df, source.predictions)
     if table.empty:
         return lines + [f"Not available: {why}.", ""]
-    rows = [[r.column, r.method, str(r.seeds), str(r.examples), _num(r.mean, _half(r.low, r.high)), _ci(r.low, r.high)]
+    rows = [[r.column, r.method, str(r.seeds), str(r.examples), _num(r.mean, _half(r.low, r.high)), _ci(r.low, r.high),
+             _num(r.diff, _half(r.diff_low, r.diff_high), signed=True), _ci(r.diff_low, r.diff_high)]
             for r in table.itertuples()]
-    return lines + [_table(rows, ["column", "method", "seeds", "test examples", "mean", f"{board.level:.0%} CI"]), ""]
+    level = f"{board.level:.0%}"
+    return lines + [f"Δ: the difference with `{board.baseline}` on the same resampled examples (paired by example, "
+                    "so far narrower than the two intervals side by side).", "",
+                    _table(rows, ["column", "method", "seeds", "test examples", "mean", f"{level} CI", "Δ",
+                                  f"Δ {level} CI"]), ""]
 
 
-def _cost_section(board: T.Board, df: pd.DataFrame) -> list[str]:
+def _cost_section(board: T.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
+    if source is not None and "costs" in source.absent:
+        return ["## Costs", "", f"Not available: {source.absent['costs']}.", ""]
     costs = T.cost_table(board, df)
     if costs.empty:
         return []
@@ -390,12 +485,14 @@ def _reference_section(board: T.Board, cells: pd.DataFrame, record: dict | None,
                               "consistent"]), ""]
 
 
-def _tuning_section(record: dict | None) -> list[str]:
+def _tuning_section(record: dict | None, source: R.Source | None) -> list[str]:
     """Each tuned cell's budget, search space and chosen values (:mod:`auxbench.tuning`), and a flag
     on every column whose methods with something to tune had unequal budgets."""
     cells = (record or {}).get("tuning")
     if not cells:
-        return []
+        why = (source.absent if source else {}).get("tuning")
+        return ["## Tuning", "", f"Not shown: {why}; the tuned configurations are in each trial's config.", ""] \
+            if why else []
     spec = record.get("spec", {})
     tuning = spec.get("tuning") or {}
     selection = spec.get("leaderboard", {}).get("selection", "final")
@@ -464,36 +561,40 @@ def _appendix(board: T.Board) -> list[str]:
 def render_markdown(df: pd.DataFrame, record: dict | None, metric: str = "primary", selection: str = "final",
                     baseline: str = "stl", alpha: float = 0.05, figures: dict | None = None,
                     commit: str | None = None, rope: float | None = None, higher_is_better: bool | None = None,
-                    run_dir: Path | None = None) -> str:
+                    source: R.Source | None = None) -> str:
     """The full leaderboard as markdown; ``figures`` maps ``"cd"``, ``"forest"`` and
     ``("curves", column)`` to relative links; ``commit`` is printed as provenance when given;
-    ``run_dir`` is where the trials' per-example predictions are read from (None: not read)."""
+    ``source`` (:mod:`.record`) gives the trials' per-example scores (None: not read)."""
     board = T.build_board(df, record, metric, selection, baseline, alpha, rope, higher_is_better)
     cells = T.cell_table(board)
-    return _markdown(board, cells, T.rank_summary(board, cells), df, record, figures or {}, commit, run_dir)
+    return _markdown(board, cells, T.rank_summary(board, cells), df, record, figures or {}, commit, source)
 
 
 def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame,
-              record: dict | None, figures: dict, commit: str | None, run_dir: Path | None) -> str:
+              record: dict | None, figures: dict, commit: str | None, source: R.Source | None) -> str:
     lines = _header(board, record, commit, df)
     if machine := machine_summary(df):  # provenance of the results (auxbench.provenance)
         lines.insert(-1, machine)
+    elif source is not None and "machine" in source.absent:
+        lines.insert(-1, f"- Machine: {source.absent['machine']}")
+    lines += _answer(board, cells)
     lines += _main_table(board, cells)
-    lines += _tuning_section(record)
+    lines += _tuning_section(record, source)
     lines += _baseline_table(board, cells)
-    lines += _pairwise_tables(board)
+    lines += _model_section(board)
     lines += _across_columns(board, cells, ranks, figures)
     lines += _bayesian_section(board)
-    lines += _test_example_section(board, df, run_dir)
-    lines += _cost_section(board, df)
+    lines += _test_example_section(board, df, source)
+    lines += _cost_section(board, df, source)
     lines += _reference_section(board, cells, record, df)
     lines += _figure_section(board, figures)
     lines += _not_counted(board)
+    lines += _pairwise_tables(board)
     lines += _appendix(board)
     return "\n".join(lines)
 
 
-def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame, run_dir: Path,
+def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame, source: R.Source,
                   folder: Path) -> dict:
     """Draw every figure into ``folder``; return the figure keys of :func:`render_markdown` -> paths."""
     from auxbench.leaderboard import plots
@@ -501,7 +602,7 @@ def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df:
     paths: dict = {}
     for column in board.columns:
         key = T.curve_key(board, df, column)
-        curves = T.curves(board, run_dir, column, key) if key else pd.DataFrame()
+        curves = T.curves(board, source.metrics, column, key) if key else pd.DataFrame()
         if not curves.empty:
             paths["curves", column] = plots.curves_plot(curves, board.methods, column, key,
                                                         folder / f"curves_{_slug(column)}.png")
@@ -514,20 +615,23 @@ def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df:
     return paths
 
 
-def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None, selection: str | None = None,
+def publish(results: str | Path, out_path: str | Path, metric: str | None = None, selection: str | None = None,
             baseline: str | None = None, alpha: float | None = None, commit: str | bool = True,
             higher_is_better: bool | None = None) -> Path:
-    """Render the leaderboard of ``run_dir`` to ``out_path`` and its figures to ``<out_path stem>/``.
+    """Render the leaderboard of ``results`` to ``out_path`` and its figures to ``<out_path stem>/``.
 
-    Unset options come from the suite's ``leaderboard`` spec (which also gives the ROPE).
-    ``higher_is_better`` states the direction of a ``metric`` that declares none. ``commit``:
-    True detects the auxbench commit, a string is printed as given, False leaves it out (stable
-    bytes for golden tests).
+    ``results``: a results folder (``runs/<suite>``), whose reproduction record is then written
+    beside the page, or a published ``reproduce.json`` (:mod:`.record`), which is copied there
+    unless it is already the page's own. Unset options come from the suite's ``leaderboard`` spec
+    (which also gives the ROPE). ``higher_is_better`` states the direction of a ``metric`` that
+    declares none. ``commit``: True detects the auxbench commit, a string is printed as given,
+    False leaves it out (stable bytes for golden tests).
     """
-    from auxbench.results import atomic_write_bytes, load_results, load_run_record
+    from auxbench.results import atomic_write_bytes
 
-    run_dir, out_path = Path(run_dir), Path(out_path)
-    record = load_run_record(run_dir)
+    results, out_path = Path(results), Path(out_path)
+    source = R.from_record(results) if R.is_record(results) else R.from_store(results)
+    record = source.record
     spec = (record or {}).get("spec", {}).get("leaderboard", {})
     options = {
         "metric": metric or spec.get("metric", "primary"),
@@ -536,8 +640,9 @@ def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None
         "alpha": alpha if alpha is not None else spec.get("alpha", 0.05),
         "rope": spec.get("rope"),
         "higher_is_better": higher_is_better,
+        "detect": spec.get("detect"),
     }
-    df = load_results(run_dir)
+    df = source.df
     board = T.build_board(df, record, **options)  # computed once, for the figures and the text
     cells = T.cell_table(board)
     ranks = T.rank_summary(board, cells)
@@ -548,12 +653,15 @@ def publish(run_dir: str | Path, out_path: str | Path, metric: str | None = None
     staging = folder.with_name(f".{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.staging")
     staging.mkdir()
     try:
-        paths = write_figures(board, cells, ranks, df, run_dir, staging)
+        paths = write_figures(board, cells, ranks, df, source, staging)
         links = {key: (folder / path.relative_to(staging)).relative_to(out_path.parent).as_posix()
                  for key, path in paths.items()}
         text = _markdown(board, cells, ranks, df, record, links,
-                         auxbench_commit() if commit is True else (commit or None), run_dir)
-        write_reproduction_record(run_dir, staging)  # for `auxbench reproduce` (auxbench.reproduce)
+                         auxbench_commit() if commit is True else (commit or None), source)
+        if R.is_record(results):  # re-rendered from a record (perhaps this page's own): it travels along
+            atomic_write_bytes(staging / RECORD_FILE, results.read_bytes())
+        else:  # for `auxbench reproduce` (auxbench.reproduce) and later re-rendering
+            R.add_leaderboard_part(write_reproduction_record(results, staging), results)
         _swap_in(staging, folder)
         atomic_write_bytes(out_path, text.encode())
     finally:

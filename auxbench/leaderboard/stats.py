@@ -15,6 +15,8 @@ rliable-style summaries:   :func:`iqm`, :func:`stratified_bootstrap_iqm`,
                            :func:`probability_of_improvement`, :func:`percent_of_baseline`.
 Bayesian (with a ROPE):    :func:`bayesian_correlated_ttest`, :func:`bayesian_signed_rank`.
 Costs:                     :func:`cost_ratio`.
+Degenerate data:           :func:`count_resolution`, :func:`snap`, :func:`sign_flip_p`.
+Per column, pooled:        :func:`additive_model`; test examples: :func:`bootstrap_difference_over_test_examples`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -55,6 +58,12 @@ __all__ = [
     "bayesian_correlated_ttest",
     "bayesian_signed_rank",
     "cost_ratio",
+    "count_resolution",
+    "snap",
+    "sign_flip_p",
+    "bootstrap_difference_over_test_examples",
+    "AdditiveModel",
+    "additive_model",
 ]
 
 # scipy >= 1.15 takes ``rng=``; older releases only ``random_state=`` (the project allows scipy >= 1.11).
@@ -187,12 +196,6 @@ def _hedges_j(df: float) -> float:
     return 1.0 - 3.0 / (4.0 * df - 1.0)
 
 
-def _ratio(num: float, den: float) -> float:
-    if den > 0:
-        return num / den
-    return math.nan if num == 0 else math.copysign(math.inf, num)
-
-
 def hedges_g(a, b, min_n: int = 3) -> float:
     """Hedges' g of a versus b (positive when mean(a) > mean(b)); NaN with fewer than ``min_n``
     values on a side.
@@ -205,15 +208,17 @@ def hedges_g(a, b, min_n: int = 3) -> float:
     seeds' spread (not Cohen's d_z, which divides by the spread of the differences and so
     changes meaning between paired and unpaired rows). ``min_n = 3`` by default: with 2 values a
     side J(2) = 1/7 and s_p rests on 2 degrees of freedom, so g says nothing (with 1 pair,
-    J(0) is undefined). NaNs are dropped. With zero spread: NaN when the means are equal,
-    otherwise +/-inf.
+    J(0) is undefined). NaNs are dropped. With zero spread g is undefined: NaN (a difference
+    over no spread is no effect size; the page shows the difference itself).
     """
     x, y = _finite_1d(a), _finite_1d(b)
     na, nb = x.size, y.size
     if na < max(min_n, 2) or nb < max(min_n, 2):
         return math.nan
     sp2 = ((na - 1) * np.var(x, ddof=1) + (nb - 1) * np.var(y, ddof=1)) / (na + nb - 2)
-    return _ratio(float(np.mean(x) - np.mean(y)), float(np.sqrt(sp2))) * _hedges_j(na + nb - 2)
+    if not sp2 > 0:
+        return math.nan
+    return float(np.mean(x) - np.mean(y)) / math.sqrt(sp2) * _hedges_j(na + nb - 2)
 
 
 def _paired_differences(a, b) -> np.ndarray:
@@ -225,6 +230,56 @@ def _paired_differences(a, b) -> np.ndarray:
     return d[~np.isnan(d)]
 
 
+def count_resolution(values, max_count: int = 1_000_000) -> float | None:
+    """The step 1/n of scores that are all counts over one n (accuracy: correct examples over the
+    test size), or None when they are not.
+
+    Each value is matched to its nearest fraction with a denominator up to ``max_count``
+    (:meth:`fractions.Fraction.limit_denominator`); it is a count only when that fraction equals
+    it to within float rounding, and n is the least common multiple of the denominators. Two
+    such fractions differ by at least 1/max_count**2, so the match is unique. n may be a divisor
+    of the test size (437/449 and 3/4 alike), which is still a step every score is a multiple of.
+    """
+    n = 1
+    for v in _finite_1d(values):
+        f = Fraction(float(v)).limit_denominator(max_count)
+        if abs(float(f) - v) > 4 * np.finfo(float).eps * max(1.0, abs(v)):
+            return None
+        n = math.lcm(n, f.denominator)
+        if n > max_count:
+            return None
+    return 1.0 / n
+
+
+def snap(values, resolution: float | None):
+    """Values put exactly on their grid ``k * resolution`` (unchanged when None): the float noise of
+    a difference of two counts (6e-17) would otherwise read as a spread."""
+    x = np.asarray(values, dtype=float)
+    if resolution is None:
+        return x
+    n = round(1.0 / resolution)
+    return np.round(x * n) / n  # k / n exactly as a division gives it, the same double every time
+
+
+def sign_flip_p(differences) -> tuple[float, float]:
+    """Exact two-sided sign-flip (paired permutation) p of the mean of ``differences`` and the
+    smallest p it can produce with these n: under the null each difference's sign is a fair coin,
+    so p is the fraction of the 2^n sign patterns whose |mean| reaches the observed one. It needs
+    no spread, so it is the test for differences that are the same on every seed, where a t
+    statistic is 0/0 (n pairs of one sign: p = 2^(1-n), 0.25 with 3 seeds). n <= 20."""
+    d = _finite_1d(differences)
+    n = d.size
+    if n == 0:
+        return math.nan, math.nan
+    if n > 20:
+        raise ValueError(f"exact sign-flip test enumerates 2^n patterns; n = {n} is too many")
+    signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    means = np.abs(signs @ np.abs(d)) / n
+    observed = abs(float(np.mean(d)))
+    p = float(np.mean(means >= observed * (1 - 1e-12)))
+    return p, 2.0 ** (1 - n) if np.any(d != 0) else 1.0
+
+
 def compare(
     a,
     b,
@@ -232,8 +287,17 @@ def compare(
     alpha: float = 0.05,
     power: float = 0.8,
     mde_alpha: float | None = None,
+    resolution: float | None = None,
+    tolerance: float = 0.0,
 ) -> Comparison:
     """Compare a with b: difference of means, its (1 - alpha) CI, a t-test and the MDE.
+
+    ``resolution``: the scores' step when they are counts (:func:`count_resolution`): paired
+    differences are snapped to it first. ``tolerance``: a spread at most this is none (float
+    noise, for scores without a known step). Paired differences that are the same on every
+    seed, to within either, get the exact sign-flip test (:func:`sign_flip_p`; test
+    ``"exact sign-flip"``, no interval: with a constant difference every t-interval is a point),
+    never a t statistic of noise over noise.
 
     * ``paired=True``: seeds are paired blocks (same split, data order and initial weights,
       DESIGN.md). ``scipy.stats.ttest_rel`` on the pairs (pairs with a NaN dropped);
@@ -258,25 +322,26 @@ def compare(
     still reported when both sides have data).
     """
     if paired:
-        d = _paired_differences(a, b)
+        d = snap(_paired_differences(a, b), resolution)
         n = d.size
         diff = float(np.mean(d)) if n else math.nan
-        testable = n >= 2 and np.ptp(d) > 0
-        min_p = 0.0 if n >= 2 else math.nan
-        if not testable:
-            return Comparison(diff, math.nan, math.nan, math.nan, "paired t", n, n, min_p, False, math.nan)
+        if n < 2:
+            return Comparison(diff, math.nan, math.nan, math.nan, "paired t", n, n, math.nan, False, math.nan)
+        if np.ptp(d) <= tolerance:
+            p, min_p = sign_flip_p(np.full(n, diff))
+            return Comparison(diff, math.nan, math.nan, p, "exact sign-flip", n, n, min_p, True, math.nan)
         x = np.asarray(a, dtype=float).ravel()
         y = np.asarray(b, dtype=float).ravel()
         keep = ~np.isnan(x - y)
-        res = stats.ttest_rel(x[keep], y[keep])
+        res = stats.ttest_rel(snap(x[keep], resolution), snap(y[keep], resolution))
         se = float(np.std(d, ddof=1) / np.sqrt(n))
-        test, n_a, n_b = "paired t", n, n
+        test, n_a, n_b, min_p = "paired t", n, n, 0.0
     else:
         x, y = _finite_1d(a), _finite_1d(b)
         n_a, n_b = x.size, y.size
         diff = float(np.mean(x) - np.mean(y)) if n_a and n_b else math.nan
         min_p = 0.0 if n_a >= 2 and n_b >= 2 else math.nan
-        testable = n_a >= 2 and n_b >= 2 and (np.ptp(x) > 0 or np.ptp(y) > 0)
+        testable = n_a >= 2 and n_b >= 2 and (np.ptp(x) > tolerance or np.ptp(y) > tolerance)
         if not testable:
             return Comparison(diff, math.nan, math.nan, math.nan, "Welch t", n_a, n_b, min_p, False, math.nan)
         res = stats.ttest_ind(x, y, equal_var=False)
@@ -653,7 +718,7 @@ class BayesianVerdict:
     n: int
 
 
-def bayesian_correlated_ttest(differences, rope: float, rho: float = 0.0) -> BayesianVerdict:
+def bayesian_correlated_ttest(differences, rope: float | None, rho: float = 0.0) -> BayesianVerdict:
     """Bayesian correlated t-test on the per-seed differences a_s - b_s (Corani & Benavoli 2015).
 
     With the non-informative prior the posterior of the mean difference is Student t with
@@ -663,8 +728,13 @@ def bayesian_correlated_ttest(differences, rope: float, rho: float = 0.0) -> Bay
     cross-validation folds. auxbench's seeds re-draw split, data order and initialisation
     independently, so rho = 0 (the plain Bayesian paired t-test); all seeds share one test set,
     which this, like every interval over seeds, does not cover. Needs n >= 2 differences; with
-    zero spread the posterior is a point mass at mean(d). NaNs are dropped.
+    zero spread the posterior is a point mass at mean(d). NaNs are dropped. ``rope=None``: no
+    region of practical equivalence is declared, so ``equivalent`` is NaN and the rest is
+    P(Δ < 0) / P(Δ > 0) (a point mass at 0 split between them).
     """
+    if rope is None:
+        v = bayesian_correlated_ttest(differences, 0.0, rho)
+        return BayesianVerdict(v.worse + v.equivalent / 2, math.nan, v.better + v.equivalent / 2, v.n)
     d = _finite_1d(differences)
     n = d.size
     if n < 2:
@@ -679,7 +749,7 @@ def bayesian_correlated_ttest(differences, rope: float, rho: float = 0.0) -> Bay
 
 
 def bayesian_signed_rank(
-    differences, rope: float, prior: float = 1.0, n_samples: int = 50_000, seed: int = 0
+    differences, rope: float | None, prior: float = 1.0, n_samples: int = 50_000, seed: int = 0
 ) -> BayesianVerdict:
     """Bayesian signed-rank test over datasets (Benavoli et al. 2014, 2017; baycomp's ``SignedRankTest``).
 
@@ -689,6 +759,10 @@ def bayesian_signed_rank(
     Walsh averages (z_i + z_j)/2 (all i, j, weighted w_i w_j) below -rope, within +/-rope and
     above rope. The returned probabilities are the fractions of ``n_samples`` samples in which
     each region has the largest mass, as baycomp reports them. Needs n >= 2 datasets.
+    ``rope=None`` (none declared): two regions, below and above 0, Walsh averages of exactly 0
+    counting half to each; ``equivalent`` is NaN (with a ROPE of 0 it would be the chance of an
+    exact tie, which the pseudo-observation z_0 = 0 makes positive: not a statement about
+    practical equivalence).
     """
     z = _finite_1d(differences)
     n = z.size
@@ -696,11 +770,15 @@ def bayesian_signed_rank(
         return BayesianVerdict(math.nan, math.nan, math.nan, n)
     z = np.concatenate([[0.0], z])
     walsh = z[:, None] + z[None, :]
-    regions = [walsh < -2 * rope, np.abs(walsh) <= 2 * rope, walsh > 2 * rope]
+    if rope is None:
+        half = 0.5 * (walsh == 0)
+        regions = [(walsh < 0) + half, np.zeros_like(walsh), (walsh > 0) + half]
+    else:
+        regions = [walsh < -2 * rope, np.abs(walsh) <= 2 * rope, walsh > 2 * rope]
     w = np.random.default_rng(seed).dirichlet(np.r_[prior, np.ones(n)], size=n_samples)
     mass = np.stack([np.einsum("si,ij,sj->s", w, r.astype(float), w) for r in regions], axis=1)
     winner = np.bincount(np.argmax(mass, axis=1), minlength=3) / n_samples
-    return BayesianVerdict(float(winner[0]), float(winner[1]), float(winner[2]), n)
+    return BayesianVerdict(float(winner[0]), math.nan if rope is None else float(winner[1]), float(winner[2]), n)
 
 
 # --------------------------------------------------------------------------------------
@@ -727,6 +805,76 @@ def bootstrap_over_test_examples(per_example, reps: int = 2000, confidence: floa
                            for i in range(0, reps, 200)])
     low, high = np.percentile(boot, [50 * (1 - confidence), 50 * (1 + confidence)])
     return Interval(point, float(low), float(high), "test-set bootstrap", n)
+
+
+def bootstrap_difference_over_test_examples(a_examples, b_examples, reps: int = 2000, confidence: float = 0.95,
+                                            seed: int = 0) -> Interval:
+    """Percentile interval of Δ = mean(a) - mean(b) when the shared test examples are resampled.
+
+    ``a_examples``, ``b_examples``: seeds x examples of two cells scored on the same test set
+    (paired by example; the seeds of each cell are averaged per example). Both cells are scored
+    on the same resampled examples in each replicate, so the interval is that of the
+    *difference*, which is much narrower than the two cells' intervals side by side (an example
+    both get right or both get wrong moves neither). ``n`` is the number of examples.
+    """
+    a = np.atleast_2d(np.asarray(a_examples, dtype=float)).mean(axis=0)
+    b = np.atleast_2d(np.asarray(b_examples, dtype=float)).mean(axis=0)
+    if a.shape != b.shape:
+        raise ValueError(f"the cells were scored on different test sets ({a.size} and {b.size} examples)")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    boot = np.concatenate([rng.choice(d, size=(min(200, reps - i), d.size)).mean(axis=1) for i in range(0, reps, 200)])
+    low, high = np.percentile(boot, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return Interval(float(d.mean()), float(low), float(high), "paired test-set bootstrap", int(d.size))
+
+
+@dataclass(frozen=True)
+class AdditiveModel:
+    """Per-column model ``score = column mean + method effect + seed effect + noise`` (two-way
+    additive ANOVA, seeds as blocks) over a balanced set of cells. ``residual_sd`` is the pooled
+    noise SD with ``df`` degrees of freedom; ``comparisons`` holds, per method, Δ vs the reference
+    method, its standard error ``sqrt(2 s^2 / n)``, t and two-sided p (t with ``df``).
+    ``equal_variance_p``: Bartlett's test that the paired differences with the reference have
+    one variance across methods (the assumption the pooling rests on); NaN when untestable."""
+
+    methods: list[str]
+    seeds: list
+    residual_sd: float
+    df: int
+    comparisons: pd.DataFrame
+    equal_variance_p: float
+
+
+def additive_model(scores: pd.DataFrame, reference: str, resolution: float | None = None) -> AdditiveModel:
+    """Fit :class:`AdditiveModel` to ``scores`` (rows = seeds, columns = methods, complete).
+
+    With k methods and n seeds the residual has (k - 1)(n - 1) degrees of freedom instead of the
+    n - 1 of one paired test, so when the assumption holds (the seed-to-seed noise of every
+    method's difference from the reference has one variance) it detects far smaller effects.
+    The estimate of Δ is the plain paired mean difference; only its standard error is pooled.
+    ``resolution``: the scores' step (:func:`count_resolution`), so that a difference the same on
+    every seed has exactly no spread in the variance check.
+    """
+    x = scores.to_numpy(dtype=float)
+    n, k = x.shape
+    resid = x - x.mean(axis=0, keepdims=True) - x.mean(axis=1, keepdims=True) + x.mean()
+    df = (k - 1) * (n - 1)
+    s2 = float(np.sum(resid**2) / df) if df > 0 else math.nan
+    ref = scores[reference].to_numpy(dtype=float)
+    rows = []
+    for method in scores.columns:
+        if method == reference:
+            continue
+        diff = float(np.mean(scores[method].to_numpy(dtype=float) - ref))
+        se = math.sqrt(2 * s2 / n) if s2 > 0 else math.nan
+        t = diff / se if se > 0 else math.nan
+        rows.append({"method": method, "diff": diff, "se": se, "t": t,
+                     "p": float(2 * stats.t.sf(abs(t), df)) if math.isfinite(t) else math.nan})
+    diffs = [snap(scores[m].to_numpy(dtype=float) - ref, resolution) for m in scores.columns if m != reference]
+    spread = [d for d in diffs if np.ptp(d) > 0]
+    equal_p = float(stats.bartlett(*spread).pvalue) if len(spread) >= 2 and n >= 3 else math.nan
+    return AdditiveModel(list(scores.columns), list(scores.index), math.sqrt(s2) if s2 >= 0 else math.nan, df,
+                         pd.DataFrame(rows, columns=["method", "diff", "se", "t", "p"]), equal_p)
 
 
 def cost_ratio(values, baseline_values) -> float:

@@ -8,30 +8,33 @@ method): two cells are compared on the seeds both hold, with a paired t-test; th
 one side holds are dropped from that comparison (and named). Welch's t-test is used only when
 fewer than 2 seeds pair.
 
-Multiple comparisons: each column is one family, all pairs of its methods, Holm-adjusted
-together (:func:`column_pairs`). The verdict against the baseline (▲/▼), the "not shown
-different from the best" mark (≈) and the pairwise table all read their p-value from that one
-family, so a pair has one verdict wherever it appears; because Holm controls the family-wise
-error over every pair, reading the pairs with the best after choosing the best from the same
-data is still covered.
+Multiple comparisons: per column, the primary family is the comparisons of every method with
+the baseline, Holm-adjusted together (:func:`baseline_family`); the verdicts (▲/▼) read it. All
+pairs of a column are a second, exploratory family (:func:`column_pairs`), also Holm-adjusted.
+
+Degenerate data: accuracy scores are counts over the test size, so each column's step
+(:func:`stats.count_resolution`) is found and every score put exactly on it; a difference that
+is the same on every seed is then exactly constant and gets the exact sign-flip test instead of
+a t statistic of float noise.
 
 Failures (docs/leaderboard.md, "Failures"): a trial that finished with a status other than
 ``done`` (diverged, degenerate) is a result of the method: it stays in the cell's count as
-``k/n diverged`` and the cell can earn no favourable mark (best, ≈, ▲) nor enter the ranks. A
-trial that never finished (failed, partial, missing) is missing evidence, not a result.
+``k/n diverged`` and the cell earns nothing: no bold, no ▲, no place in the ranks, the IQM,
+P(better) or the Bayesian tables. A trial that never finished (failed, partial, missing) is
+missing evidence, not a result.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
 from auxbench.errors import AuxbenchError
+from auxbench.leaderboard import power as P
 from auxbench.leaderboard import stats as S
 
 SELECTIONS = ("final", "best_val")
@@ -49,6 +52,8 @@ class Board:
     ``columns``/``methods`` keep the suite's order; ``skipped`` maps (column, method) to the
     reason; ``higher`` maps a column to its metric's direction (None: no finished trial says).
     ``rope``: region of practical equivalence in % of the baseline's mean (None: not declared).
+    ``resolution`` maps a column to its scores' step (None: not counts), ``bounds`` to its metric's
+    range, ``detect`` is the effect the suite wants detectable (None: not declared).
     """
 
     trials: pd.DataFrame
@@ -61,6 +66,38 @@ class Board:
     baseline: str
     alpha: float
     rope: float | None = None
+    resolution: dict = field(default_factory=dict)
+    bounds: dict = field(default_factory=dict)
+    detect: float | None = None
+
+    def tolerance(self, column: str) -> float:
+        """A spread at most this is none: 0 on a count grid (scores are snapped), else a millionth
+        of the scores' magnitude (float32 rounding of a metric is about 1e-7 of it)."""
+        if self.resolution.get(column):
+            return 0.0
+        x = self.trials.loc[self.trials["column"] == column, "score"].abs()
+        return 1e-6 * float(x.max()) if x.notna().any() else 0.0
+
+    @cached_property
+    def blocks(self) -> list[list[str]]:
+        """Columns that are not independent evidence, grouped: they share a trial, or a problem and
+        backbone (the same primary task, test set and per-seed splits: a ``+2random`` column whose
+        ``stl`` recomputes its base column's ``stl`` bit for bit), or their baseline's scores are
+        identical on every seed. Each group is one block in the tests across columns."""
+        t = self.trials
+        keys = {}
+        for column in self.columns:
+            here = t[t["column"] == column]
+            base = here[(here["method"] == self.baseline) & here["counted"]].sort_values("seed")
+            keys[column] = set(here["trial_id"]) | {("data", p, b) for p, b in zip(here["problem"], here["backbone"],
+                                                                                   strict=True)}
+            if len(base) >= 2:
+                keys[column].add(("baseline", tuple(base["seed"]), tuple(base["score"])))
+        groups: list[list[str]] = []
+        for column in self.columns:
+            hit = [g for g in groups if any(keys[column] & keys[c] for c in g)]
+            groups = [g for g in groups if g not in hit] + [[c for g in hit for c in g] + [column]]
+        return sorted((sorted(g, key=self.columns.index) for g in groups), key=lambda g: self.columns.index(g[0]))
 
     @property
     def level(self) -> float:
@@ -105,7 +142,7 @@ def metric_direction(metric: str, higher_is_better: bool | None = None) -> bool:
 
 def build_board(df: pd.DataFrame, record: dict | None, metric: str = "primary", selection: str = "final",
                 baseline: str = "stl", alpha: float = 0.05, rope: float | None = None,
-                higher_is_better: bool | None = None) -> Board:
+                higher_is_better: bool | None = None, detect: float | None = None) -> Board:
     """Score every expected trial of ``df`` (:func:`auxbench.results.load_results`).
 
     ``metric="primary"`` is each trial's primary task's test metric, its direction the one the
@@ -130,6 +167,8 @@ def build_board(df: pd.DataFrame, record: dict | None, metric: str = "primary", 
         "seed": df.get("seed", pd.Series(dtype=int)),
         "status": df.get("status", pd.Series(dtype=str)),
         "trial_id": df.get("trial_id", pd.Series(dtype=str)),
+        "problem": df.get("problem", pd.Series(dtype=str)),
+        "backbone": df.get("backbone", pd.Series(dtype=str)),
         "score": _scores(df, metric, selection),
         "note": [_note(row) for _, row in df.iterrows()],
     })
@@ -147,8 +186,27 @@ def build_board(df: pd.DataFrame, record: dict | None, metric: str = "primary", 
         if len(set(flags)) > 1:
             raise AuxbenchError(f"column {column}: trials disagree on whether higher scores are better")
         higher[column] = bool(flags.iloc[0]) if len(flags) else None
+    resolution, bounds = {}, {}
+    for column in columns:
+        metric_id = _metric_id(df, column, metric)
+        bounds[column] = METRIC_RANGE.get(metric_id, (-math.inf, math.inf))
+        here = trials["column"] == column
+        step = S.count_resolution(trials.loc[here, "score"]) if metric_id in COUNT_METRICS else None
+        resolution[column] = step
+        trials.loc[here, "score"] = S.snap(trials.loc[here, "score"], step)
     return Board(trials.reset_index(drop=True), columns, methods, higher, skipped, metric, selection,
-                 baseline, alpha, rope)
+                 baseline, alpha, rope, resolution, bounds, detect)
+
+
+COUNT_METRICS = ("accuracy",)  # metric ids whose scores are counts over the test size
+METRIC_RANGE = {"accuracy": (0.0, 1.0), "mse": (0.0, math.inf)}  # intervals are clipped to these
+
+
+def _metric_id(df: pd.DataFrame, column: str, metric: str) -> str:
+    if metric != "primary":
+        return metric.rsplit("/", 1)[-1]
+    keys = df.loc[df["column"] == column, "primary_metric"].dropna() if "primary_metric" in df else []
+    return str(keys.iloc[0]).rsplit("/", 1)[-1] if len(keys) else ""
 
 
 def _scores(df: pd.DataFrame, metric: str, selection: str) -> pd.Series:
@@ -191,22 +249,21 @@ def compare_cells(board: Board, column: str, a: str, b: str, mde_alpha: float | 
     if len(shared) >= 2:
         dropped = sorted(set(x.index) ^ set(y.index))
         xs, ys = x.loc[shared].to_numpy(), y.loc[shared].to_numpy()
-        comp = S.compare(xs, ys, paired=True, alpha=board.alpha, mde_alpha=mde_alpha)
+        comp = S.compare(xs, ys, paired=True, alpha=board.alpha, mde_alpha=mde_alpha,
+                         resolution=board.resolution.get(column), tolerance=board.tolerance(column))
         paired_on = shared
     else:
         xs, ys, dropped, paired_on = x.to_numpy(), y.to_numpy(), [], []
-        comp = S.compare(xs, ys, paired=False, alpha=board.alpha, mde_alpha=mde_alpha)
+        comp = S.compare(xs, ys, paired=False, alpha=board.alpha, mde_alpha=mde_alpha,
+                         tolerance=board.tolerance(column))
     sign = 1.0 if board.higher[column] is not False else -1.0
     return PairComparison(comp, sign * S.hedges_g(xs, ys), paired_on, dropped)
 
 
-def column_pairs(board: Board, column: str) -> pd.DataFrame:
-    """Every pair of methods with scores on ``column`` (suite order, a before b): Δ = mean a - mean b
-    over the seeds compared, its CI, g (+ = a better), the test, the seeds dropped to pair, the raw
-    p and the Holm-adjusted p over the column's pairs (the family every verdict on the column
-    reads), and the MDE at the strictest level Holm can judge a pair at, α / (testable pairs)."""
-    present = [m for m in board.methods if not board.seeds(column, m).empty]
-    pairs = [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
+def _pair_rows(board: Board, column: str, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """Δ = mean a - mean b over the seeds compared, its CI, g (+ = a better), the test, the seeds
+    dropped to pair, the raw p, the Holm-adjusted p over ``pairs`` (one family) and the MDE at
+    the strictest level Holm can judge a pair at, α / (testable pairs)."""
     first = [compare_cells(board, column, a, b) for a, b in pairs]
     m = sum(c.comp.testable for c in first)
     rows = []
@@ -221,6 +278,26 @@ def column_pairs(board: Board, column: str) -> pd.DataFrame:
     return out
 
 
+def _present(board: Board, column: str) -> list[str]:
+    return [m for m in board.methods if not board.seeds(column, m).empty]
+
+
+def column_pairs(board: Board, column: str) -> pd.DataFrame:
+    """Every pair of methods with scores on ``column`` (suite order, a before b), Holm over all of
+    them: the exploratory family (see :func:`_pair_rows` for the fields)."""
+    present = _present(board, column)
+    return _pair_rows(board, column, [(a, b) for i, a in enumerate(present) for b in present[i + 1:]])
+
+
+def baseline_family(board: Board, column: str) -> pd.DataFrame:
+    """Every method against the baseline on ``column``, Holm over those comparisons only: the
+    primary family the verdicts read (``a`` = the method, ``b`` = the baseline)."""
+    present = _present(board, column)
+    if board.baseline not in present:
+        return _pair_rows(board, column, [])
+    return _pair_rows(board, column, [(m, board.baseline) for m in present if m != board.baseline])
+
+
 def pair_row(pairs: pd.DataFrame, a: str, b: str) -> tuple[pd.Series, float]:
     """The row of a vs b in ``pairs`` and the sign that turns it into a - b (its rows hold one order)."""
     hit = pairs[(pairs["a"] == a) & (pairs["b"] == b)]
@@ -232,7 +309,7 @@ def pair_row(pairs: pd.DataFrame, a: str, b: str) -> tuple[pd.Series, float]:
 def _verdict(comp: S.Comparison, diff: float, p_holm: float, higher: bool, alpha: float, failures: int,
              expected: int) -> str:
     if not comp.testable:
-        return "n too small to test" if math.isnan(comp.min_p) or comp.min_p >= alpha else "no spread, not testable"
+        return "not testable"
     if p_holm >= alpha:
         return "n.s."
     verdict = "better" if (diff > 0) == higher else "worse"
@@ -241,37 +318,43 @@ def _verdict(comp: S.Comparison, diff: float, p_holm: float, higher: bool, alpha
     return verdict
 
 
+def _clip(low: float, high: float, bounds: tuple[float, float]) -> tuple[float, float, bool]:
+    lo, hi = bounds
+    return max(low, lo), min(high, hi), bool(low < lo or high > hi)
+
+
 def cell_table(board: Board) -> pd.DataFrame:
     """One row per (column, method) with scores: mean, std, CI, failures, and Δ/g/test vs the baseline.
 
-    Every p-value comes from the column's family (:func:`column_pairs`). ``best``: the best mean
-    among the column's *eligible* cells: no failed (diverged) trial, and as many counted seeds as
-    the column's best-evidenced cell, so "best" rests on the same evidence as everyone else.
-    ``tied_best``: a cell without failures that is not shown different from the best (its
-    Holm-adjusted p against the best is >= alpha, or the pair cannot be tested).
+    Δ, its test and p Holm come from the column's primary family (:func:`baseline_family`);
+    ``p_best_holm``, the comparison with the best cell, from the exploratory family of all pairs.
+    ``best``: the best mean among the column's cells without a failed (diverged) trial, whatever
+    their seed counts (ties all best). The cell's interval is clipped to the metric's range
+    (``clipped`` says where).
     """
     rows = []
     for column in board.columns:
+        family = baseline_family(board, column)
         pairs = column_pairs(board, column)
         for method in board.methods:
             x = board.seeds(column, method)
             if (column, method) in board.skipped or x.empty:
                 continue
             iv = S.mean_ci(x.to_numpy(), confidence=board.level)
+            low, high, clipped = _clip(iv.low, iv.high, board.bounds.get(column, (-math.inf, math.inf)))
             row = {"column": column, "method": method, "n": iv.n, "expected": len(board.cell(column, method)),
                    "failures": board.failures(column, method), "mean": iv.mean,
-                   "std": float(x.std(ddof=1)) if iv.n > 1 else math.nan, "ci_low": iv.low, "ci_high": iv.high,
-                   "seeds": list(x.index)}
+                   "std": float(x.std(ddof=1)) if iv.n > 1 else math.nan, "ci_low": low, "ci_high": high,
+                   "clipped": clipped, "ci_half": (iv.high - iv.low) / 2, "seeds": list(x.index)}
             if method != board.baseline and not board.seeds(column, board.baseline).empty:
-                r, sign = pair_row(pairs, method, board.baseline)
-                row.update(diff=sign * r["diff"], diff_low=sign * (r["low"] if sign > 0 else r["high"]),
-                           diff_high=sign * (r["high"] if sign > 0 else r["low"]), g=sign * r["g"], test=r["test"],
+                r, _ = pair_row(family, method, board.baseline)
+                row.update(diff=r["diff"], diff_low=r["low"], diff_high=r["high"], g=r["g"], test=r["test"],
                            dropped=r["dropped"], p=r["p"], p_holm=r["p_holm"], mde=r["mde"], comp=r["comp"])
             rows.append(row)
         _mark_best(board, column, rows, pairs)
     cells = pd.DataFrame(rows, columns=["column", "method", "n", "expected", "failures", "mean", "std", "ci_low",
-                                        "ci_high", "seeds", "diff", "diff_low", "diff_high", "g", "test", "dropped",
-                                        "p", "p_holm", "mde", "comp", "best", "tied_best", "p_best_holm"])
+                                        "ci_high", "clipped", "ci_half", "seeds", "diff", "diff_low", "diff_high", "g", "test",
+                                        "dropped", "p", "p_holm", "mde", "comp", "best", "p_best_holm"])
     cells["verdict"] = [
         "baseline" if r.method == board.baseline else (
             "no baseline" if not isinstance(r.comp, S.Comparison) else
@@ -279,28 +362,26 @@ def cell_table(board: Board) -> pd.DataFrame:
         for r in cells.itertuples()
     ]
     cells["best"] = cells["best"].fillna(False).astype(bool)
-    cells["tied_best"] = cells["tied_best"].fillna(False).astype(bool)
     return cells.drop(columns=["comp"])
 
 
 def _mark_best(board: Board, column: str, rows: list[dict], pairs: pd.DataFrame) -> None:
     here = [r for r in rows if r["column"] == column]
-    if not here or board.higher[column] is None:
-        return
-    most = max(r["n"] for r in here)
-    eligible = [r for r in here if r["failures"] == 0 and r["n"] == most]
     for r in here:
-        r.update(best=False, tied_best=False, p_best_holm=math.nan)
-    if not eligible:
+        r.update(best=False, p_best_holm=math.nan)
+    eligible = [r for r in here if r["failures"] == 0]
+    if not eligible or board.higher[column] is None:
         return
-    pick = (max if board.higher[column] else min)(eligible, key=lambda r: r["mean"])
-    pick["best"] = True
+    top = (max if board.higher[column] else min)(r["mean"] for r in eligible)
+    tol = max(board.tolerance(column), 1e-12 * abs(top))
+    picks = [r for r in eligible if abs(r["mean"] - top) <= tol]
+    for r in picks:
+        r["best"] = True
+    first = picks[0]
     for r in here:
-        if r is pick:
-            continue
-        row, _ = pair_row(pairs, r["method"], pick["method"])
-        r["p_best_holm"] = row["p_holm"]
-        r["tied_best"] = r["failures"] == 0 and not row["p_holm"] < board.alpha
+        if not r["best"]:
+            row, _ = pair_row(pairs, r["method"], first["method"])
+            r["p_best_holm"] = row["p_holm"]
 
 
 def pairwise_table(board: Board, column: str) -> pd.DataFrame:
@@ -345,10 +426,26 @@ def wilcoxon_holm_min_p(k: int, N: int) -> float:
     return min(1.0, k * (k - 1) / 2 * 2.0 ** (1 - N))
 
 
+def block_label(block: list[str]) -> str:
+    return " + ".join(block)
+
+
+def by_block(board: Board, per_column: pd.DataFrame) -> pd.DataFrame:
+    """Rows per column -> rows per block of :attr:`Board.blocks` (the mean of the block's columns),
+    so that columns sharing trials count once in a test across columns."""
+    rows = {}
+    for block in board.blocks:
+        here = [c for c in block if c in per_column.index]
+        if here:
+            rows[block_label(here)] = per_column.loc[here].mean(axis=0, skipna=False)
+    return pd.DataFrame(rows).T.reindex(columns=per_column.columns) if rows else per_column.iloc[:0]
+
+
 def rank_summary(board: Board, cells: pd.DataFrame) -> RankSummary:
-    """Average ranks, Friedman (permutation p), and Wilcoxon + Holm cliques for the CD diagram."""
-    means = oriented_means(board, cells)
-    failed = {m for m in means.columns if any(board.failures(c, m) for c in means.index)}
+    """Average ranks, Friedman (permutation p), and Wilcoxon + Holm cliques for the CD diagram,
+    over blocks of columns (:attr:`Board.blocks`; a block's score is its columns' mean)."""
+    means = by_block(board, oriented_means(board, cells))
+    failed = [m for m in means.columns if any(board.failures(c, m) for c in board.columns)]
     excluded = {m: "no score on some column" for m in means.columns if means[m].isna().any()}
     excluded.update({m: "a diverged trial on some column" for m in failed if m not in excluded})
     complete = means[[m for m in means.columns if m not in excluded]]
@@ -362,7 +459,7 @@ def rank_summary(board: Board, cells: pd.DataFrame) -> RankSummary:
     min_p = wilcoxon_holm_min_p(k, N)
     needed = next(n for n in range(N, 64) if wilcoxon_holm_min_p(k, n) < board.alpha)
     if k < 3 or N < 2:
-        why = f"the Friedman test needs k >= 3 methods and N >= 2 columns (have k = {k}, N = {N})"
+        why = f"the Friedman test needs k >= 3 methods and N >= 2 independent columns (have k = {k}, N = {N})"
         return RankSummary(complete, excluded, ranks, None, why, wilcoxon, groups, min_p, needed)
     return RankSummary(complete, excluded, ranks, S.friedman(complete), "", wilcoxon, groups, min_p, needed)
 
@@ -406,6 +503,12 @@ def robust_summary(board: Board, cells: pd.DataFrame, reps: int = 2000, seed: in
         mine = norm[norm["method"] == method]
         if mine.empty:
             continue
+        failures = int(sum(board.failures(c, method) for c in board.columns))
+        if failures:  # the failure rule: a method with a diverged trial earns no summary
+            rows.append({"method": method, "columns": mine["column"].nunique(), "runs": len(mine),
+                         "failures": failures, "iqm": math.nan, "low": math.nan, "high": math.nan,
+                         "poi": math.nan, "poi_columns": 0, "poi_paired": 0})
+            continue
         per_column = [g["score"].to_numpy() for _, g in mine.groupby("column", sort=False)]
         iv = S.stratified_bootstrap_iqm({method: per_column}, reps=reps, confidence=board.level, seed=seed)[method]
         per_poi, paired = [], 0
@@ -422,8 +525,8 @@ def robust_summary(board: Board, cells: pd.DataFrame, reps: int = 2000, seed: in
                 per_poi.append(S.paired_probability_of_improvement(sign * x.loc[shared], sign * y.loc[shared]))
             else:
                 per_poi.append(S.probability_of_improvement(sign * x.to_numpy(), sign * y.to_numpy()))
-        rows.append({"method": method, "columns": len(per_column), "runs": iv.n, "failures": int(
-            sum(board.failures(c, method) for c in board.columns)), "iqm": iv.mean, "low": iv.low, "high": iv.high,
+        rows.append({"method": method, "columns": len(per_column), "runs": iv.n, "failures": 0,
+                     "iqm": iv.mean, "low": iv.low, "high": iv.high,
             "poi": float(np.mean(per_poi)) if per_poi else math.nan, "poi_columns": len(per_poi),
             "poi_paired": paired})
     return pd.DataFrame(rows, columns=["method", "columns", "runs", "failures", "iqm", "low", "high", "poi",
@@ -432,11 +535,14 @@ def robust_summary(board: Board, cells: pd.DataFrame, reps: int = 2000, seed: in
 
 # ----- Bayesian comparisons with the baseline ----------------------------------------------------
 def bayesian_table(board: Board) -> pd.DataFrame:
-    """P(worse), P(equivalent), P(better) than the baseline, with the suite's ROPE (in % of the
-    baseline's mean; 0 when none is declared): per column, the Bayesian correlated t-test on the
-    paired seeds' differences in % of the baseline mean; across columns (``column = "all"``), the
-    Bayesian signed-rank test on the columns' mean paired differences (Benavoli et al. 2017)."""
-    rope = board.rope or 0.0
+    """P(worse), P(equivalent), P(better) than the baseline with the suite's ROPE (in % of the
+    baseline's mean; without one P(equivalent) is NaN and the rest P(Δ < 0) / P(Δ > 0)): per column,
+    the Bayesian correlated t-test on the paired seeds' differences in % of the baseline mean;
+    across columns (``column = "all"``), the Bayesian signed-rank test on the mean paired
+    differences of the independent blocks of columns (Benavoli et al. 2017), from
+    :data:`SIGNED_RANK_MIN_BLOCKS` blocks on (it reports which region has the largest posterior
+    mass, so with 2 blocks of one sign it says 1.000 however small they are). A cell with a
+    diverged trial gets no row (the failure rule), and a method with one anywhere no "all" row."""
     rows, per_column = [], {}
     for column in board.columns:
         base = board.seeds(column, board.baseline)
@@ -445,49 +551,100 @@ def bayesian_table(board: Board) -> pd.DataFrame:
         for method in board.methods:
             x = board.seeds(column, method)
             shared = [s for s in x.index if s in base.index]
-            if method == board.baseline or not shared:
+            if method == board.baseline or not shared or board.failures(column, method):
                 continue
             d = S.percent_of_baseline(x.loc[shared].to_numpy(), float(base.mean()), bool(board.higher[column])) \
                 - S.percent_of_baseline(base.loc[shared].to_numpy(), float(base.mean()), bool(board.higher[column]))
-            v = S.bayesian_correlated_ttest(d, rope)
-            per_column.setdefault(method, []).append(float(np.mean(d)))
+            v = S.bayesian_correlated_ttest(d, board.rope)
+            per_column.setdefault(method, {})[column] = float(np.mean(d))
             rows.append({"column": column, "method": method, "test": "correlated t (ρ = 0)", "n": v.n,
                          "worse": v.worse, "equivalent": v.equivalent, "better": v.better})
     for method, diffs in per_column.items():
-        v = S.bayesian_signed_rank(diffs, rope)
+        if any(board.failures(c, method) for c in board.columns):
+            continue
+        blocks = by_block(board, pd.DataFrame({"d": pd.Series(diffs)}))["d"].dropna()
+        v = S.bayesian_signed_rank(blocks.to_numpy(), board.rope) if len(blocks) >= SIGNED_RANK_MIN_BLOCKS \
+            else S.BayesianVerdict(math.nan, math.nan, math.nan, len(blocks))
         rows.append({"column": "all", "method": method, "test": "signed-rank", "n": v.n, "worse": v.worse,
                      "equivalent": v.equivalent, "better": v.better})
     return pd.DataFrame(rows, columns=["column", "method", "test", "n", "worse", "equivalent", "better"])
 
 
+SIGNED_RANK_MIN_BLOCKS = 5  # below this, blocks that all lean one way give P = 1.000 whatever their sizes
+
+
+# ----- power and a pooled model per column ------------------------------------------------------
+def column_power(board: Board, column: str) -> P.ColumnPower:
+    """What ``column`` could detect (:mod:`.power`): the paired differences of every failure-free
+    method with the baseline, the family of comparisons with the baseline, the seeds it has."""
+    base = board.seeds(column, board.baseline)
+    diffs, m = [], 0
+    for method in board.methods:
+        x = board.seeds(column, method)
+        if method == board.baseline or x.empty or base.empty:
+            continue
+        m += 1
+        shared = [s for s in x.index if s in base.index]
+        if not board.failures(column, method):
+            diffs.append(S.snap(x.loc[shared].to_numpy() - base.loc[shared].to_numpy(), board.resolution.get(column)))
+    n = len(base)
+    return P.column_power(diffs, n, board.alpha, max(m, 1), board.detect)
+
+
+def column_model(board: Board, column: str) -> tuple[S.AdditiveModel | None, str]:
+    """:func:`stats.additive_model` of ``column`` over its failure-free cells holding every seed of
+    the baseline, with Holm over its comparisons with the baseline; or None and why not."""
+    base = board.seeds(column, board.baseline)
+    if len(base) < 2:
+        return None, f"fewer than 2 seeds of `{board.baseline}`"
+    seeds = list(base.index)
+    keep = {m: board.seeds(column, m) for m in board.methods}
+    keep = {m: x.loc[seeds] for m, x in keep.items()
+            if set(seeds) <= set(x.index) and not board.failures(column, m)}
+    if len(keep) < 3:
+        return None, "fewer than 3 failure-free methods hold every seed of the baseline"
+    model = S.additive_model(pd.DataFrame(keep), board.baseline, board.resolution.get(column))
+    model.comparisons["p_holm"] = S.holm(model.comparisons["p"].astype(float))
+    return model, ""
+
+
 # ----- a bootstrap over test examples -----------------------------------------------------------
-def example_bootstrap_intervals(board: Board, df: pd.DataFrame, run_dir: Path, reps: int = 2000) -> tuple[pd.DataFrame, str]:
+def example_bootstrap_intervals(board: Board, df: pd.DataFrame, predictions_of, reps: int = 2000) -> tuple[pd.DataFrame, str]:
     """Per cell, the interval from resampling test examples (:func:`stats.bootstrap_over_test_examples`)
-    for accuracy metrics, from each counted trial's stored per-example scores; and why there is
-    none when there is none. Needs every counted trial of the cell to have stored them."""
+    for accuracy metrics, from each counted trial's stored per-example scores, and the interval of
+    its difference with the baseline on the same resampled examples
+    (:func:`stats.bootstrap_difference_over_test_examples`); and why there is none when there is
+    none. Needs every counted trial of the cell to have stored them."""
     if board.metric != "primary" or board.selection != "final":
         return pd.DataFrame(), ("per-example predictions are stored for the primary task at the final epoch "
                                 "only, so there is no test-example bootstrap for this reading")
-    from auxbench.predictions import load_test_predictions
-
     rows, absent = [], 0
     keys = df.set_index("trial_id")["primary_metric"] if "primary_metric" in df else pd.Series(dtype=str)
     for column in board.columns:
+        scores = {}
         for method in board.methods:
             cell = board.cell(column, method)
             cell = cell[cell["counted"]]
             if cell.empty or not str(keys.get(cell["trial_id"].iloc[0], "")).endswith("/accuracy"):
                 continue
-            stored = [load_test_predictions(Path(run_dir) / i) for i in cell["trial_id"]]
+            stored = [predictions_of(i) for i in cell["trial_id"]]
             if any(s is None for s in stored):
                 absent += 1
                 continue
-            iv = S.bootstrap_over_test_examples(np.stack([s[1] for s in stored]), reps=reps, confidence=board.level)
-            rows.append({"column": column, "method": method, "seeds": len(stored), "examples": iv.n,
-                         "mean": iv.mean, "low": iv.low, "high": iv.high})
+            scores[method] = np.stack([s[1] for s in stored])
+        for method, m in scores.items():
+            iv = S.bootstrap_over_test_examples(m, reps=reps, confidence=board.level)
+            row = {"column": column, "method": method, "seeds": m.shape[0], "examples": iv.n,
+                   "mean": iv.mean, "low": iv.low, "high": iv.high}
+            if method != board.baseline and board.baseline in scores and not board.failures(column, method):
+                d = S.bootstrap_difference_over_test_examples(m, scores[board.baseline], reps=reps,
+                                                              confidence=board.level)
+                row.update(diff=d.mean, diff_low=d.low, diff_high=d.high)
+            rows.append(row)
     why = "" if rows else ("no cell with an accuracy metric has per-example predictions stored with all its trials "
                            "(trials run before auxbench stored them)" if absent else "no accuracy column")
-    return pd.DataFrame(rows, columns=["column", "method", "seeds", "examples", "mean", "low", "high"]), why
+    return pd.DataFrame(rows, columns=["column", "method", "seeds", "examples", "mean", "low", "high", "diff",
+                                       "diff_low", "diff_high"]), why
 
 
 # ----- costs, references, curves --------------------------------------------------------------
@@ -590,7 +747,7 @@ def curve_key(board: Board, df: pd.DataFrame, column: str) -> str | None:
     return f"test/{keys.iloc[0]}" if len(keys) else None
 
 
-def curves(board: Board, run_dir: Path, column: str, key: str) -> pd.DataFrame:
+def curves(board: Board, metrics_of, column: str, key: str) -> pd.DataFrame:
     """Mean and std over counted seeds of ``key`` per epoch, per method (from each trial's metrics.csv).
 
     A trial evaluated only some epochs (``eval_every``, ``test_eval: selected``) leaves the others
@@ -600,9 +757,8 @@ def curves(board: Board, run_dir: Path, column: str, key: str) -> pd.DataFrame:
     t = board.trials
     frames = []
     for _, trial in t[(t["column"] == column) & t["counted"]].iterrows():
-        path = Path(run_dir) / trial["trial_id"] / "metrics.csv"
-        if path.exists():
-            m = pd.read_csv(path)
+        m = metrics_of(trial["trial_id"])
+        if m is not None:
             if key in m:
                 frames.append(pd.DataFrame({"method": trial["method"], "trial": trial["trial_id"],
                                             "epoch": m["epoch"], "value": m[key]}))

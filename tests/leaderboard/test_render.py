@@ -53,7 +53,7 @@ def test_every_status_and_skip_is_shown(published):
     for status in ("diverged", "failed", "partial", "missing"):
         assert f"| {status} " in text
     assert "- maxl on toy_regression/mlp: MAXL needs a classification primary task" in text
-    assert "n too small to test" in text and "▲" in text and "▼" in text
+    assert "not testable" in text and "▲" in text and "▼" in text and "≈" not in text
     assert "](#appendix-trials)" in text and "## Appendix: trials" in text
 
 
@@ -63,7 +63,7 @@ def test_cli_leaderboard_options(mini_dir, tmp_path, capsys, monkeypatch):
     assert main(["leaderboard", str(mini_dir), "-o", str(out), "--alpha", "0.1", "--selection", "best_val",
                  "--baseline", "human_aux"]) == 0
     text = out.read_text()
-    assert "α = 0.1;" in text and "90% CI" in text and "Baseline: `human_aux`" in text
+    assert "α = 0.1," in text and "90% CI" in text and "Baseline `human_aux`" in text
     assert "epoch with the best validation score" in text and "auxbench commit: `" in text
     assert main(["leaderboard", str(mini_dir), "-o", str(out), "--baseline", "nope"]) == 2
     assert "baseline 'nope'" in capsys.readouterr().err

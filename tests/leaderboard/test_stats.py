@@ -1,5 +1,6 @@
 """Tests for auxbench.leaderboard.stats: hand values, published tables, scipy/statsmodels/scikit-posthocs."""
 
+import itertools
 import math
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_hedges_g_degenerate():
     assert math.isnan(S.hedges_g([0, 2], [1, 1, 4]))  # fewer than 3 on a side by default
     assert math.isnan(S.hedges_g([1], [2, 3], min_n=1))
     assert math.isnan(S.hedges_g([1, 1, 1], [1, 1, 1]))
-    assert S.hedges_g([2, 2, 2], [1, 1, 1]) == math.inf
+    assert math.isnan(S.hedges_g([2, 2, 2], [1, 1, 1]))  # no spread: no effect size
 
 
 # ----------------------------------------------------------------------------- compare
@@ -109,8 +110,8 @@ def test_compare_untestable():
     assert c.diff == pytest.approx(0.075)
     c = S.compare([1.0, 1.0, 1.0], [0.5, 0.5, 0.5], paired=False)
     assert not c.testable and c.min_p == 0.0 and math.isnan(c.p) and c.diff == 0.5
-    c = S.compare([1, 2, 3], [0, 1, 2], paired=True)  # constant difference
-    assert not c.testable and math.isnan(c.p)
+    c = S.compare([1, 2, 3], [0, 1, 2], paired=True)  # constant difference: exact sign-flip, p = 2^(1-3)
+    assert c.testable and c.test == "exact sign-flip" and c.p == 0.25 and c.min_p == 0.25 and math.isnan(c.low)
     c = S.compare([1.0, np.nan, 3.0], [0.5, 1.0, 2.0], paired=True)  # one pair left after NaN
     assert c.n_a == 2 and c.testable
     assert not S.compare([1.0, np.nan], [0.5, 1.0], paired=True).testable
@@ -333,3 +334,33 @@ def test_percent_of_baseline_by_hand():
 def test_cost_ratio():
     assert S.cost_ratio([2.0, 4.0], [1.0, 2.0, np.nan]) == pytest.approx(2.0)
     assert math.isnan(S.cost_ratio([1.0], []))
+
+
+# ----------------------------------------------------------------------------- degenerate data
+def test_count_resolution_finds_the_test_size_or_none():
+    assert S.count_resolution([437 / 449, 430 / 449, np.nextafter(433 / 449, 1)]) == pytest.approx(1 / 449)
+    assert S.count_resolution([0.5, 0.25, 0.75]) == pytest.approx(1 / 4)  # a divisor of the size is still a step
+    assert S.count_resolution([0.1234567891234, 0.5]) is None  # not a count over any n <= 10^6
+    assert S.count_resolution([np.float32(437 / 449)]) is None  # float32 rounding is no count: tolerance instead
+    d = S.snap(np.array([438, 434, 441]) / 449 - np.array([437, 433, 440]) / 449, 1 / 449)
+    assert np.ptp(d) == 0 and d[0] == 1 / 449
+
+
+def test_sign_flip_p_is_exact():
+    assert S.sign_flip_p([0.01, 0.01, 0.01]) == (0.25, 0.25)
+    assert S.sign_flip_p([0.0, 0.0, 0.0])[0] == 1.0
+    # 4 pairs, |d| = 1, 2, 3, 4 all positive: only the all-positive and all-negative patterns reach mean 2.5
+    assert S.sign_flip_p([1, 2, 3, 4]) == (2 / 16, 2 / 16)
+    p, _ = S.sign_flip_p([1, -2, 3, 4])  # mean 1.5: patterns with |sum| >= 6 among the 16
+    signs = np.array(list(itertools.product([1, -1], repeat=4)))
+    assert p == np.mean(np.abs(signs @ np.array([1, 2, 3, 4])) >= 6)
+
+
+def test_bootstrap_difference_over_test_examples_is_paired():
+    rng = np.random.default_rng(0)
+    b = (rng.random((3, 500)) < 0.8).astype(float)
+    a = b.copy()
+    a[:, :10] = 1.0  # a fixes the same few examples on every seed
+    iv = S.bootstrap_difference_over_test_examples(a, b, reps=2000)
+    assert iv.mean == pytest.approx((a - b).mean())
+    assert iv.high - iv.low < 0.5 * (S.bootstrap_over_test_examples(b).high - S.bootstrap_over_test_examples(b).low)
