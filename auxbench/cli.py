@@ -25,7 +25,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from auxbench.executors import run_suite
 
     run_suite(args.suite, executor=args.executor, address=args.address, fake_data=args.fake_data,
-              smoke=args.smoke, runs_dir=args.runs_dir, leaderboard_path=args.output, download=args.download)
+              smoke=args.smoke, runs_dir=args.runs_dir, leaderboard_path=args.output, download=args.download,
+              reuse_published=args.reuse_published)
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> None:
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the trial plan (trials, finished ones, skipped pairs, resources, time estimates); "
                           "train and write nothing")
     run.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
+    run.add_argument("--reuse-published", action="store_true",
+                     help="take the finished trials of the published board's reproduce.json whose ids the suite "
+                          "still has, instead of training them again (only trials whose ids changed are run)")
     run.add_argument("--runs-dir", default="runs", help="results store (default: runs/)")
     run.add_argument("-o", "--output", default=None, help="leaderboard path (default: leaderboards/<suite>.md)")
     run.set_defaults(func=_cmd_run)

@@ -136,6 +136,18 @@ def execute_trials(todo: list[dict], run_dir: Path, executor: str, resources: Re
     return EXECUTORS.resolve(executor, "--executor")(todo, run_dir, resources, address)
 
 
+def reuse_published_trials(suite_name: str, trials: list[dict], run_dir: Path) -> None:
+    """Restore into ``run_dir`` the trials of ``leaderboards/<suite>/reproduce.json`` still in ``trials``."""
+    from auxbench.leaderboard.record import restore_store
+    from auxbench.reproduce import RECORD_FILE
+
+    published = default_leaderboard(suite_name).with_suffix("") / RECORD_FILE
+    if not published.is_file():
+        raise AuxbenchError(f"--reuse-published: {suite_name} has no published record ({published})")
+    restored = restore_store(published, run_dir, {t["id"] for t in trials})
+    print(f"reused {len(restored)} finished trials of {published}")
+
+
 def run_folder(suite_name: str, runs_dir: str | Path, fake_data: bool, smoke: bool) -> Path:
     """``runs/<suite>[-fake][-smoke]``, checked to stay inside ``runs_dir``."""
     run_dir = Path(runs_dir) / (suite_name + ("-fake" if fake_data else "") + ("-smoke" if smoke else ""))
@@ -152,6 +164,7 @@ def run_suite(
     runs_dir: str | Path = "runs",
     leaderboard_path: str | Path | None = None,
     download: bool = False,
+    reuse_published: bool = False,
 ) -> Path:
     """Run every unfinished trial of a suite and publish its leaderboard; return the run folder.
 
@@ -162,6 +175,9 @@ def run_suite(
     cluster at ``address``, its devices; ``download`` (or the suite's ``download: true``) fetches
     missing data files then, before any trial. ``leaderboard_path`` (the command line's ``-o``) is the
     user's choice and goes where it says; the default is checked to stay in ``leaderboards/``.
+    ``reuse_published``: the finished trials of the published board's ``reproduce.json`` whose ids
+    the suite still expands to are written into the store first (:func:`~auxbench.leaderboard.record.restore_store`),
+    so that only trials whose ids changed (a method's new version, a new seed) are trained.
     """
     from auxbench.leaderboard import publish
     from auxbench.tuning import plan_tuning, tune
@@ -183,6 +199,8 @@ def run_suite(
                                        lambda todo: execute_trials(todo, run_dir, executor, suite.resources, address))
         trials = record["trials"] = [tuned.get(t["id"], t) for t in trials]
     write_run_record(run_dir, record)
+    if reuse_published:
+        reuse_published_trials(suite.name, trials, run_dir)
     todo = [t for t in trials if trial_status(run_dir / t["id"]) not in FINISHED_STATUSES]
     print(f"{suite.name}: {len(trials)} trials ({len(trials) - len(todo)} already finished), "
           f"{len(skipped)} skipped pairs; running {len(todo)} with the {executor} executor")

@@ -167,14 +167,55 @@ def _row(trial: dict, result: dict | None) -> dict:
         result = _rederived_result(trial)
     row.update({k: v for k, v in result.items() if k not in (*RESULT_DERIVED, "status")})
     rows = trial.get("metrics") or []
-    if trial["status"] == "done" and rows:  # the engine's summarise(): last epoch, best on validation
-        key = f"val/{row['primary_metric']}"
-        sign = 1 if row["higher_is_better"] else -1
-        best = max((r for r in rows if key in r), key=lambda r: (sign * r[key], -r["epoch"]), default=None)
-        row.update({f"final:{k}": v for k, v in rows[-1].items()})
+    if trial["status"] == "done" and rows:
+        final, best = _final_and_best(rows, row["primary_metric"], row["higher_is_better"])
+        row.update({f"final:{k}": v for k, v in final.items()})
         if best is not None:
             row.update({f"best_val:{k}": v for k, v in best.items()})
     return row
+
+
+def _final_and_best(rows: list[dict], primary_metric: str, higher_is_better: bool) -> tuple[dict, dict | None]:
+    """As the engine's ``summarise``: the last epoch's row, and the best on validation (earliest of equals)."""
+    key = f"val/{primary_metric}"
+    sign = 1 if higher_is_better else -1
+    best = max((r for r in rows if key in r), key=lambda r: (sign * r[key], -r["epoch"]), default=None)
+    return rows[-1], best
+
+
+def restore_store(record_path: str | Path, run_dir: str | Path, wanted: set[str]) -> list[str]:
+    """Write the finished trials of a published record whose ids are in ``wanted`` into the results
+    folder ``run_dir``, as the engine would have left them: ``config.json``, ``metrics.csv`` and a
+    ``result.json`` (the record's own where it kept one, else re-derived from the metrics as the
+    engine derives it) marked ``restored_from``. A trial's id hashes everything that decides its
+    result, so a published trial whose id a suite still expands to is that trial: a run then trains
+    only the trials whose ids changed. Trials already in the store are left alone; returns the ids
+    written. What the record does not hold (wall times, memory, per-example scores of old records)
+    stays absent, and the page says so."""
+    from auxbench.engine import write_metrics_csv
+    from auxbench.results import CONFIG_FILE, METRICS_FILE, RESULT_FILE, atomic_write_json
+
+    record_path, run_dir = Path(record_path), Path(run_dir)
+    published = json.loads(record_path.read_text(encoding="utf-8"))
+    kept = (published.get(RECORD_PART) or {}).get("results", {})
+    written = []
+    for trial in published["trials"]:
+        folder = run_dir / trial["id"]
+        if trial["id"] not in wanted or (folder / RESULT_FILE).exists():
+            continue
+        rows = trial.get("metrics") or []
+        result = dict(kept.get(trial["id"]) or _rederived_result(trial))
+        result["status"] = trial["status"]
+        if trial["status"] == "done" and rows:
+            result["final"], result["best_val"] = _final_and_best(rows, result["primary_metric"],
+                                                                  result["higher_is_better"])
+        result["restored_from"] = str(record_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / CONFIG_FILE, trial["config"])
+        write_metrics_csv(folder / METRICS_FILE, rows)
+        atomic_write_json(folder / RESULT_FILE, result)
+        written.append(trial["id"])
+    return written
 
 
 _PRIMARY: dict[str, tuple[str, bool]] = {}
