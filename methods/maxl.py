@@ -103,7 +103,7 @@ class MAXL(Method):
         "label_gamma": HParam(0.5, "label network StepLR factor", low=0.0, high=1.0),
         "generator_hidden": HParam(-1, "hidden units of the label network's head: -1 as the task heads "
                                    "(training.head_hidden), 0 one linear layer, n a hidden layer of n units",
-                                   low=-1, later=True),
+                                   low=-1, high=65_536, later=True),
         "phi_updates_bn_stats": HParam(False, "the φ step's loss at θ comes from an ordinary train-mode forward "
                                        "that updates BatchNorm running statistics (official code)", later=True),
     }
