@@ -1,6 +1,6 @@
 """Per-sample task losses and metrics.
 
-Every loss here returns one value per sample (reduction is the method's business: DESIGN.md fixes
+Every loss here returns one value per sample (reduction is the method's business: docs/design.md fixes
 "mean over the batch, weighted sum over tasks"). Classification uses either cross-entropy or the
 focal loss of the MAXL family (Lin et al. 2017, gamma = 2, on softmax probabilities, as in the
 official MAXL/WAMAL code), chosen once per suite; targets may be class ids or soft distributions

@@ -3,7 +3,7 @@
 Recorded in every ``result.json`` (``provenance``) and summarised in the leaderboard header (which reads them without importing torch), so
 that a reader knows what produced a number and ``auxbench reproduce`` can say why a re-run
 differs. A CPU trial is bitwise reproducible only on the same kind of machine with the same
-thread count (DESIGN.md, "Conventions: reproducibility has two levels"): the fingerprint lists
+thread count (docs/design.md, "Conventions: reproducibility has two levels"): the fingerprint lists
 what decides that — the CPU model and its vector extensions, the kernel libraries torch was
 built with (MKL, oneDNN), the instruction set torch dispatches to, the intra-op thread count,
 and the environment variables that pin those choices.

@@ -11,7 +11,7 @@ this code would compute something else on purpose.
 
 Bitwise equality is expected on a machine like the one that published (same CPU instruction set,
 torch build and thread count: the machine line of the leaderboard header); elsewhere differences
-of floating-point rounding grow over training (DESIGN.md, "reproducibility has two levels").
+of floating-point rounding grow over training (docs/design.md, "reproducibility has two levels").
 """
 from __future__ import annotations
 

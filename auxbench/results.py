@@ -1,4 +1,4 @@
-"""The results store (DESIGN.md, "Results store").
+"""The results store (docs/design.md, "Results store").
 
 ``runs/<suite>/`` holds ``run.json`` (the expanded suite: every expected trial and every skipped
 pair, rewritten at each ``auxbench run``) and one folder per trial id with ``config.json``,

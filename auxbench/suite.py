@@ -1,4 +1,4 @@
-"""Suites: the YAML schema (pydantic) and its expansion into trials (DESIGN.md, "Suite").
+"""Suites: the YAML schema (pydantic) and its expansion into trials (docs/design.md, "Suite").
 
 A suite has training ``defaults``, ``experiments`` (problem, backbone, methods, seeds, training
 overrides), ``resources`` per trial, a ``leaderboard`` spec, optional paper ``references`` and an

@@ -17,7 +17,7 @@ class DWA(Method):
     training batches of task k's batch-mean loss, and λ_k = 1 for the first two epochs (t = 0, 1).
     The engine minimises Σ_k λ_k · mean ℓ_k with λ constant. Checked against the official MTAN
     code (lorenmt/mtan: the ``dwa`` branch of the training loop: ``avg_cost[index - 1] /
-    avg_cost[index - 2]``, λ = 1 for index 0 and 1) and research/methods.md §10.
+    avg_cost[index - 2]``, λ = 1 for index 0 and 1).
 
     The epoch's loss sums stay on the device (a tensor added to each step, read only when the
     epoch ends), so a step costs no host synchronisation. No deviation from the paper.

@@ -23,9 +23,9 @@ class GCS(Method):
     Task heads get their own task's gradient unchanged (the engine's ``combine_grads`` level).
     Checked against AuxiLearn's GradCosine (AvivNavon/AuxiLearn: experiments/weight_methods.py:
     one cosine over all flattened shared parameters, ``F.cosine_similarity`` with eps 1e-8, as
-    here) and research/methods.md §10. The SLGrad repository's CosSim, which keeps only the last
-    auxiliary task's gradient and normalises every layer's gradient to unit norm (methods.md
-    §6.4), is not copied. No per-block variant is offered (the paper computes one cosine over the
+    here). The SLGrad repository's CosSim, which keeps only the last
+    auxiliary task's gradient and normalises every layer's gradient to unit norm,
+    is not copied. No per-block variant is offered (the paper computes one cosine over the
     shared parameters). Logged weights: 1 for the primary task, each auxiliary task's factor.
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + T·B per step (T task gradients through the backbone) plus the

@@ -10,7 +10,7 @@ from auxbench.method import HParam, Method
 class HumanAux(Method):
     """The problem's human auxiliary tasks, trained jointly with fixed loss weights.
 
-    research/methods.md §2: loss = mean primary loss + Σ_aux w · mean auxiliary loss, with
+    The standard baseline: loss = mean primary loss + Σ_aux w · mean auxiliary loss, with
     w = 1.0 for every auxiliary task by default (the "Equal"/"Uniform" baseline of MAXL, WAMAL,
     AuxiLearn and MAOAL; a sum over tasks, not SLGrad's 1/T "Static" normalisation — set
     ``aux_weight`` to reproduce that).

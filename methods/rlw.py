@@ -14,7 +14,6 @@ class RLW(Method):
     The paper's RLW with its main choice of distribution (standard normal, then softmax so that
     Σ λ = 1); the engine minimises Σ_t λ_t · mean ℓ_t with λ constant. Checked against LibMTL's
     LibMTL/weighting/RLW.py (``F.softmax(torch.randn(task_num), dim=-1)`` per step) and
-    research/methods.md §10.
 
     ``scale`` (default 1, the paper's Σ λ = 1) multiplies every weight; ``scale = T`` puts the
     weights on the same footing as ``human_aux``'s unweighted sum (Σ λ = T), so a learning rate

@@ -10,7 +10,7 @@ from auxbench.problems import Problem, TaskSpec
 class STL(Method):
     """Single-task learning: train the primary head and the backbone on the primary loss only.
 
-    research/methods.md §1. The model has no auxiliary head, so nothing but the primary task is
+    The model has no auxiliary head, so nothing but the primary task is
     computed. It trains on ``train ∪ meta`` (it uses no meta data), like every non-meta method.
 
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in

@@ -25,11 +25,11 @@ class Uncertainty(Method):
     rescaling of σ and of the loss, not in kind.
 
     Checked against LibMTL's UW (loss/(2·exp(s)) + s/2, s learned by the model's optimizer) and
-    research/methods.md §10. s starts at 0 (σ = 1; the paper states no initialisation; LibMTL
+    s starts at 0 (σ = 1; the paper states no initialisation; LibMTL
     −0.5, Auto-Lambda −0.7: ``init_log_var``). s joins the engine's optimizer as its own group
     at the suite's learning rate with no weight decay (the paper trains s with the network).
     The method is not designed for auxiliary learning: every task, the primary included, is
-    down-weighted when its loss is high (methods.md §10).
+    down-weighted when its loss is high.
 
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + 1B per step (the T log-variances cost nothing that counts).

@@ -1,4 +1,4 @@
-"""The ``Backbone`` contract: a feature extractor made of ordered blocks (DESIGN.md, "Backbone").
+"""The ``Backbone`` contract: a feature extractor made of ordered blocks (docs/design.md, "Backbone").
 
 Methods that partition the shared network by module (MAOAL's module-level importance, anything
 that needs per-block gradients) rely on ``blocks``; every other consumer only needs ``forward``

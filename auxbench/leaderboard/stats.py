@@ -300,7 +300,7 @@ def compare(
     never a t statistic of noise over noise.
 
     * ``paired=True``: seeds are paired blocks (same split, data order and initial weights,
-      DESIGN.md). ``scipy.stats.ttest_rel`` on the pairs (pairs with a NaN dropped);
+      docs/design.md). ``scipy.stats.ttest_rel`` on the pairs (pairs with a NaN dropped);
       CI = ``mean(d) +/- t_{1-alpha/2, n-1} * sd(d)/sqrt(n)``. Testable with n >= 2 pairs and
       non-zero spread of the differences.
     * ``paired=False`` or ``None``: Welch's t-test (``ttest_ind(equal_var=False)``) with the

@@ -3,7 +3,7 @@
 Everything the markdown shows is computed here, from :class:`Board` (the scores of every
 expected trial) with the functions of :mod:`.stats`, so each number can be checked on its own.
 
-Pairing rule (DESIGN.md: seed s means the same split, data order and initial weights for every
+Pairing rule (docs/design.md: seed s means the same split, data order and initial weights for every
 method): two cells are compared on the seeds both hold, with a paired t-test; the seeds only
 one side holds are dropped from that comparison (and named). Welch's t-test is used only when
 fewer than 2 seeds pair.

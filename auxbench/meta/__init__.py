@@ -1,4 +1,4 @@
-"""Hypergradient toolkit shared by bilevel methods (DESIGN.md, "meta toolkit").
+"""Hypergradient toolkit shared by bilevel methods (docs/design.md, "meta toolkit").
 
 - functional forward over a parameter dict (BatchNorm running statistics frozen in such passes)
   and a differentiable one-step SGD look-ahead (:mod:`.functional`);

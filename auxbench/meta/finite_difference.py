@@ -4,14 +4,14 @@ Why: the exact one-step unrolled hypergradient of θ⁺ = θ − ξ∇θL_T(θ, 
 dL_V(θ⁺)/dφ = −ξ (∂²L_T/∂φ∂θ) v with v = ∇θ⁺L_V(θ⁺). Instead of a second-order graph, DARTS
 (Liu, Simonyan & Yang 2019, eq. 8) approximates the mixed product by a central difference of
 ∇φL_T at θ ± εv, with ε = eps/‖v‖ and eps = 0.01. The first-order MAXL file and Auto-Lambda use
-this (research/methods.md §3.1, §11.3): two extra gradient evaluations, no double backward (so
+this: two extra gradient evaluations, no double backward (so
 it also works for ops without a double backward, cf. AuxiLearn issue #6).
 
 Unlike those codes, the perturbed points are evaluated functionally: the live parameters are
 never written to, and BatchNorm running statistics are not updated by the two extra passes
 (:mod:`auxbench.meta.functional`). The result covers only the path through θ⁺; a term in which
 L_V depends on φ directly (e.g. an entropy regulariser on generated labels) must be added by the
-caller — the official first-order MAXL forgets it (methods.md §3.3).
+caller — the official first-order MAXL forgets it.
 """
 from __future__ import annotations
 

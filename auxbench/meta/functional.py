@@ -1,10 +1,9 @@
 """Functional evaluation of a module at explicit parameters, and a differentiable look-ahead step.
 
-These are the building blocks of one-step unrolled hypergradients (MAXL, WAMAL, Auto-Lambda;
-research/methods.md §3.1): θ⁺ = θ − α∇θL(θ, φ) is kept in the autograd graph, the model is
+These are the building blocks of one-step unrolled hypergradients (MAXL, WAMAL, Auto-Lambda): θ⁺ = θ − α∇θL(θ, φ) is kept in the autograd graph, the model is
 evaluated at θ⁺ without touching its stored weights, and the outer loss is differentiated into φ.
 
-BatchNorm decision (DESIGN.md, "Conventions fixed once"; methods.md §11.2): a functional pass uses
+BatchNorm decision (docs/design.md, "Conventions fixed once for every method"): a functional pass uses
 the module's current mode — in train mode BatchNorm normalises with (differentiable) batch
 statistics — but never updates ``running_mean``/``running_var``/``num_batches_tracked``. This is
 what MAXL's official hand-written functional forward does (batch statistics, dummy running

@@ -1,10 +1,10 @@
 """A differentiable look-ahead that takes the step the trial's real optimizer would take.
 
-Why: one-step unrolled hypergradients (research/methods.md §3.1 MAXL, §4 WAMAL, Auto-Lambda) are
+Why: one-step unrolled hypergradients (MAXL, WAMAL, Auto-Lambda) are
 θ⁺ = step(θ, ∇θL_T(θ, φ)). :func:`auxbench.meta.lookahead` is plain SGD; when the trial trains θ
 with momentum, weight decay or Adam, the look-ahead should be the update θ really receives next
-(MAXL's first-order file adds the momentum buffer and weight decay by hand for that reason,
-methods.md §3.1). :func:`virtual_step` reproduces ``optimizer.step()`` out of place: it reads the
+(MAXL's first-order file adds the momentum buffer and weight decay by hand for that reason).
+:func:`virtual_step` reproduces ``optimizer.step()`` out of place: it reads the
 optimizer's state (momentum buffers, Adam moments, step counts) and each parameter's group
 hyperparameters (so a scheduler's current lr is used) and never writes to them. When the
 gradients carry a graph (``create_graph=True``), θ⁺ is differentiable w.r.t. whatever they

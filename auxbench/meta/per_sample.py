@@ -1,6 +1,6 @@
 """Inner products of every per-sample (per-task) gradient with one vector, in one forward-mode pass.
 
-Why: sample-level weighting (SLGrad, research/methods.md §6; per-sample variants of OL-AUX and
+Why: sample-level weighting (SLGrad; per-sample variants of OL-AUX and
 gradient-cosine weighting, §11.3) needs w_ij = ⟨∇θ ℓ_ij, v⟩ for every sample i and task j, where
 v is e.g. a validation gradient. The official SLGrad code runs one backward per (task, sample)
 (≈860× STL on CIFAR-10, §6.5). ⟨∇θ ℓ_ij, v⟩ is the directional derivative of ℓ_ij along v, so a

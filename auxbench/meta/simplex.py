@@ -1,7 +1,7 @@
 """Exact Euclidean projection onto the scaled simplex {α ≥ 0, Σα = s}.
 
 Why: task weights that must stay non-negative with a fixed total — ARML searches α in
-{Σα_k = K, α_k ≥ 0} (research/methods.md §7.2) — need a projection after each gradient step.
+{Σα_k = K, α_k ≥ 0} — need a projection after each gradient step.
 ARML's official code shifts α so that Σα = K and then clamps at 0, which is not the Euclidean
 projection (after clamping Σα can exceed K, §7.3). This is the exact one.
 """

@@ -1,4 +1,4 @@
-"""The Problem contract: tasks, seeded splits, batches (see DESIGN.md, "Problem")."""
+"""The Problem contract: tasks, seeded splits, batches (see docs/design.md, "Problem")."""
 from __future__ import annotations
 
 import dataclasses

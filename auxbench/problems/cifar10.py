@@ -1,8 +1,8 @@
 """CIFAR-10's 10 classes as primary task, alone (``cifar10``) or with CIFAR-100 images as auxiliary inputs (``cifar10_100``).
 
 * ``cifar10``: primary ``class`` (10 classes), no human auxiliary task (CIFAR-10 has none).
-  WAMAL's Table 1 row "CIFAR10, ResNet50 (fine-tune)" (STL 87.83 / MAXL 90.35 / WAMAL 91.14;
-  methods.md §4.5) runs it with generated auxiliary labels (MAXL/WAMAL's ``psi`` per primary
+  WAMAL's Table 1 row "CIFAR10, ResNet50 (fine-tune)" (STL 87.83 / MAXL 90.35 / WAMAL 91.14)
+  runs it with generated auxiliary labels (MAXL/WAMAL's ``psi`` per primary
   class: no ``hierarchy`` needed, so ``hierarchy`` is ``None``). Note for that row: WAMAL's Table 17
   lists 32 px inputs for the ResNet50 fine-tune on CIFAR10, while a ``timm:resnet50`` backbone's
   own config asks for 224 px; the suite chooses (the problem follows the ``image`` it is given).

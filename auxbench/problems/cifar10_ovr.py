@@ -1,6 +1,6 @@
 """CIFAR-10 as ten one-vs-rest binary tasks, airplane the primary one, with optional label flips (SLGrad Table 3).
 
-Source: SLGrad (Grégoire, Chaudhary, Verboven 2023), §5.2 and Supplement B2; methods.md §6.
+Source: SLGrad (Grégoire, Chaudhary, Verboven 2023), §5.2 and Supplement B2.
 "20000 images were subsampled from the original training dataset"; "the multi-label
 classification task was transformed into 10 binary classification tasks", "predicting if an
 airplane appears on an image or not" is the main task and the nine others are auxiliary; every

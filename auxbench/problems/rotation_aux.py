@@ -11,7 +11,7 @@ show the primary head the upright image and the rotation head a rotated one. Put
 image (with its primary label) into the training rows would instead teach the primary task on
 rotated images (rotation augmentation of the primary task, which S4L avoids) and would change what
 STL trains on. So the rotation task is realised as the problem's *auxiliary-input split*
-(``problem.aux_input``, the engine's ``aux`` stream, DESIGN.md "different input"):
+(``problem.aux_input``, the engine's ``aux`` stream, docs/design.md, "Problem"):
 
 * one row per image of the factory's training split (``train`` before ``build_problem`` carves
   ``meta`` out of it): the image turned by ``r`` counter-clockwise quarter turns

@@ -1,6 +1,6 @@
 """SVHN (Street View House Numbers, Netzer et al. 2011): the 10 digits as primary task, no human auxiliary task.
 
-Why this problem: WAMAL's Table 1 (ICLR 2025 submission, §5.1, §6.1; methods.md §4.5) has an SVHN row,
+Why this problem: WAMAL's Table 1 (ICLR 2025 submission, §5.1, §6.1) has an SVHN row,
 VGG16 from scratch, STL 93.95 / MAXL 94.54 / WAMAL 95.54 (Table 17: 32 px, batch 128, 200
 epochs), and its App. A.3 Table 3 an AuxiLearn number on SVHN (95.79); ARML (Table 1) uses SVHN
 semi-supervised. None of these papers pairs SVHN with a *human* auxiliary task: SVHN's labels are
