@@ -160,6 +160,7 @@ class TrainingConfig(Strict):
     precision: Literal["fp32", "bf16"] = LATER_TRAINING_DEFAULTS["precision"]
     channels_last: bool = LATER_TRAINING_DEFAULTS["channels_last"]
     data_on_device: Literal["auto", "always", "never"] = LATER_TRAINING_DEFAULTS["data_on_device"]
+    deterministic: bool = LATER_TRAINING_DEFAULTS["deterministic"]
 
     @field_validator("device")
     @classmethod
