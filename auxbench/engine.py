@@ -43,6 +43,7 @@ from auxbench.method import (
 )
 from auxbench.method_state import collect_state, restore_state
 from auxbench.optim import make_optimizer, make_scheduler
+from auxbench.portable import check_process
 from auxbench.predictions import save_test_predictions
 from auxbench.problems import Batch, Problem, TensorSplit, build_problem, concat_splits
 from auxbench.problems.images import backbone_image_config
@@ -76,6 +77,7 @@ LATER_TRAINING_DEFAULTS: dict[str, Any] = {
     "channels_last": False,     # the model's 4-D weights in channels-last memory format
     "data_on_device": "auto",   # or "always"/"never": which splits live on the device (place_splits)
     "deterministic": False,     # deterministic cuDNN/cuBLAS kernels (auxbench.determinism.deterministic_kernels)
+    "portable_numerics": False,  # CPU kernels capped at AVX2, pinned before torch loads (auxbench.portable)
 }
 
 
@@ -501,6 +503,7 @@ def run_trial(config: dict, trial_dir: Path, report: Callable[[dict], None] | No
     done = trial_dir / RESULT_FILE
     if done.exists():
         return json.loads(done.read_text())
+    check_process(training_option(config["training"], "portable_numerics"))
     trial_dir.mkdir(parents=True, exist_ok=True)
     config_path = trial_dir / CONFIG_FILE
     if config_path.exists() and json.loads(config_path.read_text()) != config:
