@@ -151,7 +151,11 @@ def run_backbone(backbone: str, methods: list[str], args: argparse.Namespace, wo
     load drifts during the run shifts the reference the way it shifts the methods.
     """
     results: dict[str, dict] = {}
-    for method in [*methods, "stl"]:
+    for i, method in enumerate([*methods, "stl"]):
+        if args.deadline and time.monotonic() > args.deadline and 0 < i < len(methods):  # STL's two runs always
+            results[method] = {"error": "not measured: the time budget (--deadline) was spent"}
+            print(f"  {method:16s} {results[method]['error']}", flush=True)
+            continue
         try:
             result = measure_fresh(method, backbone, args, workdir)
         except Exception as err:  # reported in the table; the next method runs
@@ -255,6 +259,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser.add_argument("--profile", nargs="+", default=[], metavar="METHOD",
                         help="print torch.profiler's operator table of one more epoch of these methods (not timed)")
     parser.add_argument("--profile-rows", type=int, default=15)
+    parser.add_argument("--deadline", type=float, default=0.0,
+                        help="time.monotonic() after which no further method starts (benchmarks/gpu_evidence.py)")
     parser.add_argument("--output", default=str(REPO / "docs" / "performance.md"),
                         help="the table's markdown file ('-': print only)")
     parser.add_argument("--section", default="tables",
