@@ -138,3 +138,25 @@ def test_a_deterministic_trial_killed_and_resumed_equals_an_uninterrupted_one(wr
     run_trial(config, tmp_path / "plain")
     assert metric_rows(tmp_path / "plain" / METRICS_FILE) == metric_rows(tmp_path / "whole" / METRICS_FILE)
     assert "nondeterministic_ops" not in json.loads((tmp_path / "plain" / RESULT_FILE).read_text())
+
+
+def test_the_jacobian_backward_gives_the_same_bits_one_task_at_a_time_and_vmapped(write_suite, tmp_path, monkeypatch):
+    """On a CPU the aggregator methods backpropagate the T task signals one at a time (faster
+    there than torchjd's vmapped backward); the bits, and so the published trials, are the same."""
+    from auxbench.steps import Stepper
+
+    suite = tiny_suite(methods=["stl", "pcgrad"], problem="digits_coarse", backbone="convnet4",
+                       options={"n_train": 120, "random_aux": 2})
+    suite["defaults"]["epochs"] = 1
+    (config,) = [t["config"] for t in expanded_trials(write_suite(suite), fake_data=True) if t["method"] == "pcgrad"]
+    original = Stepper.__init__
+    chunks = []
+    for chunk in (1, None):
+        def init(self, *args, chunk=chunk, **kwargs):
+            original(self, *args, **kwargs)
+            chunks.append(self._jacobian_chunk)
+            self._jacobian_chunk = chunk
+        monkeypatch.setattr(Stepper, "__init__", init)
+        run_trial(config, tmp_path / str(chunk))
+    assert chunks == [1, 1]  # the CPU default
+    assert metric_rows(tmp_path / "1" / METRICS_FILE) == metric_rows(tmp_path / "None" / METRICS_FILE)
