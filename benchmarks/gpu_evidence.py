@@ -9,6 +9,8 @@ tables:
 1. **Cost table** (``cost.md``): every method on vgg16 and resnet18, batch 128, fake CIFAR100-20
    with the data on the device, as ratios to STL and to each method's floor; this is
    ``benchmarks/method_cost.py`` with a deadline (methods it had no time for are listed as such).
+   Then STL and MAXL with ``training.deterministic`` (``cost_deterministic.md``; the ratio of
+   STL's step to the first table's is ``deterministic_stl_step_ratio`` in the summary).
 2. **Epoch times** (``epochs.md``): every (row, method) of ``suites/paper_table1.yaml`` at the row's
    real resolution, batch size, precision and backbone, on fake data, in this process: one
    warm-up epoch over the fake training split, then one timed epoch, scaled to the real training
@@ -73,13 +75,24 @@ class Clock:
 
 
 def cost_table(args: argparse.Namespace, deadline: float) -> dict:
-    """Stage 1: ``method_cost.py`` on the cost backbones, stopped at ``deadline``."""
-    argv = ["--backbones", *args.cost_backbones, "--batch-size", str(args.batch_size), "--device", args.device,
-            "--fake-data", "--steps", str(args.cost_steps), "--epochs", "1", "--deadline", f"{deadline:.3f}",
-            "--output", str(args.out / "cost.md"), *(["--methods", *args.cost_methods] if args.cost_methods else [])]
+    """Stage 1: ``method_cost.py`` on the cost backbones, stopped at ``deadline``; then, in the
+    time left, STL and MAXL again with ``training.deterministic`` (its cost in speed: compare the
+    two files' STL milliseconds per step)."""
+    common = ["--backbones", *args.cost_backbones, "--batch-size", str(args.batch_size), "--device", args.device,
+              "--fake-data", "--steps", str(args.cost_steps), "--epochs", "1"]
+    argv = [*common, "--deadline", f"{deadline - args.deterministic_s:.3f}", "--output", str(args.out / "cost.md"),
+            *(["--methods", *args.cost_methods] if args.cost_methods else [])]
     tables = method_cost.main(argv)
-    measured = {b: [r["method"] for r in rows if "ratio" in r] for b, rows in tables.items()}
-    return {"measured": measured, "command": "python benchmarks/method_cost.py " + " ".join(argv)}
+    out = {"measured": {b: [r["method"] for r in rows if "ratio" in r] for b, rows in tables.items()},
+           "command": "python benchmarks/method_cost.py " + " ".join(argv)}
+    if args.deterministic_s and time.monotonic() < deadline:
+        fixed = [*common, "--methods", "stl", "maxl", "--deterministic", "--deadline", f"{deadline:.3f}",
+                 "--output", str(args.out / "cost_deterministic.md")]
+        stl = {b: next(r["step_ms"] for r in rows if r["method"] == "stl") for b, rows in tables.items()}
+        det = method_cost.main(fixed)
+        out["deterministic_stl_step_ratio"] = {
+            b: next(r["step_ms"] for r in rows if r["method"] == "stl") / stl[b] for b, rows in det.items()}
+    return out
 
 
 def row_configs(args: argparse.Namespace) -> list[tuple[dict, int]]:
@@ -214,6 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cost-methods", nargs="+", default=None, help="default: every method")
     parser.add_argument("--cost-steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128, help="the cost table's batch (default 128)")
+    parser.add_argument("--deterministic-s", type=float, default=60.0,
+                        help="seconds of stage 1 kept for STL and MAXL with deterministic kernels (0: none; default 60)")
     parser.add_argument("--suite", default=str(REPO / "suites" / "paper_table1.yaml"))
     parser.add_argument("--row-steps", type=int, default=20, help="timed batches of a CIFAR-size row (default 20)")
     parser.add_argument("--smoke", action="store_true", help="rows at smoke size (a CPU check of the script)")

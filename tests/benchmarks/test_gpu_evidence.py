@@ -26,6 +26,8 @@ def test_runs_every_stage_and_writes_what_it_finished(tmp_path, monkeypatch):
         "--row-steps", "2", "--executor", "local", "--real-fake-data", "--real-overhead-s", "0"])
     assert summary["cost"]["measured"] == {"lenet5": ["stl", "human_aux"]}
     assert "| human_aux | 2 |" in (out / "cost.md").read_text()
+    assert set(summary["cost"]["deterministic_stl_step_ratio"]) == {"lenet5"}
+    assert "deterministic kernels" in (out / "cost_deterministic.md").read_text()
     rows = summary["epochs"]["rows"]
     assert [(r["method"], r["seeds"]) for r in rows] == [("stl", 2), ("human_aux", 2)]
     assert all(r["epoch_s"] > 0 and r["real_rows"] == 50_000 for r in rows)  # scaled to CIFAR-100's train set
