@@ -15,6 +15,9 @@ DOWNLOAD_HELP = ("fetch missing data files (torchvision's downloads, checked by 
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
+    from auxbench.portable import pin_for_suite
+
+    pin_for_suite(args.suite)  # before anything imports torch
     if args.dry_run:
         from auxbench.plan import format_plan, plan_suite
 

@@ -5,7 +5,8 @@ everything, builds problem, model and method, trains for ``epochs`` and after ev
 evaluates every task on ``val`` and ``test`` (fewer evaluations with ``eval_every`` and
 ``test_eval: selected``), rewrites ``metrics.csv`` and saves a checkpoint, each atomically.
 ``result.json`` is written last: it marks the trial finished. A run that is killed resumes
-from its last checkpoint and ends bit-identical to an uninterrupted one on CPU, because data
+from its last checkpoint and ends bit-identical to an uninterrupted one on CPU (on a GPU with
+``training.deterministic``), because data
 order, augmentation and every stream are functions of (seed, epoch, stream), and the random
 generators, the method's state and its learned tensors are checkpointed.
 """
@@ -27,7 +28,7 @@ import torch
 
 from auxbench.backbones import block_map, build_backbone, build_model
 from auxbench.context import Streams, TrainContext
-from auxbench.determinism import trial_threads
+from auxbench.determinism import deterministic_kernels, trial_threads
 from auxbench.errors import AuxbenchError
 from auxbench.health import StillnessWatch, assess_health
 from auxbench.losses import TaskLosses, metric_sum
@@ -42,6 +43,7 @@ from auxbench.method import (
 )
 from auxbench.method_state import collect_state, restore_state
 from auxbench.optim import make_optimizer, make_scheduler
+from auxbench.portable import check_process
 from auxbench.predictions import save_test_predictions
 from auxbench.problems import Batch, Problem, TensorSplit, build_problem, concat_splits
 from auxbench.problems.images import backbone_image_config
@@ -75,6 +77,8 @@ LATER_TRAINING_DEFAULTS: dict[str, Any] = {
     "precision": "fp32",        # or "bf16": the step and evaluation under bf16 autocast
     "channels_last": False,     # the model's 4-D weights in channels-last memory format
     "data_on_device": "auto",   # or "always"/"never": which splits live on the device (place_splits)
+    "deterministic": False,     # deterministic cuDNN/cuBLAS kernels (auxbench.determinism.deterministic_kernels)
+    "portable_numerics": False,  # CPU kernels capped at AVX2, pinned before torch loads (auxbench.portable)
 }
 
 
@@ -410,14 +414,20 @@ class Trial:
 
     def run(self, report: Callable[[dict], None] | None = None) -> dict:
         """Train (or resume) to the end; write ``result.json``; return it."""
-        start_epoch, rows = self._load_checkpoint()
-        started = time.perf_counter()
-        with PeakMemory(self.device) as memory:
-            status, diverged_at = self._run_epochs(start_epoch, rows, report)
-        if status == "done":  # per-example test scores for the leaderboard's bootstrap over test examples
-            with self.precision():
-                save_test_predictions(self.dir, self.model, self.problem, self.training["eval_batch_size"], self.device)
+        deterministic = training_option(self.training, "deterministic")
+        nondeterministic_ops: set[str] = set()
+        with deterministic_kernels(deterministic, found=nondeterministic_ops):
+            start_epoch, rows = self._load_checkpoint()
+            started = time.perf_counter()
+            with PeakMemory(self.device) as memory:
+                status, diverged_at = self._run_epochs(start_epoch, rows, report)
+            if status == "done":  # per-example test scores for the leaderboard's bootstrap over test examples
+                with self.precision():
+                    save_test_predictions(self.dir, self.model, self.problem, self.training["eval_batch_size"],
+                                          self.device)
         result = summarise(rows, self.problem, status, diverged_at)
+        if deterministic:  # ops that ran without a deterministic kernel (in this process's part of the run)
+            result["nondeterministic_ops"] = sorted(nondeterministic_ops)
         assess_health(result, rows, self.problem, self.stillness.still_since)
         result.update(
             run_wall_s=time.perf_counter() - started, peak_memory_mb=memory.peak_mb, memory_kind=memory.kind,
@@ -510,6 +520,7 @@ def run_trial(config: dict, trial_dir: Path, report: Callable[[dict], None] | No
     done = trial_dir / RESULT_FILE
     if done.exists():
         return json.loads(done.read_text())
+    check_process(training_option(config["training"], "portable_numerics"))
     trial_dir.mkdir(parents=True, exist_ok=True)
     config_path = trial_dir / CONFIG_FILE
     if config_path.exists() and json.loads(config_path.read_text()) != config:

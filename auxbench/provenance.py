@@ -104,9 +104,36 @@ def machine_fingerprint(device: torch.device | str) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
         "env": {k: os.environ[k] for k in NUMERIC_ENV_KNOBS if k in os.environ},
         "os": platform.system(),
     }
+
+
+def machine_differences(recorded: dict[str, Any], here: dict[str, Any]) -> list[str]:
+    """What differs between two fingerprints in what decides a trial's bits, one phrase each
+    (``CPU 'Intel Xeon' -> 'AMD EPYC'``); empty when the machines are alike. The thread count is
+    left out (the trial's config sets it) and so is the CPU count; the CUDA and cuDNN versions
+    count only for a GPU trial."""
+    changes = []
+
+    def differ(what: str, a: Any, b: Any) -> None:
+        if a != b:
+            changes.append(f"{what} {a!r} -> {b!r}")
+
+    differ("CPU", recorded["cpu"]["model"], here["cpu"]["model"])
+    if recorded["cpu"]["vector_flags"] != here["cpu"]["vector_flags"]:
+        old, new = set(recorded["cpu"]["vector_flags"]), set(here["cpu"]["vector_flags"])
+        changes.append("CPU vector extensions" + "".join(
+            f" {sign}{', '.join(sorted(flags))}" for sign, flags in (("-", old - new), ("+", new - old)) if flags))
+    for key, what in (("torch", "torch"), ("blas", "BLAS"), ("mkl", "MKL"), ("onednn", "oneDNN"),
+                      ("cpu_capability", "CPU dispatch"), ("os", "OS"), ("gpu", "GPU")):
+        differ(what, recorded.get(key), here.get(key))
+    if recorded.get("gpu") or here.get("gpu"):
+        differ("CUDA", recorded.get("cuda"), here.get("cuda"))
+        differ("cuDNN", recorded.get("cudnn"), here.get("cudnn"))
+    differ("numeric environment", recorded.get("env", {}), here.get("env", {}))
+    return changes
 
 
 def provenance(config: dict, device: torch.device | str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 A leaderboard is published with a reproduction record beside it,
 ``leaderboards/<suite>/reproduce.json``: for every trial its id, its fully resolved config and
-its per-epoch metrics (wall-clock columns left out), as exact JSON floats. The config is stored
+its per-epoch metrics (wall-clock columns left out), as exact JSON floats, and the fingerprint of
+the machine that computed it (:func:`auxbench.provenance.machine_fingerprint`). The config is stored
 rather than re-derived from the suite file, so a later edit of the suite cannot change what
 "trial X" means. :func:`reproduce` re-runs some of those trials in a temporary folder on this
 machine and reports, per trial, bitwise equality or the largest absolute difference of any
@@ -11,7 +12,10 @@ this code would compute something else on purpose.
 
 Bitwise equality is expected on a machine like the one that published (same CPU instruction set,
 torch build and thread count: the machine line of the leaderboard header); elsewhere differences
-of floating-point rounding grow over training (docs/design.md, "reproducibility has two levels").
+of floating-point rounding grow over training (docs/design.md, "Reproducibility"). So the machines
+are compared first: a difference on another CPU or GPU is reported as expected, with what differs,
+and one on a like machine as a failure to reproduce. A record published before fingerprints were
+stored says "machine unknown".
 """
 from __future__ import annotations
 
@@ -53,11 +57,12 @@ def finished_trials(run_dir: Path) -> list[dict[str, Any]]:
         trial_dir = run_dir / trial["id"]
         if not (trial_dir / RESULT_FILE).exists():
             continue
-        status = json.loads((trial_dir / RESULT_FILE).read_text())["status"]
+        result = json.loads((trial_dir / RESULT_FILE).read_text())
         out.append({"id": trial["id"], "column": trial["column"], "method": trial["method"],
-                    "seed": trial["config"]["seed"], "status": status,
+                    "seed": trial["config"]["seed"], "status": result["status"],
                     "config": json.loads((trial_dir / CONFIG_FILE).read_text()),
-                    "metrics": stored_metrics(trial_dir) if (trial_dir / METRICS_FILE).exists() else []})
+                    "metrics": stored_metrics(trial_dir) if (trial_dir / METRICS_FILE).exists() else [],
+                    "machine": result.get("provenance", {}).get("machine")})
     return out
 
 
@@ -130,13 +135,31 @@ def compare(stored: list[dict[str, Any]], rerun: list[dict[str, Any]]) -> dict[s
     return {"equal": equal, "max_abs_diff": worst, "where": where, "note": note}
 
 
+def machine_comparison(recorded: dict[str, Any] | None, config: dict[str, Any], here: dict | None = None) -> str:
+    """``same machine``, ``machine unknown`` (a record without a fingerprint) or ``different
+    CPU/GPU (what differs)``: the recorded fingerprint against this machine's for the trial's device."""
+    if recorded is None:
+        return "machine unknown"
+    from auxbench.engine import pick_device
+    from auxbench.provenance import machine_differences, machine_fingerprint
+
+    changes = machine_differences(recorded, here or machine_fingerprint(pick_device(config["training"]["device"])))
+    return f"different CPU/GPU ({'; '.join(changes)})" if changes else "same machine"
+
+
 def describe(outcome: dict[str, Any]) -> str:
-    """``bitwise equal`` or what differs, in words."""
+    """``bitwise equal`` or what differs, in words, after what the machines say to expect."""
+    machine = outcome.get("machine", "same machine")
     if outcome["equal"]:
-        return "bitwise equal"
-    parts = [f"max |difference| {outcome['max_abs_diff']:.3g} ({outcome['where']})"] if outcome["where"] else []
+        return "bitwise equal" + ("" if machine == "same machine" else f" ({machine})")
+    parts = [f"largest difference {outcome['max_abs_diff']:.3g} ({outcome['where']})"] if outcome["where"] else []
     parts += [outcome["note"]] if outcome["note"] else []
-    return "differs: " + ("; ".join(parts) or "the recorded metrics differ")
+    detail = "; ".join(parts) or "the recorded metrics differ"
+    if machine.startswith("different"):
+        return f"{machine}: bitwise equality not expected; {detail}"
+    if machine == "machine unknown":
+        return f"differs (machine unknown: the record predates machine fingerprints): {detail}"
+    return f"differs on a like machine: {detail}"
 
 
 def reproduce(path: str | Path, k: int | None = 3, echo=print) -> list[dict[str, Any]]:
@@ -147,6 +170,13 @@ def reproduce(path: str | Path, k: int | None = 3, echo=print) -> list[dict[str,
     chosen = pick(load_published(path), k)
     if not chosen:
         raise AuxbenchError(f"{path}: no finished trial to reproduce")
+    machines = {id(t): machine_comparison(t.get("machine"), t["config"]) for t in chosen}
+    for verdict in dict.fromkeys(machines.values()):  # the machines first, each verdict once
+        echo("publishing machine: " + {
+            "same machine": "like this one: bitwise equality expected",
+            "machine unknown": "unknown (published before machines were recorded): bitwise equality is expected "
+                               "only on a machine like the leaderboard header's",
+        }.get(verdict, f"{verdict}: bitwise equality not expected"))
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="auxbench-reproduce-") as tmp:
         for trial in chosen:
@@ -157,7 +187,8 @@ def reproduce(path: str | Path, k: int | None = 3, echo=print) -> list[dict[str,
                 echo(f"{label}: {outcome['skipped']}")
             else:
                 run_trial(trial["config"], Path(tmp) / trial["id"])
-                outcome = {"trial": trial["id"], **compare(trial["metrics"], stored_metrics(Path(tmp) / trial["id"]))}
+                outcome = {"trial": trial["id"], **compare(trial["metrics"], stored_metrics(Path(tmp) / trial["id"])),
+                           "machine": machines[id(trial)]}
                 echo(f"{label}: {describe(outcome)}")
             outcomes.append(outcome)
     return outcomes

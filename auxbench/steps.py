@@ -59,6 +59,10 @@ class Stepper:
         self.method, self.ctx, self.optimizers = method, ctx, optimizers
         self.run = getattr(self, f"_{method.hook}")
         self._jd_aggregator = method.aggregator() if method.hook == "aggregator" else None
+        # torchjd's Jacobian backward: the T task signals one at a time on a CPU, where its vmapped
+        # backward (all at once) materialises per-task copies and was slower than T plain
+        # backwards (docs/performance.md); vmapped on an accelerator, where it pays.
+        self._jacobian_chunk = 1 if ctx.device.type == "cpu" else None
 
     def _zero_grad(self) -> None:
         for optimizer in self.optimizers:
@@ -134,6 +138,7 @@ class Stepper:
         mtl_backward(
             means, features=features, shared_params=shared,
             tasks_params=[[p for p in model.heads[t].parameters() if p.requires_grad] for t in tasks],
+            parallel_chunk_size=self._jacobian_chunk,
         )
         jac_to_grad(shared, self._jd_aggregator)
         self._step()

@@ -162,6 +162,8 @@ class TrainingConfig(Strict):
     precision: Literal["fp32", "bf16"] = LATER_TRAINING_DEFAULTS["precision"]
     channels_last: bool = LATER_TRAINING_DEFAULTS["channels_last"]
     data_on_device: Literal["auto", "always", "never"] = LATER_TRAINING_DEFAULTS["data_on_device"]
+    deterministic: bool = LATER_TRAINING_DEFAULTS["deterministic"]
+    portable_numerics: bool = LATER_TRAINING_DEFAULTS["portable_numerics"]  # one value per suite (auxbench.portable)
 
     @field_validator("device")
     @classmethod
@@ -652,6 +654,9 @@ def expand(
         where = f"{path}: experiments[{i}]"
         training = _training(defaults, exp.training, path, f"experiments[{i}].training")
         training["threads"] = training["threads"] or default_threads(suite.resources.cpu)
+        if training.get("portable_numerics", False) != defaults.get("portable_numerics", False):
+            raise AuxbenchError(f"{where}.training.portable_numerics: set it under defaults, for the whole suite "
+                                "(it pins the CPU kernels of every process that runs the suite)")
         problem = _fake_problem(exp, where, training["meta_source"])
         _check_options_apply(_merge(suite.defaults, exp.training), training, problem, f"{where}.training")
         problems.append(problem)

@@ -40,6 +40,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from floors import FLOORS, floor_passes  # noqa: E402
 
+from auxbench.determinism import deterministic_kernels  # noqa: E402
 from auxbench.engine import Trial  # noqa: E402
 from auxbench.method import discover_all, resolve_method  # noqa: E402
 from auxbench.problems.sampling import stream_seed  # noqa: E402
@@ -97,9 +98,12 @@ def measure(method: str, backbone: str, args: argparse.Namespace, workdir: str) 
         "method": method, "method_version": cls.version, "hparams": cls.resolve_hparams({}),
         "seed": 0, "fake_data": args.fake_data,
         "training": TrainingConfig.model_validate(
-            {"epochs": args.epochs + 2, "batch_size": args.batch_size, "device": args.device}
+            {"epochs": args.epochs + 2, "batch_size": args.batch_size, "device": args.device,
+             "deterministic": args.deterministic}
         ).model_dump(),
     }
+    kernels = deterministic_kernels(args.deterministic)  # as the engine's Trial.run enters it
+    kernels.__enter__()  # for the rest of this (fresh, one-method) process
     trial = Trial(config, Path(workdir) / f"{backbone}-{method}")
     if trial.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(trial.device)
@@ -151,7 +155,11 @@ def run_backbone(backbone: str, methods: list[str], args: argparse.Namespace, wo
     load drifts during the run shifts the reference the way it shifts the methods.
     """
     results: dict[str, dict] = {}
-    for method in [*methods, "stl"]:
+    for i, method in enumerate([*methods, "stl"]):
+        if args.deadline and time.monotonic() > args.deadline and 0 < i < len(methods):  # STL's two runs always
+            results[method] = {"error": "not measured: the time budget (--deadline) was spent"}
+            print(f"  {method:16s} {results[method]['error']}", flush=True)
+            continue
         try:
             result = measure_fresh(method, backbone, args, workdir)
         except Exception as err:  # reported in the table; the next method runs
@@ -255,6 +263,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser.add_argument("--profile", nargs="+", default=[], metavar="METHOD",
                         help="print torch.profiler's operator table of one more epoch of these methods (not timed)")
     parser.add_argument("--profile-rows", type=int, default=15)
+    parser.add_argument("--deterministic", action="store_true",
+                        help="training.deterministic: deterministic cuDNN/cuBLAS kernels (its cost on a GPU)")
+    parser.add_argument("--deadline", type=float, default=0.0,
+                        help="time.monotonic() after which no further method starts (benchmarks/gpu_evidence.py)")
     parser.add_argument("--output", default=str(REPO / "docs" / "performance.md"),
                         help="the table's markdown file ('-': print only)")
     parser.add_argument("--section", default="tables",
@@ -291,6 +303,7 @@ def write_report(path: Path, tables: dict[str, list[dict]], args: argparse.Names
              f"Command: `python benchmarks/method_cost.py {' '.join(argv)}`",
              f"Problem `{args.problem}` (options {dict(args.option) or 'none'}, "
              f"{'fake data' if args.fake_data else 'real data'}), batch {args.batch_size}, "
+             f"{'deterministic kernels, ' if args.deterministic else ''}"
              f"median of {args.epochs} epochs of {args.steps} steps after a warm-up epoch."]
     if unavailable:
         parts.append("Not measured (optional dependency missing): " + ", ".join(sorted(unavailable)) + ".")

@@ -119,3 +119,17 @@ def deterministic_result(result: dict) -> dict:
         if out.get(sel):
             out[sel] = {k: v for k, v in out[sel].items() if not k.startswith("time/")}
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Parallel test workers (pytest-xdist, ``--dist loadgroup`` in pyproject.toml): the modules that
+# start Ray run in one worker, one after another. Two Ray instances side by side on a 2-core
+# machine starve each other, and test_ray_cluster's module fixtures (a two-node cluster) must be
+# built once, not once per worker. Every other test goes wherever a worker is free.
+RAY_MODULES = {"test_executors", "test_gpu_packing", "test_ray_cluster", "test_ray_shutdown"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rpartition(".")[2] in RAY_MODULES:
+            item.add_marker(pytest.mark.xdist_group("ray"))

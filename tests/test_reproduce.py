@@ -39,7 +39,8 @@ def test_a_published_board_reproduces_bitwise_and_a_changed_number_is_measured(c
     _edit_record(published, nudge)
     code, out, err = cli("reproduce", published, "--trials", "0")
     assert code == 1
-    assert "differs: max |difference| 0.001 (train/loss at epoch 1)" in out
+    assert "publishing machine: like this one" in out
+    assert "differs on a like machine: largest difference 0.001 (train/loss at epoch 1)" in out
     assert "1 of 2 re-run trials bitwise equal" in out
 
 
@@ -78,3 +79,41 @@ def test_pick_samples_every_column_before_a_second_trial_of_any():
     rerun = [{"epoch": 0.0, "x": 1.5, "y": 2.0}, {"epoch": 1.0, "x": 0.0, "y": float("nan")}]
     assert compare(stored, rerun) == {"equal": False, "max_abs_diff": 1.0, "where": "x at epoch 1", "note": ""}
     assert compare(stored, stored[:1])["note"] == "2 epochs recorded, 1 re-run"
+
+
+def test_reproduce_compares_the_machines_first(cli, published):
+    """A board made on another CPU is re-run with the difference named and expected; one
+    published before fingerprints were stored says the machine is unknown."""
+    def elsewhere(trials):
+        for trial in trials:
+            trial["machine"]["cpu"]["model"] = "Intel(R) Xeon(R) Platinum 8375C"
+            trial["machine"]["cpu"]["vector_flags"] = ["avx2", "fma"]
+        trials[0]["metrics"][1]["train/loss"] += 0.001
+    _edit_record(published, elsewhere)
+    code, out, err = cli("reproduce", published, "--trials", "0")
+    lines = out.splitlines()
+    assert lines[0].startswith("publishing machine: different CPU/GPU (CPU 'Intel(R) Xeon(R) Platinum 8375C' -> ")
+    assert "CPU vector extensions +" in lines[0] and lines[0].endswith(": bitwise equality not expected")
+    assert "bitwise equality not expected; largest difference 0.001 (train/loss at epoch 1)" in lines[1]
+    assert "bitwise equal (different CPU/GPU" in lines[2]
+
+    def unrecorded(trials):
+        for trial in trials:
+            del trial["machine"]
+    _edit_record(published, unrecorded)
+    code, out, err = cli("reproduce", published, "--trials", "0")
+    assert out.startswith("publishing machine: unknown (published before machines were recorded)")
+    assert "differs (machine unknown: the record predates machine fingerprints): largest difference 0.001" in out
+
+
+def test_machine_differences_name_what_decides_the_bits():
+    from auxbench.provenance import machine_differences, machine_fingerprint
+
+    here = machine_fingerprint("cpu")
+    assert machine_differences(here, json.loads(json.dumps(here))) == []
+    other = json.loads(json.dumps(here))
+    other.update(threads=here["threads"] + 3, torch="1.0")
+    other["cpu"]["logical_cpus"] = 1024
+    other["env"] = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert machine_differences(here, other) == [
+        f"torch {here['torch']!r} -> '1.0'", f"numeric environment {here['env']!r} -> {{'ONEDNN_MAX_CPU_ISA': 'AVX2'}}"]

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from auxbench.errors import AuxbenchError
+from auxbench.portable import ray_env_vars
 from auxbench.results import RUN_RECORD
 from auxbench.suite import Resources
 
@@ -182,13 +183,15 @@ def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: st
     run_dir = Path(run_dir).resolve()
     options = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                    logging_level=logging.WARNING)
+    # Portable numerics: every worker starts with the pins, before it imports torch.
+    env = {"env_vars": env_vars} if (env_vars := ray_env_vars(trials)) else {}
     if address is None:
         from auxbench.executors.ray_session import local_ray
 
-        session, where, python_path = local_ray(**options), "this machine's Ray", _python_path()
+        session, where, python_path = local_ray(runtime_env=env or None, **options), "this machine's Ray", _python_path()
     else:
         modules = user_modules(trials)
-        runtime_env = {"py_modules": modules} if modules else None
+        runtime_env = {**({"py_modules": modules} if modules else {}), **env} or None
         session = joined_cluster(address, runtime_env=runtime_env, **options)
         where, python_path = f"the Ray cluster at {address}", []
     name = f"driver-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -210,6 +210,8 @@ def restore_store(record_path: str | Path, run_dir: str | Path, wanted: set[str]
             result["final"], result["best_val"] = _final_and_best(rows, result["primary_metric"],
                                                                   result["higher_is_better"])
         result["restored_from"] = str(record_path)
+        if trial.get("machine") and "provenance" not in result:  # where it ran, for reproduce's comparison
+            result["provenance"] = {"machine": trial["machine"]}
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / CONFIG_FILE, trial["config"])
         write_metrics_csv(folder / METRICS_FILE, rows)

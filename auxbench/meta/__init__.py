@@ -23,7 +23,7 @@ from auxbench.meta.label_generation import (
 )
 from auxbench.meta.meta_step import apply_hypergrad
 from auxbench.meta.optim_step import virtual_step, virtual_step_from_loss
-from auxbench.meta.per_sample import per_sample_dots
+from auxbench.meta.per_sample import losses_and_dots, per_sample_dots
 from auxbench.meta.simplex import project_simplex
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "neumann_hypergrad",
     "neumann_hypergrad_of_update",
     "params_of",
+    "losses_and_dots",
     "per_sample_dots",
     "project_simplex",
     "virtual_step",

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from auxbench.meta.functional import functional_forward
 
@@ -49,3 +51,31 @@ def per_sample_dots(
             losses, tuple(params[name].detach() for name in names), tuple(v[name].detach() for name in names)
         )
     return dots
+
+
+def losses_and_dots(
+    model: nn.Module,
+    v: Mapping[str, Tensor],
+    per_sample_loss: Callable[[Any], Tensor],
+    *inputs: Any,
+) -> tuple[Tensor, Tensor]:
+    """The loss matrix of a training forward of ``model`` (with its autograd graph, BatchNorm's
+    running statistics moved as by ``model(*inputs)``) and :func:`per_sample_dots`'s ⟨∇θ ℓ, v⟩
+    of each entry (a constant), from one forward pass that carries forward-mode tangents.
+
+    Why: a method that weighs its training loss by these dots (SLGrad) otherwise runs the model
+    twice on the batch, once for the JVP and once for the loss it backpropagates, and the two
+    primals are the same values. Here the model's parameters named in ``v`` become dual tensors
+    (primal: the live parameter, so gradients reach it; tangent: its direction), the forward
+    computes both, and the loss matrix's tangent is the dots. Parameters outside ``v`` keep
+    their value and get no tangent, as in :func:`per_sample_dots`.
+    """
+    unknown = [name for name in v if name not in dict(model.named_parameters())]
+    if unknown:
+        raise KeyError(f"losses_and_dots: directions given for {unknown}, which are not parameters of the model")
+    own = dict(model.named_parameters())
+    with fwAD.dual_level():
+        duals = {name: fwAD.make_dual(own[name], direction.detach()) for name, direction in v.items()}
+        primal, tangent = fwAD.unpack_dual(per_sample_loss(functional_call(model, duals, inputs, strict=False)))
+        dots = tangent.detach().clone()
+    return primal, dots

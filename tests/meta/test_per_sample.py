@@ -81,3 +81,28 @@ def test_per_sample_dots_rejects_unknown_names():
     model = _mlp()
     with pytest.raises(KeyError, match="nope"):
         per_sample_dots(model, params_of(model), {"nope": torch.zeros(1)}, lambda o: o.sum(1), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("names", [None, ["0.weight", "0.bias", "1.weight", "1.bias"]], ids=["all", "trunk"])
+def test_losses_and_dots_is_a_training_forward_and_the_jvp_in_one(names):
+    """The loss matrix is the training forward's (same values, gradients to every parameter,
+    BatchNorm's running statistics moved once, as by ``model(x)``) and its tangent is the dots."""
+    from auxbench.meta import losses_and_dots
+
+    torch.manual_seed(2)
+    x, labels = torch.randn(8, 2, 5, 5, dtype=torch.double), torch.randint(0, 3, (8, 2))
+    loss_fn = _two_task_losses(labels)
+    shared, reference = _bn_two_task_net(), _bn_two_task_net()
+    names = names or list(params_of(shared))
+    v = {n: torch.randn_like(p) for n, p in params_of(shared).items() if n in names}
+
+    matrix, dots = losses_and_dots(shared, v, loss_fn, x)
+    want = loss_fn(reference(x))
+    assert torch.equal(matrix, want)
+    assert torch.equal(shared[1].running_mean, reference[1].running_mean) and shared[1].num_batches_tracked == 1
+    assert torch.allclose(dots, _loop_reference(_bn_two_task_net(), names, v, loss_fn, x), atol=1e-10)
+    assert not dots.requires_grad
+    matrix.sum().backward()
+    want.sum().backward()
+    for p, q in zip(shared.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-12)
