@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from auxbench.engine import ENGINE_VERSION, Trial, run_trial
+from auxbench.config import ENGINE_VERSION
+from auxbench.engine import Trial, run_trial
 from auxbench.method import Method, check_declaration, declared_streams, resolve_method
 from auxbench.method_state import collect_state, learned_parameters
 from auxbench.problems import build_problem, problem_version

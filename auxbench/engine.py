@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from auxbench.backbones import block_map, build_backbone, build_model
+from auxbench.config import training_option
 from auxbench.context import Streams, TrainContext
 from auxbench.determinism import deterministic_kernels, trial_threads
 from auxbench.errors import AuxbenchError
@@ -61,31 +62,6 @@ from auxbench.results import (
 from auxbench.rng import rng_state, seed_everything, set_rng_state
 from auxbench.smoke import SMOKE_IMAGE_SIZE, shrink_problem
 from auxbench.steps import Stepper, WeightLog
-
-# Part of every trial id (``engine_version`` in the config): bump it whenever a change here alters
-# what a trial computes, so new results never mix with old ones.
-ENGINE_VERSION = "2"
-
-# Training options added after boards were published, each at the value that reproduces what the
-# engine did before the option existed. ``auxbench.suite`` leaves an option at this value out of a
-# trial's config, so every earlier trial keeps its config (and with it its id, a hash of the
-# config, and its stored results); the engine reads these options with :func:`training_option`.
-# A new option of this kind is added here, with a default that changes nothing.
-LATER_TRAINING_DEFAULTS: dict[str, Any] = {
-    "eval_every": 1,            # evaluate val/test every k epochs (and always at the last one)
-    "test_eval": "every_epoch",  # or "selected": test only at the epochs selection can pick
-    "precision": "fp32",        # or "bf16": the step and evaluation under bf16 autocast
-    "channels_last": False,     # the model's 4-D weights in channels-last memory format
-    "data_on_device": "auto",   # or "always"/"never": which splits live on the device (place_splits)
-    "deterministic": False,     # deterministic cuDNN/cuBLAS kernels (auxbench.determinism.deterministic_kernels)
-    "portable_numerics": False,  # CPU kernels capped at AVX2, pinned before torch loads (auxbench.portable)
-}
-
-
-def training_option(training: dict, name: str) -> Any:
-    """A :data:`LATER_TRAINING_DEFAULTS` option of a trial's ``training`` config."""
-    return training.get(name, LATER_TRAINING_DEFAULTS[name])
-
 
 #: ``data_on_device: auto`` copies a trial's splits to a CUDA device when together they take at
 #: most this many bytes: CIFAR-100's 60,000 uint8 images with their labels take 185 MB, a decoded

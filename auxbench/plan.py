@@ -49,7 +49,7 @@ class Plan:
     cells: list[Cell] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     tuning: list[str] = field(default_factory=list)  # one line per tuned cell (suite's ``tuning:``)
-    power: list[str] = field(default_factory=list)  # :func:`auxbench.leaderboard.power.plan_lines`
+    power: list[str] = field(default_factory=list)  # :func:`power_lines`
 
     @property
     def total(self) -> int:
@@ -190,9 +190,47 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
         f"trials first; its evaluation trials then run with the chosen values (the rows above show its defaults)"
         for c in cells if c.budget
     ]
-    from auxbench.leaderboard.power import plan_lines
-
     baseline = suite.leaderboard.baseline
     planned = {c.column: c.trials for c in plan.cells if c.method == baseline}
-    plan.power = plan_lines(run_dir, suite.leaderboard.model_dump(), planned)
+    plan.power = power_lines(run_dir, suite.leaderboard.model_dump(), planned)
     return plan
+
+
+def power_lines(run_dir, spec: dict, planned: dict[str, int]) -> list[str]:
+    """What ``auxbench run --dry-run`` prints about power: per column, from the finished trials of
+    ``run_dir``, the seed-to-seed noise of a difference from the baseline, what the planned seeds
+    (``planned``: column -> seeds) detect and, with ``spec["detect"]``, the seeds that effect needs.
+    Without finished trials: the pilot to run first."""
+    from auxbench.errors import AuxbenchError
+    from auxbench.leaderboard import tables as T
+    from auxbench.leaderboard.power import MAX_SEEDS, detectable
+    from auxbench.results import load_results, load_run_record
+
+    detect = spec.get("detect")
+    want = f" to detect {detect:g} (leaderboard.detect)" if detect else ""
+    pilot = (f"power{want}: no finished trials in {run_dir} to measure the seed-to-seed noise; run a pilot of "
+             "3 seeds per cell (`seeds: [0, 1, 2]`) and plan again: its trials count towards the full run")
+    try:
+        df = load_results(Path(run_dir)) if Path(run_dir, "run.json").exists() else None
+        board = None if df is None else T.build_board(
+            df, load_run_record(Path(run_dir)), spec.get("metric", "primary"), spec.get("selection", "final"),
+            spec.get("baseline", "stl"), spec.get("alpha", 0.05), spec.get("rope"), detect=detect)
+    except AuxbenchError:
+        board = None
+    if board is None or not board.trials["counted"].any():
+        return [pilot]
+    lines = [f"power{want} (80 % power, Holm over each column's comparisons with `{board.baseline}`, "
+             f"from {int(board.trials['counted'].sum())} finished trials):"]
+    for column in board.columns:
+        p = T.column_power(board, column)
+        n = planned.get(column, p.n)
+        if not math.isfinite(p.sd):
+            lines.append(f"  {column}: fewer than 2 finished seeds paired with the baseline; no estimate yet")
+            continue
+        text = (f"  {column}: SD of a paired difference {p.sd:.3g} ({p.df} df); {n} seeds detect "
+                f"{detectable(p.sd, n, p.alpha, p.m):.3g}")
+        if detect:
+            need = f"more than {MAX_SEEDS}" if p.needed > MAX_SEEDS else str(p.needed)
+            text += f"; {detect:g} needs {need} seeds"
+        lines.append(text)
+    return lines

@@ -106,7 +106,7 @@ def pick(trials: list[dict[str, Any]], k: int | None) -> list[dict[str, Any]]:
 
 def version_mismatch(config: dict[str, Any]) -> str | None:
     """Why this code would compute another trial than ``config`` recorded, or ``None``."""
-    from auxbench.engine import ENGINE_VERSION
+    from auxbench.config import ENGINE_VERSION
     from auxbench.method import resolve_method
     from auxbench.problems import problem_version
 

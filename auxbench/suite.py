@@ -25,7 +25,6 @@ offending value, raised before any training:
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import math
 import re
@@ -45,8 +44,8 @@ from pydantic import (
 
 from auxbench.backbones.registry import TIMM_PREFIX
 from auxbench.backbones.timm_backbone import fetch_pretrained
+from auxbench.config import ENGINE_VERSION, LATER_TRAINING_DEFAULTS, trial_id
 from auxbench.determinism import default_threads
-from auxbench.engine import ENGINE_VERSION, LATER_TRAINING_DEFAULTS
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.method import (
     Method,
@@ -155,7 +154,7 @@ class TrainingConfig(Strict):
     head_hidden: int = Field(0, ge=0, le=65_536)
     device: str = "auto"
     threads: int | None = Field(None, ge=1, le=1024)  # intra-op threads; None: resources.cpu (auxbench.determinism)
-    # Options of auxbench.engine.LATER_TRAINING_DEFAULTS: a trial's config holds them only when set
+    # Options of auxbench.config.LATER_TRAINING_DEFAULTS: a trial's config holds them only when set
     # to something else (see _training), so adding them changed no trial id.
     eval_every: int = Field(LATER_TRAINING_DEFAULTS["eval_every"], gt=0, le=MAX_EPOCHS)
     test_eval: Literal["every_epoch", "selected"] = LATER_TRAINING_DEFAULTS["test_eval"]
@@ -444,16 +443,10 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def trial_id(config: dict) -> str:
-    """A short hash of the fully resolved config."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
 def _training(defaults: dict, override: dict, path: Path, key: str) -> dict:
     """The resolved training config, without the later options left at their defaults: the
     config (and so the id) of a trial that does not use them is the one it had before they
-    existed (:data:`auxbench.engine.LATER_TRAINING_DEFAULTS`)."""
+    existed (:data:`auxbench.config.LATER_TRAINING_DEFAULTS`)."""
     try:
         training = TrainingConfig.model_validate(_merge(defaults, override)).model_dump()
     except ValidationError as err:

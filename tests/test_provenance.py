@@ -9,7 +9,8 @@ import pandas as pd
 import torch
 
 import auxbench.provenance as prov
-from auxbench.engine import ENGINE_VERSION, run_trial
+from auxbench.config import ENGINE_VERSION
+from auxbench.engine import run_trial
 from auxbench.results import RESULT_FILE
 from tests.conftest import expanded_trials, tiny_suite
 

@@ -13,7 +13,8 @@ import torch
 
 import auxbench.engine as engine
 from auxbench.backbones import build_model
-from auxbench.engine import LATER_TRAINING_DEFAULTS, Trial, evaluate, run_trial
+from auxbench.config import LATER_TRAINING_DEFAULTS
+from auxbench.engine import Trial, evaluate, run_trial
 from auxbench.leaderboard.tables import build_board, curve_key, curves
 from auxbench.losses import metric_sum
 from auxbench.problems import build_problem
