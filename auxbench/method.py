@@ -308,7 +308,7 @@ def discover_all() -> tuple[dict[str, type[Method]], dict[str, str]]:
     A module whose optional dependency is missing (``ImportError``) is reported with the reason
     instead of breaking discovery of the others.
     """
-    return {n: m for n, m in METHODS.entries().items() if ":" not in n}, METHODS.unavailable()
+    return METHODS.entries(), METHODS.unavailable()
 
 
 def install_hint(reason: str) -> str:

@@ -73,6 +73,7 @@ class Registry(MutableMapping[str, T], Generic[T]):
         self.collect = collect
         self.install = install
         self._entries: dict[str, T] = {}
+        self._plugins: dict[str, T] = {}  # ``module:attr`` entries resolved so far: reachable, never listed
         self._metadata: dict[str, dict] = {}
 
     # ----- registering -------------------------------------------------------------------------
@@ -133,12 +134,14 @@ class Registry(MutableMapping[str, T], Generic[T]):
         entries = self.entries()
         if name in entries:
             return entries[name]
+        if name in self._plugins:
+            return self._plugins[name]
         if ":" in name:
             entry = import_plugin(name, where)
             for known, obj in list(self._entries.items()):
-                if obj is entry and known != name:  # registered under its own name: keep its metadata
+                if obj is entry:  # registered under its own name too: keep its metadata (a problem's version)
                     self._metadata.setdefault(name, self._metadata[known])
-            self._entries[name] = entry
+            self._plugins[name] = entry
             self._metadata.setdefault(name, {})
             return entry
         unavailable = self.unavailable()
@@ -148,8 +151,10 @@ class Registry(MutableMapping[str, T], Generic[T]):
             raise AuxbenchError(f"{place}{self.kind} {name!r} is unavailable: {unavailable[name]}{hint}")
         raise unknown_name(self.kind, name, [n for n in entries if ":" not in n] + list(self.forms), where)
 
-    # ----- the mapping interface: the available entries (``[]`` never imports a plug-in) ----------
+    # ----- the mapping interface: the available entries, and the plug-ins resolved so far by ``[]`` ---
     def __getitem__(self, name: str) -> T:
+        if name in self._plugins:
+            return self._plugins[name]
         return self.entries()[name]
 
     def __setitem__(self, name: str, entry: T) -> None:

@@ -16,10 +16,10 @@ drawn), so the cut is the same for every method and seed. A smoke trial's config
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-import torch
-
-from auxbench.problems.base import Problem, TensorSplit
+if TYPE_CHECKING:  # the CLI reads the sizes below to write its help, before torch may load
+    from auxbench.problems.base import Problem, TensorSplit
 
 SMOKE_EPOCHS = 2
 SMOKE_TRAIN_BATCHES = 2
@@ -42,6 +42,8 @@ def smoke_training(training: dict) -> dict:
 def _spread(split: TensorSplit, rows: int) -> TensorSplit:
     if len(split) <= rows:
         return split
+    import torch
+
     return split.subset(torch.linspace(0, len(split) - 1, rows).round().long())
 
 

@@ -73,7 +73,7 @@ class OLAux(Method):
                               space=CategoricalDistribution(WEIGHT_RULES)),
         "update_every": HParam(20, "N: steps between weight updates", low=1, high=100_000,
                                space=IntDistribution(1, 100, log=True)),
-        "weight_lr": HParam(0.05, "β: step size of the weight update", low=0.0, high=100.0,
+        "weight_lr": HParam(0.05, "β: step size of the weight update", low=0.0, high=1e6,
                             space=FloatDistribution(1e-4, 10.0, log=True)),
     }
 

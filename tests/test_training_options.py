@@ -138,6 +138,8 @@ def test_selected_tests_the_last_epoch_and_each_new_best_on_val(write_suite, tmp
 
 
 def test_a_board_of_sparse_trials_publishes(cli, write_suite, in_tmp):
+    from auxbench.leaderboard.record import from_store
+
     suite = tiny_suite(methods=["stl", "human_aux"], seeds=2, problem="digits_coarse")
     suite["defaults"].update(epochs=4, eval_every=2, test_eval="selected")
     code, out, err = cli("run", write_suite(suite))
@@ -147,7 +149,7 @@ def test_a_board_of_sparse_trials_publishes(cli, write_suite, in_tmp):
     df = load_results(runs)
     board = build_board(df, load_run_record(runs))
     (column,) = board.columns
-    points = curves(board, runs, column, curve_key(board, df, column))
+    points = curves(board, from_store(runs).metrics, column, curve_key(board, df, column))
     assert 4 - 1 in set(points["epoch"])  # the last epoch, which every seed tested
     assert (points["n"] == 2).all() and points["mean"].notna().all()  # no point from fewer seeds
     code, out, err = cli("leaderboard", runs, "--selection", "best_val", "-o", in_tmp / "best.md")

@@ -96,7 +96,7 @@ def user_modules(trials: list[dict]) -> list[str]:
     backbones that a cluster's workers cannot import by themselves: the top-level module of each,
     unless it is auxbench's own or installed (under ``site-packages``/``dist-packages``), as Ray's
     ``py_modules`` wants them (a package's folder, or a single module's ``.py`` file)."""
-    specs = {t["config"][key] for t in trials for key in ("method", "problem", "backbone")}
+    specs = {t["config"].get(key, "") for t in trials for key in ("method", "problem", "backbone")}
     tops = sorted({spec.partition(":")[0].split(".")[0] for spec in specs
                    if ":" in spec and not spec.startswith("timm:")})
     paths = []

@@ -485,7 +485,7 @@ def _reference_section(board: T.Board, cells: pd.DataFrame, record: dict | None,
                               "consistent"]), ""]
 
 
-def _tuning_section(record: dict | None, source: R.Source | None) -> list[str]:
+def _tuning_section(record: dict | None, source: R.Source | None = None) -> list[str]:
     """Each tuned cell's budget, search space and chosen values (:mod:`auxbench.tuning`), and a flag
     on every column whose methods with something to tune had unequal budgets."""
     cells = (record or {}).get("tuning")

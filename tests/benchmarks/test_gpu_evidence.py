@@ -20,6 +20,9 @@ def test_runs_every_stage_and_writes_what_it_finished(tmp_path, monkeypatch):
     path.write_text(yaml.safe_dump(suite))
     out = tmp_path / "out"
     monkeypatch.chdir(tmp_path)
+    from auxbench.problems import cifar
+
+    monkeypatch.setitem(cifar.FAKE_SIZES, "train", cifar.FAKE_SIZES["train"])  # the script resizes it: undone after
     summary = gpu_evidence.main([
         "--device", "cpu", "--budget-s", "3600", "--out", str(out), "--cost-backbones", "lenet5",
         "--cost-methods", "human_aux", "--cost-steps", "2", "--batch-size", "8", "--suite", str(path), "--smoke",

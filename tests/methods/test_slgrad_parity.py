@@ -71,7 +71,7 @@ def _to_double(batch):
 
 
 @pytest.mark.parametrize("noise_fraction", [0.4, 0.7])
-def test_slgrad_official_step_parity(tmp_path, noise_fraction):
+def test_slgrad_official_step_parity(tmp_path, noise_fraction, monkeypatch):
     config = trial_config("slgrad", problem="toy_regression", hparams={"loss_scale": "official"}, batch_size=BATCH,
                           meta_source="problem", head_hidden=32,
                           optimizer={"name": "sgd", "lr": LR, "momentum": MOMENTUM})
@@ -89,19 +89,21 @@ def test_slgrad_official_step_parity(tmp_path, noise_fraction):
     trunk = [n for n, _ in trial.model.named_parameters() if n.startswith("backbone.")]
     assert trunk and len(trunk) < len(list(trial.model.parameters()))
 
+    import methods.slgrad
+
     used = {}
-    weights_of, next_batch = trial.method.sample_weights, trial.ctx.next_batch
+    normalise, next_batch = methods.slgrad.normalise_sample_weights, trial.ctx.next_batch
 
     def record_meta(stream):
         used["meta"] = _to_double(next_batch(stream))
         return used["meta"]
 
-    def record_weights(batch, meta):
-        used["weights"] = weights_of(batch, meta)
+    def record_weights(raw):  # the weights the step trains with, however it computes the dots
+        used["weights"] = normalise(raw)
         return used["weights"]
 
     trial.ctx.next_batch = record_meta
-    trial.method.sample_weights = record_weights
+    monkeypatch.setattr(methods.slgrad, "normalise_sample_weights", record_weights)
     trial.ctx.streams.start_epoch(0)
     batches = trial.train_split.batches(BATCH, torch.Generator().manual_seed(3), shuffle=True)
     for _, batch in zip(range(2), batches, strict=False):
