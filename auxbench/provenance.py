@@ -167,10 +167,15 @@ def machine_summary(results: Any) -> str | None:
     :func:`auxbench.results.load_results`; ``None`` when no result records one."""
     if "provenance" not in getattr(results, "columns", ()):
         return None
-    machines = Counter(describe_machine(p["machine"]) for p in results["provenance"] if isinstance(p, dict))
+    finished = results[results["status"].isin(("done", "diverged", "degenerate"))] if "status" in results else results
+    machines = Counter(describe_machine(p["machine"]) if isinstance(p, dict) and p.get("machine") else None
+                       for p in finished["provenance"])
+    unknown = machines.pop(None, 0)
     if not machines:
         return None
-    if len(machines) == 1:
+    if len(machines) == 1 and not unknown:
         return f"- Machine: {next(iter(machines))}"
-    listed = "; ".join(f"{text} ({n} trials)" for text, n in machines.most_common())
-    return f"- Machines (results from {len(machines)} kinds, not bitwise comparable): {listed}"
+    listed = [f"{text} ({n} trials)" for text, n in machines.most_common()]
+    if unknown:  # trials reused from a record that predates machine fingerprints (auxbench run --reuse-published)
+        listed.append(f"not recorded ({unknown} trials, reused from a record that predates machine fingerprints)")
+    return f"- Machines (not bitwise comparable across them): {'; '.join(listed)}"

@@ -60,9 +60,13 @@ def test_leaderboard_machine_line_names_each_kind_of_machine():
     here = prov.machine_fingerprint("cpu")
     other = json.loads(json.dumps(here))
     other["cpu"]["model"], other["threads"] = "Other CPU", 7
-    one = pd.DataFrame({"provenance": [{"machine": here}, {"machine": here}, None]})
+    one = pd.DataFrame({"provenance": [{"machine": here}, {"machine": here}, None],
+                        "status": ["done", "done", "missing"]})  # a missing trial has no machine to name
     assert prov.machine_summary(one) == f"- Machine: {prov.describe_machine(here)}"
     two = pd.DataFrame({"provenance": [{"machine": here}, {"machine": other}, {"machine": other}]})
     line = prov.machine_summary(two)
-    assert line.startswith("- Machines (results from 2 kinds") and "Other CPU" in line and "7 threads" in line
+    assert line.startswith("- Machines (not bitwise comparable") and "Other CPU" in line and "7 threads" in line
+    reused = pd.DataFrame({"provenance": [{"machine": here}, None, None], "status": ["done"] * 3})
+    line = prov.machine_summary(reused)  # trials restored from a record without fingerprints are named, not hidden
+    assert line.startswith("- Machines") and "not recorded (2 trials" in line
     assert prov.machine_summary(pd.DataFrame({"status": ["done"]})) is None
