@@ -84,6 +84,20 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def outside_folder(in_tmp, monkeypatch):
+    """A user's own folder outside the repository: the working directory, not on ``sys.path`` (as
+    for the ``auxbench`` console script). Yields ``(folder, modules)``: the names put in
+    ``modules`` are forgotten by Python afterwards, so the next test imports its own files."""
+    import sys
+
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+    modules: list[str] = []
+    yield in_tmp, modules
+    for name in modules:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
 def cli(capsys):
     """``cli(*args) -> (exit code, stdout, stderr)`` of ``auxbench`` run in-process."""
     from auxbench.cli import main

@@ -2,7 +2,6 @@
 checks, run from its own folder exactly as a user would."""
 from __future__ import annotations
 
-import sys
 import textwrap
 
 import pytest
@@ -30,12 +29,10 @@ class HalfWeight(Method):
 
 
 @pytest.fixture
-def user_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
-    yield tmp_path
-    for name in ("good_method", "bad_method"):
-        sys.modules.pop(name, None)
+def user_folder(outside_folder):
+    folder, modules = outside_folder
+    modules += ["good_method", "bad_method"]
+    return folder
 
 
 def test_a_method_outside_the_repository_passes_every_check(user_folder, capsys):

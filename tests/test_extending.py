@@ -3,7 +3,6 @@ folder outside the repository, validate and run (a new user's first try, from th
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,14 @@ def files_shown_in(*pages: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def user_folder(tmp_path, monkeypatch):
+def user_folder(outside_folder):
+    folder, modules = outside_folder
     files = files_shown_in("writing-a-problem.md", "writing-a-backbone.md")
     assert set(files) == {"my_problems.py", "my_backbones.py", "my_suite.yaml"}, "a guide lost its example"
     for name, text in files.items():
-        (tmp_path / name).write_text(text)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
-    yield tmp_path
-    for module in ("my_problems", "my_backbones"):
-        sys.modules.pop(module, None)
+        (folder / name).write_text(text)
+    modules += ["my_problems", "my_backbones"]
+    return folder
 
 
 def test_a_problem_and_a_backbone_from_the_docs_run_a_suite(user_folder, capsys):

@@ -99,13 +99,19 @@ VARIANTS = [
 IDS = ["maxl", "maxl-bn", "wamal-per_sample", "wamal-batch_mean-bn"]
 
 
-@pytest.mark.parametrize(("method", "hparams", "weighting"), VARIANTS, ids=IDS)
-def test_parity_theta_step_with_the_official_rule(tmp_path, method, hparams, weighting):
+def _reference_setup(tmp_path, method, hparams):
+    """The trial, a batch, its task names and primary labels, and copies of the primary and label
+    networks for the restated official rule to step."""
     trial = official_trial(tmp_path, method, **hparams)
     batch = a_batch(trial)
-    primary, aux_task = trial.problem.primary.name, trial.method.aux_task
-    y = batch.y[primary]
+    primary = trial.problem.primary.name
     model, label_net = copy.deepcopy(trial.model), copy.deepcopy(trial.method.label_net)
+    return trial, batch, primary, trial.method.aux_task, batch.y[primary], model, label_net
+
+
+@pytest.mark.parametrize(("method", "hparams", "weighting"), VARIANTS, ids=IDS)
+def test_parity_theta_step_with_the_official_rule(tmp_path, method, hparams, weighting):
+    trial, batch, primary, aux_task, y, model, label_net = _reference_setup(tmp_path, method, hparams)
     before = [p.detach().clone() for p in model.parameters()]
 
     targets, w = own_labels(label_net, batch.x, y, trial.problem.primary.num_outputs)
@@ -122,11 +128,7 @@ def test_parity_theta_step_with_the_official_rule(tmp_path, method, hparams, wei
 
 @pytest.mark.parametrize(("method", "hparams", "weighting"), VARIANTS, ids=IDS)
 def test_parity_phi_step_with_the_official_rule(tmp_path, method, hparams, weighting):
-    trial = official_trial(tmp_path, method, **hparams)
-    batch = a_batch(trial)
-    primary, aux_task = trial.problem.primary.name, trial.method.aux_task
-    y = batch.y[primary]
-    model, label_net = copy.deepcopy(trial.model), copy.deepcopy(trial.method.label_net)
+    trial, batch, primary, aux_task, y, model, label_net = _reference_setup(tmp_path, method, hparams)
     phi = list(label_net.parameters())
     before = [p.detach().clone() for p in phi]
     theta = dict(model.named_parameters())

@@ -46,3 +46,18 @@ def assert_params(model: torch.nn.Module, expected: dict[str, Tensor]) -> None:
     """Every parameter of ``model`` equals ``expected`` to 1e-5 relative."""
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.detach(), expected[name], rtol=RTOL, atol=ATOL, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def sgd_expected(shared: dict[str, Tensor], update: Tensor, params: dict[str, Tensor], tasks: list[str],
+                 losses: dict[str, Tensor], lr: float) -> dict[str, Tensor]:
+    """Every parameter after one plain SGD step: the shared ones along the flat ``update`` (in
+    ``shared``'s order), each task head along its own task's gradient."""
+    expected, offset = {}, 0
+    for name, p in shared.items():
+        expected[name] = p.detach() - lr * update[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    for t in tasks:
+        head = {n: p for n, p in params.items() if n.startswith(f"heads.{t}.")}
+        head_grads = torch.autograd.grad(losses[t], list(head.values()), retain_graph=True)
+        expected.update({n: p.detach() - lr * g for (n, p), g in zip(head.items(), head_grads, strict=True)})
+    return expected

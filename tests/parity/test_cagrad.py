@@ -16,7 +16,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from ._common import assert_params, first_batch, make_trial, reference_copy
+from ._common import assert_params, first_batch, make_trial, reference_copy, sgd_expected
 
 LR, C = 0.5, 0.4
 
@@ -67,14 +67,7 @@ def test_parity_cagrad_one_step_is_the_official_update(tmp_path, scale, rescale)
         for t in tasks
     ])
     update = official_update(jac, C, scale, rescale)
-    expected, offset = {}, 0
-    for name, p in shared.items():
-        expected[name] = p.detach() - LR * update[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
-    for t in tasks:
-        head = {n: p for n, p in params.items() if n.startswith(f"heads.{t}.")}
-        head_grads = torch.autograd.grad(losses[t], list(head.values()), retain_graph=True)
-        expected.update({n: p.detach() - LR * g for (n, p), g in zip(head.items(), head_grads, strict=True)})
+    expected = sgd_expected(shared, update, params, tasks, losses, LR)
 
     trial.ctx.streams.start_epoch(0)
     trial.step(batch, "train")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import assert_params, first_batch, make_trial, reference_copy
+from ._common import assert_params, first_batch, make_trial, reference_copy, sgd_expected
 
 LR = 0.5
 
@@ -63,12 +63,5 @@ def test_parity_pcgrad_one_step_is_algorithm_1(tmp_path, monkeypatch):
 
     update = surgery(grads, orders)
     assert not torch.allclose(update, sum(grads)), "the surgery changed nothing"
-    expected, offset = {}, 0
-    for name, p in shared.items():
-        expected[name] = p.detach() - LR * update[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
-    for t in tasks:
-        head = {n: p for n, p in params.items() if n.startswith(f"heads.{t}.")}
-        head_grads = torch.autograd.grad(losses[t], list(head.values()), retain_graph=True)
-        expected.update({n: p.detach() - LR * g for (n, p), g in zip(head.items(), head_grads, strict=True)})
+    expected = sgd_expected(shared, update, params, tasks, losses, LR)
     assert_params(trial.model, expected)
