@@ -111,6 +111,9 @@ def check_claims(claims: list[Claim], baseline: str, metric: str, problems: dict
         if claim.id in seen:
             raise AuxbenchError(f"{at}.id: {claim.id!r} is already the id of claims[{seen[claim.id]}]")
         seen[claim.id] = k
+        if claim.better is not None and claim.than is None and claim.better == baseline:
+            raise AuxbenchError(f"{at}: better and than are both {baseline!r} (than defaults to the baseline); "
+                                "a claim compares two methods")
         for key in ("column", "columns"):
             for j, column in enumerate([getattr(claim, key)] if key == "column" else getattr(claim, key) or []):
                 if column is not None and column not in problems:
