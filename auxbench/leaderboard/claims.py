@@ -240,6 +240,7 @@ class Verdict:
     low: float
     high: float
     n: int
+    sd: float
     paired: bool
     p_claimed: float
     p_opposite: float
@@ -302,7 +303,7 @@ def judge(claims: list[Claim], effects: list[Effect], alpha: float, costs=None, 
                 projected = costs(claim, max(0, needed - effect.n))
                 fits = None if projected is None else projected <= budget
         low, high = effect.interval(alpha)
-        out.append(Verdict(claim, verdict, effect.mean, low, high, effect.n, effect.paired is not None,
+        out.append(Verdict(claim, verdict, effect.mean, low, high, effect.n, effect.sd(), effect.paired is not None,
                            float(claimed[k]), float(opposite[k]), float(equivalent[k]), needed, fits, note))
     return out
 
@@ -347,6 +348,47 @@ def suite_verdicts(board: T.Board, df: pd.DataFrame, record: dict | None) -> lis
     return judge(claims, effects, board.alpha, cpu_hours(df, cpu), spec.get("claims_budget_cpu_hours"))
 
 
+def plan_lines(run_dir, spec: dict) -> list[str]:
+    """What ``auxbench run --dry-run`` prints per claim of ``spec`` (the suite's dump): from the
+    finished trials of ``run_dir``, the seeds that would decide it; without them, a pilot."""
+    from pathlib import Path
+
+    from auxbench.errors import AuxbenchError
+    from auxbench.results import load_results, load_run_record
+
+    claims = spec.get("claims") or []
+    if not claims:
+        return []
+    board = df = record = None
+    if Path(run_dir, "run.json").exists():
+        try:
+            df = load_results(Path(run_dir))
+            record = {**(load_run_record(Path(run_dir)) or {}), "spec": spec}
+            lb = spec["leaderboard"]
+            board = T.build_board(df, record, lb["metric"], lb["selection"], lb["baseline"], lb["alpha"])
+        except AuxbenchError:
+            board = None
+    verdicts = suite_verdicts(board, df, record) if board is not None else []
+    by_id = {v.claim.id: v for v in verdicts}
+    budget = spec.get("claims_budget_cpu_hours")
+    lines = [f"claims (Holm over {len(claims)}; 80 % power to detect δ and to show equivalence within ±δ):"]
+    for c in claims:
+        v = by_id.get(c["id"])
+        columns = ", ".join(c.get("columns") or [c["column"]])
+        if v is None or v.n < 2 or not math.isfinite(v.sd):
+            lines.append(f"claim {c['id']}: no finished trials of its cells in {run_dir} to measure the noise; "
+                         f"run a pilot of {PILOT_SEEDS} seeds (`seeds: {PILOT_SEEDS}` in the experiments of {columns}) "
+                         "and plan again: its trials count towards the full run")
+            continue
+        text = f"claim {c['id']}: {v.n} seeds now, SD of one effect {v.sd:.3g}; "
+        if v.verdict != "inconclusive":
+            text += f"decided: {v.verdict}"
+        else:
+            text += f"{decide_in_words(v, budget)} seeds would decide it"
+        lines.append(text)
+    return lines
+
+
 # ----- words -----------------------------------------------------------------------------------
 def in_words(claim: Claim, baseline: str, metric: str) -> str:
     """The claim as a sentence (its ``text`` when the suite gives one)."""
@@ -370,8 +412,10 @@ def decide_in_words(v: Verdict, budget: float | None) -> str:
         return f"unknown: run a pilot of {PILOT_SEEDS} seeds to measure the noise"
     if v.needed > P.MAX_SEEDS:
         return f"more than {P.MAX_SEEDS}"
-    fit = {True: f"fits the budget of {budget:g} CPU-h", False: f"beyond the budget of {budget:g} CPU-h",
-           None: "no budget stated" if budget is None else "cost unknown"}[v.fits]
+    if budget is None:
+        fit = "the suite states no claims_budget_cpu_hours"
+    else:
+        fit = {True: "fits", False: "beyond", None: "cost unknown against"}[v.fits] + f" the budget of {budget:g} CPU-h"
     return f"{v.needed} ({fit})"
 
 
