@@ -181,7 +181,7 @@ def test_the_page_answers_with_the_claims_first():
                          ("noisy", "inconclusive")):
         row = next(line for line in claims.splitlines() if line.startswith(f"| `{key}`"))
         assert f"**{verdict}**" in row and "Paper A, Table 1" in row
-    assert "Holm-adjusted over the 4 testable claims" in claims and "fits the budget of 2 CPU-h" in claims
+    assert "Holm-adjusted over the 4 testable claims" in claims and "the budget of 2 CPU-h" in claims
     unbudgeted = render_markdown(*_store(CELLS, FOUR))
     assert "the suite states no claims_budget_cpu_hours" in unbudgeted.split("## Answer")[0]
 
