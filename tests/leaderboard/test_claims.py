@@ -200,3 +200,19 @@ def test_tost_interval_agrees_with_the_two_one_sided_tests(alpha):
         tost = max(effect.p_above(-delta), effect.p_below(delta))
         assert (tost < alpha) == inside
     assert math.isclose(effect.p_above(0) + effect.p_below(0), 1.0)
+
+
+def test_a_committed_board_without_claims_re_renders_byte_identically(tmp_path):
+    """The Claims section adds nothing to a suite without claims: a published board re-rendered
+    from its reproduce.json is the committed page, byte for byte."""
+    import re
+    from pathlib import Path
+
+    from auxbench.leaderboard import publish
+
+    boards = Path(__file__).resolve().parents[2] / "leaderboards"
+    committed = (boards / "tuned_quickstart.md").read_text()
+    commit = re.search(r"^- auxbench commit: `([^`]*)`", committed, re.M)
+    page = publish(boards / "tuned_quickstart" / "reproduce.json", tmp_path / "tuned_quickstart.md",
+                   commit=commit.group(1) if commit else False)
+    assert "## Claims" not in committed and page.read_text() == committed
