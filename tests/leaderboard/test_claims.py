@@ -216,3 +216,26 @@ def test_a_committed_board_without_claims_re_renders_byte_identically(tmp_path):
     page = publish(boards / "tuned_quickstart" / "reproduce.json", tmp_path / "tuned_quickstart.md",
                    commit=commit.group(1) if commit else False)
     assert "## Claims" not in committed and page.read_text() == committed
+
+
+def test_the_claims_travel_in_the_record(mini_dir, tmp_path):
+    """A board with claims re-rendered from its reproduce.json is the page its store gave."""
+    import json
+    import shutil
+
+    from auxbench.leaderboard import publish
+
+    run = tmp_path / "mini"
+    shutil.copytree(mini_dir, run)
+    record = json.loads((run / "run.json").read_text())
+    record["spec"]["claims"] = [
+        {"id": "human_helps", "source": "Synthetic et al. 2024, Table 1", "better": "human_aux",
+         "column": "digits_coarse/convnet4", "delta": 0.01},
+        {"id": "helps_more_on_digits", "source": "Synthetic et al. 2024", "better": "human_aux",
+         "columns": ["digits_coarse/convnet4", "toy_regression/mlp"], "delta": 0.01}]
+    record["spec"]["claims_budget_cpu_hours"] = 1.0
+    (run / "run.json").write_text(json.dumps(record))
+    page = publish(run, tmp_path / "a.md", commit=False).read_text()
+    again = publish(tmp_path / "a" / "reproduce.json", tmp_path / "b.md", commit=False).read_text()
+    assert "## Claims" in page and "`human_helps`" in page and "**reproduced**" in page
+    assert again == page.replace("](a/", "](b/")
