@@ -395,14 +395,12 @@ def in_words(claim: Claim, baseline: str, metric: str) -> str:
     if claim.text:
         return claim.text
     if claim.form == "weights":
-        return (f"`{claim.method}` ends with at least {claim.delta:g} less weight on {', '.join(claim.less_weight)} "
-                f"than on {claim.than_task} ({claim.column})")
+        return f"`{claim.method}` ends with less weight on {', '.join(claim.less_weight)} than on {claim.than_task} ({claim.column})"
     than = claim.than or baseline
     metric = claim.metric or metric
     if claim.form == "interaction":
-        return (f"`{claim.better}`'s advantage over `{than}` is at least {claim.delta:g} larger on {claim.columns[0]} "
-                f"than on {claim.columns[1]} ({metric})")
-    return f"`{claim.better}` is better than `{than}` on {claim.column} by at least {claim.delta:g} ({metric})"
+        return f"`{claim.better}`'s advantage over `{than}` is larger on {claim.columns[0]} than on {claim.columns[1]} ({metric})"
+    return f"`{claim.better}` is better than `{than}` on {claim.column} ({metric})"
 
 
 def decide_in_words(v: Verdict, budget: float | None) -> str:
