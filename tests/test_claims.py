@@ -73,6 +73,8 @@ BAD = {
     "no source": ([{k: v for k, v in GOOD.items() if k != "source"}], "claims[0].source: Field required"),
     "id not a slug": ([{**GOOD, "id": "a b"}], "claims[0].id: String should match pattern"),
     "budget zero": ([GOOD], "claims_budget_cpu_hours: Input should be greater than 0"),
+    "weight template without task": ([{**WEIGHTS, "weight": "diag/importance/x"}], "claims[0].weight: must be a key"),
+    "weight on a comparison": ([{**GOOD, "weight": "diag/weight/{task}"}], "claims[0]: weight has no meaning in a comparison"),
 }
 
 

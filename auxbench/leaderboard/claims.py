@@ -20,14 +20,16 @@ verdict.
 """
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from auxbench.claims import WEIGHT_KEY, Claim, weight_tasks
+from auxbench.claims import WEIGHT_TEMPLATE, Claim, weight_tasks
 from auxbench.leaderboard import power as P
 from auxbench.leaderboard import stats as S
 from auxbench.leaderboard import tables as T
@@ -195,35 +197,43 @@ def interaction_effect(board: T.Board, columns: list[str], a: str, b: str) -> Ef
                   failures=_failures(board, cells))
 
 
-def weight_key(df: pd.DataFrame, selection: str, task: str) -> str | None:
-    """The metric holding ``task``'s weight: ``diag/weight/<task>`` (a weight per task), else
-    ``diag/weight/<task>/mean`` (per-sample weights); None when no trial logged either."""
-    for key in (f"{WEIGHT_KEY}{task}", f"{WEIGHT_KEY}{task}/mean"):
-        if f"{selection}:{key}" in df and df[f"{selection}:{key}"].notna().any():
-            return key
-    return None
+def _weight_keys(here: pd.DataFrame, selection: str, claim: Claim, task: str) -> list[str]:
+    """The columns of ``here`` holding ``task``'s weight: the claim's ``weight`` template, else
+    ``diag/weight/<task>`` (a weight per task), else ``diag/weight/<task>/mean`` (per-sample weights)."""
+    for template in [claim.weight] if claim.weight else [WEIGHT_TEMPLATE, f"{WEIGHT_TEMPLATE}/mean"]:
+        pattern = f"{selection}:" + template.replace("{task}", task)
+        keys = [k for k in here.columns if fnmatch.fnmatchcase(k, pattern) and here[k].notna().any()]
+        if keys:
+            return keys
+    return []
 
 
-def weights_effect(board: T.Board, df: pd.DataFrame, record: dict | None, claim: Claim) -> Effect:
+def _logged_tasks(here: pd.DataFrame, selection: str, claim: Claim) -> list[str]:
+    """Task names that the weight template finds in the columns of ``here``."""
+    template = re.escape(f"{selection}:{claim.weight or WEIGHT_TEMPLATE}").replace(r"\{task\}", "([^/]+)")
+    pattern = re.compile(template.replace(r"\*", ".*") + "(/.*)?")
+    return sorted({m.group(1) for k in here.columns if (m := pattern.fullmatch(k)) and here[k].notna().any()})
+
+
+def weights_effect(board: T.Board, df: pd.DataFrame, claim: Claim) -> Effect:
     """Per seed: the weight of ``than_task`` minus the mean weight of the tasks ``less_weight``
-    matches, at the board's selected epoch; one sample against 0."""
+    matches, at the board's selected epoch, over the cell's counted trials; one sample against 0."""
     cells = [(claim.column, claim.method)]
-    prefix = f"{board.selection}:{WEIGHT_KEY}"
-    logged = sorted({k[len(prefix):].split("/")[0] for k in df.columns if k.startswith(prefix)})
-    tasks = weight_tasks(claim, logged)
-    keys = {t: weight_key(df, board.selection, t) for t in [claim.than_task, *tasks]}
-    if not tasks or any(k is None for k in keys.values()):
+    counted = board.cell(claim.column, claim.method)
+    counted = counted[counted["counted"]]
+    here = df[df["trial_id"].isin(counted["trial_id"])].set_index("trial_id")
+    tasks = weight_tasks(claim, _logged_tasks(here, board.selection, claim))
+    keys = {t: _weight_keys(here, board.selection, claim, t) for t in [claim.than_task, *tasks]}
+    if here.empty or not tasks or not all(keys.values()):
         return Effect(failures=_failures(board, cells),
-                      missing=f"`{claim.method}` logged no weight of {claim.than_task} and the tasks {claim.less_weight}")
-    weights = {}
-    for task, key in keys.items():
-        b = T.build_board(df, record, key, board.selection, board.baseline, board.alpha, higher_is_better=True)
-        weights[task] = b.seeds(claim.column, claim.method)
-    frame = pd.DataFrame(weights).dropna()
-    if frame.empty:
-        return Effect(failures=_failures(board, cells), missing=f"no finished trial of `{claim.method}` logged the weights")
+                      missing=f"no counted trial of `{claim.method}` logged the weights of {claim.than_task} and "
+                              f"{', '.join(claim.less_weight)}")
+    seeds = counted.set_index("trial_id")["seed"]
+    frame = pd.DataFrame({t: here[k].astype(float).mean(axis=1) for t, k in keys.items()}).dropna()
+    frame.index = seeds.loc[frame.index].to_numpy()
+    frame = frame.sort_index()
     d = (frame[claim.than_task] - frame[tasks].mean(axis=1)).to_numpy()
-    tol = 1e-6 * float(frame.abs().to_numpy().max())
+    tol = 1e-6 * float(frame.abs().to_numpy().max()) if len(frame) else 0.0
     return Effect(paired=d, tolerance=tol, failures=_failures(board, cells))
 
 
@@ -250,10 +260,10 @@ class Verdict:
     note: str
 
 
-def claim_effect(claim: Claim, board: T.Board, boards, df: pd.DataFrame, record: dict | None) -> Effect:
+def claim_effect(claim: Claim, board: T.Board, boards, df: pd.DataFrame) -> Effect:
     """``boards(metric)``: the board of another metric than ``board``'s (same reading otherwise)."""
     if claim.form == "weights":
-        return weights_effect(board, df, record, claim)
+        return weights_effect(board, df, claim)
     b = board if claim.metric in (None, board.metric) else boards(claim.metric)
     than = claim.than or board.baseline
     if claim.form == "interaction":
@@ -343,7 +353,7 @@ def suite_verdicts(board: T.Board, df: pd.DataFrame, record: dict | None) -> lis
             other[metric] = T.build_board(df, record, metric, board.selection, board.baseline, board.alpha)
         return other[metric]
 
-    effects = [claim_effect(c, board, boards, df, record) for c in claims]
+    effects = [claim_effect(c, board, boards, df) for c in claims]
     cpu = float((spec.get("resources") or {}).get("cpu", 1.0))
     return judge(claims, effects, board.alpha, cpu_hours(df, cpu), spec.get("claims_budget_cpu_hours"))
 

@@ -21,8 +21,8 @@ def _row(column, method, seed, score, status="done", weights=None, wall=60.0):
            "backbone": "mlp", "seed": seed, "status": status, "primary_metric": metric,
            "higher_is_better": column != MSE, f"final:test/{metric}": score if status == "done" else None,
            "run_wall_s": wall, "diverged_at_epoch": 3 if status == "diverged" else None}
-    for task, w in (weights or {}).items():
-        row[f"final:diag/weight/{task}"] = w
+    for key, w in (weights or {}).items():  # "main" for diag/weight/main, or a key under diag/
+        row[f"final:diag/{key if '/' in key else 'weight/' + key}"] = w
     return row
 
 
@@ -145,17 +145,25 @@ def test_weights_claim():
     w = [{"main": 1.0 + 0.02 * x, "random_0": 0.5 + 0.02 * y, "random_1": 0.6 + 0.02 * z}
          for x, y, z in RNG.standard_normal((8, 3))]
     flat = [{"main": 1.0 + 0.02 * x, "random_0": 1.0 + 0.02 * y, "random_1": 1.0} for x, y in RNG.standard_normal((8, 2))]
-    cells = {(ACC, "stl"): CELLS[ACC, "stl"], (ACC, "learner"): w, (ACC, "flat"): flat}
-    claims = [{"id": "down", "source": "Paper D", "method": "learner", "column": ACC, "less_weight": ["random_*"],
-               "than_task": "main", "delta": 0.05},
-              {"id": "flat", "source": "Paper D", "method": "flat", "column": ACC, "less_weight": ["random_*"],
-               "than_task": "main", "delta": 0.1},
-              {"id": "up", "source": "Paper D", "method": "learner", "column": ACC, "less_weight": ["main"],
-               "than_task": "random_0", "delta": 0.05}]
+    per_sample = [{f"weight/{t}/mean": v for t, v in r.items()} for r in w]  # only per-sample weights logged
+    importance = [{f"importance/{t}/{m}": v + (0.1 if m == "conv2" else 0) for t, v in r.items() for m in ("conv1", "conv2")}
+                  for r in w]
+    cells = {(ACC, "stl"): CELLS[ACC, "stl"], (ACC, "learner"): w, (ACC, "flat"): flat,
+             (ACC, "sampler"): per_sample, (ACC, "maoal_like"): importance}
+    base = {"source": "Paper D", "column": ACC, "less_weight": ["random_*"], "than_task": "main"}
+    claims = [{**base, "id": "down", "method": "learner", "delta": 0.05},
+              {**base, "id": "flat", "method": "flat", "delta": 0.1},
+              {**base, "id": "up", "method": "learner", "less_weight": ["main"], "than_task": "random_0", "delta": 0.05},
+              {**base, "id": "per_sample", "method": "sampler", "delta": 0.05},
+              {**base, "id": "importance", "method": "maoal_like", "delta": 0.05, "weight": "diag/importance/{task}/*"},
+              {**base, "id": "unlogged", "method": "maoal_like", "delta": 0.05}]
     v, _, _ = _verdicts(cells, claims)
     expected = np.mean([r["main"] - (r["random_0"] + r["random_1"]) / 2 for r in w])
     assert v["down"].mean == pytest.approx(expected) and v["down"].verdict == "reproduced"
     assert v["flat"].verdict == "not reproduced" and v["up"].verdict == "contradicted"
+    assert v["per_sample"].mean == pytest.approx(expected) and v["per_sample"].verdict == "reproduced"
+    assert v["importance"].mean == pytest.approx(expected) and v["importance"].verdict == "reproduced"
+    assert v["unlogged"].verdict == "inconclusive" and "logged the weights" in v["unlogged"].note
 
 
 def test_inconclusive_gives_seeds_from_the_power_calculation_and_the_budget():
