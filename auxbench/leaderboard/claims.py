@@ -70,7 +70,7 @@ class Effect:
         return math.nan
 
     def _constant(self) -> bool:
-        return self.paired is not None and self.paired.size > 0 and float(np.ptp(self.paired)) <= self.tolerance
+        return self.paired is not None and self.paired.size >= 2 and float(np.ptp(self.paired)) <= self.tolerance
 
     def se_df(self) -> tuple[float, float]:
         """Standard error of the mean effect and its degrees of freedom (NaN when untestable)."""
@@ -441,7 +441,8 @@ def section(board: T.Board, df: pd.DataFrame, record: dict | None) -> list[str]:
         spread = "(no interval)" if math.isnan(v.low) else _ci(v.low, v.high) if v.high > v.low else "(constant)"
         effect = (f"{_num(v.mean, scale, signed=True)} {spread}, n = {v.n}{'' if v.paired else ' per side, unpaired'}"
                   if v.n else "–")
-        verdict = f"**{v.verdict}**" + (f" ({v.note})" if v.note else "")
+        seen = f"an effect of {v.claim.delta:g} would have been seen" if v.verdict == "not reproduced" else ""
+        verdict = f"**{v.verdict}**" + "".join(f" ({x})" for x in (seen, v.note) if x)
         rows.append([f"`{v.claim.id}`", in_words(v.claim, board.baseline, board.metric), v.claim.source, effect,
                      f"{v.claim.delta:g}", verdict, f"{_p(v.p_claimed)} / {_p(v.p_opposite)} / {_p(v.p_equivalent)}",
                      decide_in_words(v, budget)])

@@ -189,6 +189,7 @@ def test_the_page_answers_with_the_claims_first():
                          ("noisy", "inconclusive")):
         row = next(line for line in claims.splitlines() if line.startswith(f"| `{key}`"))
         assert f"**{verdict}**" in row and "Paper A, Table 1" in row
+    assert "**not reproduced** (an effect of 0.01 would have been seen)" in claims
     assert "Holm-adjusted over the 4 testable claims" in claims and "the budget of 2 CPU-h" in claims
     unbudgeted = render_markdown(*_store(CELLS, FOUR))
     assert "the suite states no claims_budget_cpu_hours" in unbudgeted.split("## Answer")[0]
@@ -247,3 +248,10 @@ def test_the_claims_travel_in_the_record(mini_dir, tmp_path):
     again = publish(tmp_path / "a" / "reproduce.json", tmp_path / "b.md", commit=False).read_text()
     assert "## Claims" in page and "`human_helps`" in page and "**reproduced**" in page
     assert again == page.replace("](a/", "](b/")
+
+
+def test_one_seed_is_no_evidence_and_asks_for_a_pilot():
+    cells = {k: s[:1] for k, s in CELLS.items() if k[0] == ACC}
+    v, _, _ = _verdicts(cells, FOUR[:1])
+    assert v["good"].verdict == "inconclusive" and math.isnan(v["good"].p_claimed) and v["good"].needed == 0
+    assert "run a pilot of 3 seeds" in C.decide_in_words(v["good"], None)
