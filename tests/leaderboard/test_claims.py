@@ -255,3 +255,5 @@ def test_one_seed_is_no_evidence_and_asks_for_a_pilot():
     v, _, _ = _verdicts(cells, FOUR[:1])
     assert v["good"].verdict == "inconclusive" and math.isnan(v["good"].p_claimed) and v["good"].needed == 0
     assert "run a pilot of 3 seeds" in C.decide_in_words(v["good"], None)
+    one = C.Effect(paired=np.array([0.02]))  # a weights claim's single seed: no sign-flip p of one difference
+    assert math.isnan(one.p_above(0.0)) and C.seeds_to_decide(one, 0.01, 0.05, 1) == 0
