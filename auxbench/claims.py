@@ -146,6 +146,8 @@ def check_claims(claims: list[Claim], baseline: str, metric: str, problems: dict
         else:
             for column in claim.columns or [claim.column]:
                 _check_direction(claim, claim.metric or metric, problems[column], column, at)
+            if claim.columns is not None:
+                _check_same_metric(claim, claim.metric or metric, problems, at)
 
 
 def metric_higher(metric: str, problem: Any) -> bool | None:
@@ -180,3 +182,16 @@ def _check_tasks(claim: Claim, problem: Any, at: str) -> None:
         if not any(fnmatch.fnmatchcase(t, pattern) and t != claim.than_task for t in tasks):
             raise AuxbenchError(f"{at}.less_weight[{j}]: {pattern!r} matches no task of column {claim.column!r} "
                                 f"other than than_task (tasks: {', '.join(tasks)})")
+
+
+def _check_same_metric(claim: Claim, metric: str, problems: dict[str, Any], at: str) -> None:
+    """An interaction subtracts one column's advantage from the other's: both in the same units."""
+    def metric_id(problem: Any) -> str:
+        if metric == "primary":
+            return problem.primary.metric
+        return metric.rsplit("/", 1)[-1]
+
+    ids = [metric_id(problems[c]) for c in claim.columns]
+    if ids[0] != ids[1]:
+        raise AuxbenchError(f"{at}.columns: {claim.columns[0]!r} is scored by {ids[0]} and {claim.columns[1]!r} by "
+                            f"{ids[1]}; an interaction compares advantages in one metric's units")
