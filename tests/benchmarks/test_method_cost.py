@@ -60,6 +60,7 @@ def test_runs_end_to_end_and_keeps_the_hand_written_text(tmp_path):
     assert all("error" not in r for r in rows), rows
     assert rows[0]["ratio"] == 1.0 and rows[0]["floor"] == 1.0
     assert rows[1]["tasks"] == 2 and rows[1]["ratio"] > 0 and rows[1]["over_floor"] > 0
+    assert len(rows[0]["stl_runs_ms"]) == 2, "STL runs before the method and after it (its reference)"
     text = out.read_text()
     assert "by hand before" in text and "by hand after" in text and "\nold\n" not in text
     assert "| human_aux | 2 |" in text and "**lenet5**" in text and "Command: `python benchmarks/method_cost.py" in text
