@@ -38,7 +38,7 @@ class HalfWeight(Method):
 @pytest.fixture
 def user_folder(outside_folder):
     folder, modules = outside_folder
-    modules += ["good_method", "bad_method"]
+    modules += ["good_method", "bad_method", "bare_method"]
     return folder
 
 
@@ -59,11 +59,11 @@ def test_a_sign_error_fails_the_learns_check(user_folder, capsys):
 def test_a_method_without_its_paper_code_and_floor_fails_the_metadata_check_only(user_folder, capsys):
     source = "\n".join(line for line in textwrap.dedent(METHOD).replace("SIGN *", "").splitlines()
                        if "# METADATA" not in line)
-    (user_folder / "good_method.py").write_text(source)
-    assert main(["check", "good_method:HalfWeight", "--skip", *CHECK_NAMES]) == 1
+    (user_folder / "bare_method.py").write_text(source)
+    assert main(["check", "bare_method:HalfWeight", "--skip", *CHECK_NAMES]) == 1
     out = capsys.readouterr().out
     assert "ok   declaration_is_valid" in out
-    assert ("FAIL metadata_is_declared: good_method:HalfWeight: declares no paper in its class body; declares no "
+    assert ("FAIL metadata_is_declared: bare_method:HalfWeight: declares no paper in its class body; declares no "
             "official_code in its class body; declares no cost_floor in its class body") in out
 
 
