@@ -134,6 +134,7 @@ def _tasks_line(tasks: list, shown: int = 4) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
+    from auxbench.memory import check_memory
     from auxbench.suite import check_machine, expand, load_suite, suite_warnings
     from auxbench.tuning import plan_tuning
 
@@ -141,6 +142,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     trials, skipped = expand(suite, args.suite, fake_data=args.fake_data)
     cells = plan_tuning(suite, args.suite, trials)
     check_machine(suite, args.suite, data=not args.fake_data, download=args.download)
+    check_memory(trials)
     print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
     for warning in suite_warnings(suite, trials, skipped):
         print(f"  warning: {warning}")

@@ -175,6 +175,7 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     fetched first with ``download``, devices unless ``address``), so that a plan that prints is a
     run that starts."""
     from auxbench.executors import run_folder
+    from auxbench.memory import check_memory
     from auxbench.suite import check_machine, expand, load_suite
     from auxbench.tuning import plan_tuning
 
@@ -182,6 +183,8 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
     cells = plan_tuning(suite, suite_path, trials)
     check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
+    if address is None:  # trials on a cluster run on its machines, not this one
+        check_memory(trials)
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
     plan = build_plan(suite.name, trials, skipped, run_dir, Path(runs_dir), executor, suite.resources)
     seeds = len(suite.tuning.seeds) if suite.tuning else 0
