@@ -142,7 +142,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     trials, skipped = expand(suite, args.suite, fake_data=args.fake_data)
     cells = plan_tuning(suite, args.suite, trials)
     check_machine(suite, args.suite, data=not args.fake_data, download=args.download)
-    check_memory(trials)
+    check_memory(trials, args.suite)
     print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
     for warning in suite_warnings(suite, trials, skipped):
         print(f"  warning: {warning}")

@@ -27,6 +27,7 @@ import os
 import resource
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -84,15 +85,30 @@ def _optimizer_slots(optimizer: dict) -> int:
     return 1 if optimizer.get("momentum", 0.0) > 0 else 0
 
 
-def _fake_problem(config: dict):
-    """The problem of ``config`` in fake mode: its input shape and tasks, no data file read."""
+#: Problems without their data (input shape and tasks only), by what builds them: a process that
+#: checks suites again and again (a notebook, a test) builds each once.
+_SHAPES: dict[str, object] = {}
+#: :func:`backbone_footprint` by its arguments, likewise.
+_FOOTPRINTS: dict[tuple, tuple[int, int, int, int]] = {}
+
+
+def _problem_shape(config: dict):
+    """The problem of ``config`` without its data: built once per process in fake mode (no file
+    read), its splits dropped (only its input shape and tasks are read)."""
+    import dataclasses
+
     from auxbench.problems import build_problem
     from auxbench.problems.images import backbone_image_config
     from auxbench.smoke import SMOKE_IMAGE_SIZE
 
-    return build_problem(config["problem"], int(config["seed"]), fake=True,
-                         image=backbone_image_config(config["backbone"]),
-                         max_image_size=SMOKE_IMAGE_SIZE if config.get("smoke") else None, **config["problem_options"])
+    key = json.dumps([config[k] for k in ("problem", "problem_options", "backbone")] + [bool(config.get("smoke"))],
+                     sort_keys=True, default=str)
+    if key not in _SHAPES:
+        problem = build_problem(config["problem"], 0, fake=True, image=backbone_image_config(config["backbone"]),
+                                max_image_size=SMOKE_IMAGE_SIZE if config.get("smoke") else None,
+                                **config["problem_options"])
+        _SHAPES[key] = dataclasses.replace(problem, splits={}, aux_input=None)
+    return _SHAPES[key]
 
 
 class _Saved:
@@ -136,22 +152,21 @@ def backbone_footprint(backbone: str, input_shape: tuple[int, ...], batch_size: 
     return (*_counts(network), saved.elements, network.feature_dim)
 
 
-def estimate_trial_memory(config: dict, problem=None, backbones: dict | None = None) -> MemoryEstimate:
+def estimate_trial_memory(config: dict, problem=None) -> MemoryEstimate:
     """A lower bound of the memory ``config``'s training step needs (module docstring), in float32.
 
     ``problem``: ``config``'s problem when the caller has built it (only its input shape and tasks
-    are read); ``backbones``: a cache of :func:`backbone_footprint` shared across trials."""
+    are read)."""
     from auxbench.backbones import make_head
     from auxbench.method import resolve_method
 
     training = config["training"]
-    problem = problem if problem is not None else _fake_problem(config)
+    problem = problem if problem is not None else _problem_shape(config)
     tasks = resolve_method(config["method"])(**config["hparams"]).tasks(problem)
     key = (config["backbone"], tuple(problem.input_shape), training["batch_size"])
-    backbones = {} if backbones is None else backbones
-    if key not in backbones:
-        backbones[key] = backbone_footprint(*key)
-    weights, trainable, activations, width = backbones[key]
+    if key not in _FOOTPRINTS:
+        _FOOTPRINTS[key] = backbone_footprint(*key)
+    weights, trainable, activations, width = _FOOTPRINTS[key]
     with torch.device("meta"):
         features = torch.empty(training["batch_size"], width, requires_grad=True)
         heads = torch.nn.ModuleList(make_head(width, task, training["head_hidden"]) for task in tasks)
@@ -186,24 +201,19 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_memory(trials: Iterable[dict]) -> None:
-    """Raise one :class:`AuxbenchError` naming the first trial whose estimated memory exceeds what its
-    device has free, before any trial trains. Trials that differ only in seed are estimated once."""
+def check_memory(trials: Iterable[dict], where: str | Path = "") -> None:
+    """Raise one :class:`AuxbenchError` (prefixed by ``where``, the suite's file) naming the first
+    trial whose estimated memory exceeds what its device has free, before any trial trains.
+    Trials that differ only in seed are estimated once."""
     from auxbench.method import resolve_method
 
     estimated: dict[str, MemoryEstimate] = {}
-    problems: dict[str, object] = {}
-    backbones: dict[tuple, tuple[int, int, int, int]] = {}
     free: dict[torch.device, tuple[int, str]] = {}
     for trial in trials:
         config = trial["config"]
         key = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
         if key not in estimated:
-            of_problem = json.dumps([config[k] for k in ("problem", "problem_options", "backbone")]
-                                    + [bool(config.get("smoke"))], sort_keys=True, default=str)
-            if of_problem not in problems:
-                problems[of_problem] = _fake_problem(config)
-            estimated[key] = estimate_trial_memory(config, problems[of_problem], backbones)
+            estimated[key] = estimate_trial_memory(config, _problem_shape(config))
         device = _device(config["training"]["device"])
         if device not in free:
             free[device] = available_memory(device)
@@ -212,7 +222,7 @@ def check_memory(trials: Iterable[dict]) -> None:
             declared = resolve_method(config["method"]).hparams
             changed = {k: v for k, v in config["hparams"].items() if k not in declared or v != declared[k].default}
             raise AuxbenchError(
-                f"trial {trial['id']} ({trial.get('column', config['problem'])}, method {trial.get('method', config['method'])}, "
+                (f"{where}: " if where else "") + f"trial {trial['id']} ({trial.get('column', config['problem'])}, method {trial.get('method', config['method'])}, "
                 f"hparams {changed or 'defaults'}, backbone {config['backbone']}, batch_size "
                 f"{config['training']['batch_size']}) needs at least {estimate.describe()}; this machine has "
                 f"{size(available)} {what}. Lower the batch size or choose a smaller backbone or "

@@ -194,7 +194,7 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     cells = plan_tuning(suite, suite_path, trials)
     check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
     if address is None:  # trials on a cluster run on its machines, not this one
-        check_memory(trials)
+        check_memory(trials, suite_path)
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
     plan = build_plan(suite.name, trials, skipped, run_dir, Path(runs_dir), executor, suite.resources)
     if address is None:  # a cluster's machines are not this one: nothing to time here

@@ -74,6 +74,7 @@ def test_a_trial_the_machine_cannot_hold_is_refused_before_training(cli, write_s
         assert code == 2, (command, out, err)
         assert "method maxl, hparams {'psi': 100}, backbone mlp, batch_size 32) needs at least" in err
         assert "activations of one batch" in err and "available RAM (test)" in err
+        assert err.startswith(f"auxbench: error: {path}: trial ")  # one message, naming the file
     assert not (in_tmp / "runs" / "tiny").exists() or not any((in_tmp / "runs" / "tiny").iterdir())
 
 
