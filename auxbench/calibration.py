@@ -4,9 +4,9 @@
 (:mod:`auxbench.plan`). Where there are none (a fresh runs folder), :func:`calibrate` builds the
 trial in this process on fake data of the same shapes, takes one untimed step of each pass (first
 calls allocate and choose kernels) and times :data:`STEPS` more, on the trial's device. The
-estimate is the mean time of a step × the trial's steps per epoch × its epochs; for a run on real
-data the steps per epoch are scaled to the real data set's rows (its files are read for their
-size, as the run would).
+estimate is, for each pass, its fastest timed step × its steps per epoch, summed, × the epochs;
+for a run on real data the steps per epoch are scaled to the real data set's rows (its files are
+read for their size, as the run would).
 
 It covers the training steps only: evaluation, data loading, checkpoints and a process's start
 are not in it, a few steps time a machine's momentary load too, and a trial that Ray runs beside
@@ -34,13 +34,13 @@ BUDGET_S = 5.0  # the whole calibration, all groups together
 
 @dataclass(frozen=True)
 class Calibration:
-    """A group's measured step and what a trial of it costs per epoch."""
+    """A group's measured epoch: Σ over its passes of the pass's fastest timed step × its steps."""
 
-    seconds_per_step: float
+    seconds_per_epoch: float
     steps_per_epoch: int
 
     def trial_seconds(self, epochs: int) -> float:
-        return self.seconds_per_step * self.steps_per_epoch * epochs
+        return self.seconds_per_epoch * epochs
 
 
 def _sync(device: torch.device) -> None:
@@ -69,21 +69,25 @@ def calibrate_trial(config: dict, real_rows: int | None = None) -> Calibration:
         ctx.streams.start_epoch(0)
         fake_rows = len(trial.problem.splits["train"]) + len(trial.problem.splits["meta"])
         scale = 1.0 if real_rows is None or config.get("smoke") else real_rows / fake_rows
-        elapsed, timed, steps_per_epoch = 0.0, 0, 0
+        epoch_s, steps_per_epoch = 0.0, 0
         for pass_index, phase in enumerate(trial.method.epoch_passes):
             split = trial._pass_split(phase)
-            steps_per_epoch += math.ceil(len(split) * scale / batch_size)
+            steps = math.ceil(len(split) * scale / batch_size)
             batches = split.batches(batch_size, stream_seed(trial.seed, 0, pass_index), shuffle=True, augment=True)
-            for k, batch in enumerate(itertools.islice(batches, STEPS + 1)):
+            times = []
+            for batch in itertools.islice(batches, STEPS + 1):
                 batch = batch.to(trial.device)
                 _sync(trial.device)
                 start = time.perf_counter()
                 trial.step(batch, phase)
                 _sync(trial.device)
-                if k:  # the first step of a pass is untimed
-                    elapsed, timed = elapsed + time.perf_counter() - start, timed + 1
+                times.append(time.perf_counter() - start)
                 ctx.global_step += 1
-    return Calibration(elapsed / max(timed, 1), steps_per_epoch)
+            # the first step is untimed; the fastest of the others, as timeit does: a step the
+            # machine's other work interrupted says more about that work than about the step
+            epoch_s += steps * min(times[1:] or times)
+            steps_per_epoch += steps
+    return Calibration(epoch_s, steps_per_epoch)
 
 
 def calibrate(configs: dict[str, dict], fake_data: bool, budget_s: float = BUDGET_S) -> dict[str, Calibration]:

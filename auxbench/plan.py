@@ -173,7 +173,7 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"estimated: {known}" + (f"; {unknown} trials without one" if unknown else ""))
     if any(c.calibrated for c in plan.cells):
         lines.append(f"calibrated: {STEPS} training steps of each pass timed here on fake data of the trial's shapes, "
-                     "× steps per epoch × epochs; training steps only (no evaluation, data loading or start-up); "
+                     "the faster one × steps per epoch × epochs; training steps only (no evaluation, data loading or start-up); "
                      f"at most {BUDGET_S:g} s of calibration, cells beyond it stay unknown")
     return "\n".join(lines)
 

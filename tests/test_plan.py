@@ -80,5 +80,5 @@ def test_a_fresh_store_is_estimated_from_a_calibration_scaled_to_the_suites_epoc
     fake = calibrate_trial(config)
     assert fake.steps_per_epoch == math.ceil(200 / 32)  # toy_regression n_train 200 (train ∪ meta), batch 32
     assert calibrate_trial(config, real_rows=2000).steps_per_epoch == math.ceil(2000 / 32)
-    assert fake.trial_seconds(10) == 10 * fake.seconds_per_step * fake.steps_per_epoch
+    assert fake.trial_seconds(10) == 10 * fake.seconds_per_epoch > 0
     assert calibrate({"one group": config}, fake_data=True, budget_s=-1) == {}  # budget spent: left unknown
