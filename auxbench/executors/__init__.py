@@ -13,6 +13,7 @@ from pathlib import Path
 
 from auxbench.engine import run_trial
 from auxbench.errors import AuxbenchError
+from auxbench.memory import check_memory
 from auxbench.registry import Registry
 from auxbench.results import (
     ERROR_FILE,
@@ -194,6 +195,8 @@ def run_suite(
     trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
     cells = plan_tuning(suite, suite_path, trials)
     check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
+    if address is None:  # trials on a cluster run on its machines, not this one
+        check_memory(trials, suite_path)
     EXECUTORS.resolve(executor, "--executor")  # an unknown name fails before anything is written
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
     committed = None  # the default page of a real run: kept when this run's results equal it
