@@ -37,6 +37,7 @@ LOCK_FILE = ".lock"  # held by the process running the trial (see trial_lock)
 TEMP_SUFFIX = ".tmp"  # of atomic_write_bytes' temporary files: ".<name>.<writer>.tmp"
 # Statuses of a trial with a ``result.json``: never recomputed (see auxbench.health for "degenerate").
 FINISHED_STATUSES = ("done", "diverged", "degenerate")
+SCORED_STATUSES = ("done", "degenerate")  # ran every epoch: final and best-on-val scores exist
 
 LEADERBOARDS = Path("leaderboards")
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from auxbench.errors import AuxbenchError
+from auxbench.results import SCORED_STATUSES
 
 RECORD_PART = "leaderboard"
 RESULT_DERIVED = ("final", "best_val")  # re-derived from the metrics, so not stored twice
@@ -167,7 +168,7 @@ def _row(trial: dict, result: dict | None) -> dict:
         result = _rederived_result(trial)
     row.update({k: v for k, v in result.items() if k not in (*RESULT_DERIVED, "status")})
     rows = trial.get("metrics") or []
-    if trial["status"] == "done" and rows:
+    if trial["status"] in SCORED_STATUSES and rows:
         final, best = _final_and_best(rows, row["primary_metric"], row["higher_is_better"])
         row.update({f"final:{k}": v for k, v in final.items()})
         if best is not None:
@@ -206,7 +207,7 @@ def restore_store(record_path: str | Path, run_dir: str | Path, wanted: set[str]
         rows = trial.get("metrics") or []
         result = dict(kept.get(trial["id"]) or _rederived_result(trial))
         result["status"] = trial["status"]
-        if trial["status"] == "done" and rows:
+        if trial["status"] in SCORED_STATUSES and rows:
             result["final"], result["best_val"] = _final_and_best(rows, result["primary_metric"],
                                                                   result["higher_is_better"])
         result["restored_from"] = str(record_path)

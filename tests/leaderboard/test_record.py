@@ -56,3 +56,21 @@ def test_per_example_scores_travel_in_the_record(mini_dir, tmp_path):
     assert again == page.replace("](a/", "](b/")
     examples = page.split("## Bootstrap over test examples")[1].split("## Costs")[0]
     assert "| digits_coarse/convnet4 | human_aux " in examples and "Δ 95% CI" in examples
+
+
+def test_a_degenerate_trial_keeps_its_scores_in_the_record(mini_dir, tmp_path):
+    """A degenerate trial ran every epoch (the health rule marks it afterwards): the appendix shows
+    its final score from the store, and must from the record too (it once printed '–')."""
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(mini_dir, store)
+    result_path = next(p for p in sorted(store.glob("*/result.json")) if json.loads(p.read_text())["status"] == "done")
+    result = json.loads(result_path.read_text())
+    result.update(status="degenerate", degenerate_reason="crafted for the test")
+    result_path.write_text(json.dumps(result))
+    from_store = publish(store, tmp_path / "a.md", commit="abc")
+    from_record = publish(tmp_path / "a" / "reproduce.json", tmp_path / "b.md", commit="abc")
+    assert from_record.read_text() == from_store.read_text().replace("](a/", "](b/")
+    row = next(line for line in from_store.read_text().splitlines() if result_path.parent.name[:12] in line)
+    assert row.split("degenerate", 1)[1].split("|")[2].strip() not in ("", "–"), row
