@@ -49,9 +49,7 @@ from auxbench.determinism import default_threads
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.method import (
     Method,
-    aux_input_unserved,
     check_declaration,
-    declared_streams,
     discover_methods,
     resolve_method,
 )
@@ -68,6 +66,7 @@ from auxbench.problems.base import METRIC_RANGE
 from auxbench.problems.files import DOWNLOAD_HINT
 from auxbench.problems.images import backbone_image_config
 from auxbench.smoke import smoke_training
+from auxbench.stream_plan import plan_streams
 
 # Bounds on the numbers a suite gives: far beyond any sensible run, small enough that a typo
 # (``epochs: 1e23``, ``seeds: 100000000000000000000``) is an error rather than a run that never ends.
@@ -499,23 +498,21 @@ def _streams_unserved(cls: type[Method], hparams: dict, problem: Problem, traini
     """Why the engine could not serve a stream the method declares (a skip reason), or ``None``.
 
     A declaration the engine does not know, or a ``meta`` stream with ``meta_fraction: 0``, is the
-    suite's or the method's mistake and an error; a problem without an auxiliary-input split only
-    means the method does not apply to it, and so does a task labelled only on that split which
-    the method does not train (:func:`auxbench.method.aux_input_unserved`).
+    suite's or the method's mistake and an error; a problem that cannot serve the method's streams
+    only means the method does not apply to it (:func:`auxbench.stream_plan.plan_streams`, the plan
+    the engine runs the trial with).
     """
     try:
         check_declaration(cls)
-        streams = declared_streams(cls(**hparams))
+        plan = plan_streams(cls(**hparams), problem)
     except AuxbenchError as err:
         raise AuxbenchError(f"{where}: {err}") from None
-    if "meta" in streams and training["meta_source"] == "train_fraction" and training["meta_fraction"] == 0:
+    if "meta" in plan.declared and training["meta_source"] == "train_fraction" and training["meta_fraction"] == 0:
         raise AuxbenchError(
             f"{where}: method {cls.name!r} reads the meta split, which meta_fraction: 0 leaves empty "
             f"(training.meta_fraction)"
         )
-    if "aux" in streams and problem.aux_input is None:
-        return f"{cls.name} reads an auxiliary-input split ('aux' stream), which problem {problem.name} does not have"
-    return aux_input_unserved(cls(**hparams), problem)
+    return plan.unserved
 
 
 def _check_backbone(name: str, problem: Problem, where: str) -> None:
@@ -782,7 +779,7 @@ def _check_references(suite: Suite, trials: list[dict], skipped: list[dict], pat
 
 def _check_metric(metric: str, problems: list[Problem], path: Path) -> None:
     """``primary`` or a key every experiment's results will have: ``test/<task>/<metric>`` or
-    ``val/<task>/<metric>`` (the engine's names, :func:`auxbench.engine.evaluate`)."""
+    ``val/<task>/<metric>`` (the engine's names, :func:`auxbench.engine.evaluation.evaluate`)."""
     if metric == "primary":
         return
     valid = [{f"{split}/{t.name}/{t.metric}" for split in ("test", "val") for t in p.tasks} for p in problems]

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auxbench.engine import primary_key
+from auxbench.engine.evaluation import primary_key
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.method import HParam, Method, resolve_method
 from auxbench.problems import Problem
