@@ -22,7 +22,7 @@ from auxbench.method import Method, check_declaration, declared_streams, resolve
 from auxbench.method_state import collect_state, learned_parameters
 from auxbench.problems import build_problem, problem_version
 from auxbench.results import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
-from auxbench.suite import TrainingConfig
+from auxbench.suite.schema import TrainingConfig
 
 EPOCHS = 3
 DIAGNOSTIC_KEY = re.compile(r"^[a-z0-9_]+(/[A-Za-z0-9_.:\-]+)*$")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from auxbench.results import CONFIG_FILE, FINISHED_STATUSES, RESULT_FILE, epochs_done, trial_status
-from auxbench.suite import Resources
+from auxbench.suite.schema import Resources
 
 
 @dataclass

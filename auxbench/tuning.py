@@ -40,12 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auxbench.config import trial_id
 from auxbench.engine.evaluation import primary_key
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.method import HParam, Method, resolve_method
 from auxbench.problems import Problem
 from auxbench.results import FINISHED_STATUSES, RESULT_FILE, read_json, trial_status
-from auxbench.suite import SearchRange, Suite, Tuning, _fake_problem, _training, trial_id
+from auxbench.suite.expansion import fake_problem, resolved_training
+from auxbench.suite.schema import SearchRange, Suite, Tuning
 
 
 @dataclass
@@ -73,11 +75,11 @@ def plan_tuning(suite: Suite, path: str | Path, trials: list[dict]) -> list[Cell
     path = Path(path)
     cells: dict[tuple[str, str], Cell] = {}
     labels = set()
-    defaults = _training(suite.defaults, {}, path, "defaults")
+    defaults = resolved_training(suite.defaults, {}, path, "defaults")
     for i, exp in enumerate(suite.experiments):
         column = exp.label or f"{exp.problem}/{exp.backbone}"
-        training = _training(defaults, exp.training, path, f"experiments[{i}].training")
-        key, higher = _objective(tuning.metric, _fake_problem(exp, f"{path}: experiments[{i}]",
+        training = resolved_training(defaults, exp.training, path, f"experiments[{i}].training")
+        key, higher = _objective(tuning.metric, fake_problem(exp, f"{path}: experiments[{i}]",
                                                              training["meta_source"]), path, i)
         for j, entry in enumerate(exp.methods):
             cls = resolve_method(entry.name, f"{path}: experiments[{i}].methods[{j}]")

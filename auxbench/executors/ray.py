@@ -42,7 +42,7 @@ from pathlib import Path
 from auxbench.errors import AuxbenchError
 from auxbench.portable import ray_env_vars
 from auxbench.results import RUN_RECORD
-from auxbench.suite import Resources
+from auxbench.suite.schema import Resources
 
 CONNECT_TIMEOUT_S = 5.0
 RAY_LOG = "ray.log"  # in the run folder: Ray's and Tune's own log lines
