@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from auxbench.results import CONFIG_FILE, FINISHED_STATUSES, RESULT_FILE, epochs_done, trial_status
+from auxbench.spec import TrialSpec
 from auxbench.suite.schema import Resources
 
 
@@ -90,23 +91,23 @@ def seconds_per_epoch(runs_dir: Path) -> dict[str, list[float]]:
     return measured
 
 
-def build_plan(suite_name: str, trials: list[dict], skipped: list[dict], run_dir: Path, runs_dir: Path,
+def build_plan(suite_name: str, trials: list[TrialSpec], skipped: list[dict], run_dir: Path, runs_dir: Path,
                executor: str, resources: Resources) -> Plan:
     """The plan of ``trials`` (as :func:`auxbench.suite.expand` returns them) against the store."""
     plan = Plan(suite_name, Path(run_dir), executor, resources, skipped=list(skipped))
     measured = seconds_per_epoch(runs_dir)
     cells: dict[tuple[str, str], Cell] = {}
     for trial in trials:
-        cell = cells.setdefault((trial["column"], trial["method"]), Cell(trial["column"], trial["method"]))
+        cell = cells.setdefault((trial.column, trial.method), Cell(trial.column, trial.method))
         cell.trials += 1
-        trial_dir = plan.run_dir / trial["id"]
+        trial_dir = plan.run_dir / trial.id
         if trial_status(trial_dir) in FINISHED_STATUSES:
             cell.finished += 1
         elif epochs_done(trial_dir):
             cell.resumable += 1
-        per_epoch = measured.get(_shape(trial["config"]))
+        per_epoch = measured.get(_shape(trial.config))
         if per_epoch and cell.estimate_s is None:
-            cell.estimate_s = statistics.median(per_epoch) * trial["config"]["training"]["epochs"]
+            cell.estimate_s = statistics.median(per_epoch) * trial.epochs
             cell.estimate_from = len(per_epoch)
     plan.cells = list(cells.values())
     return plan
@@ -175,15 +176,13 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     fetched first with ``download``, devices unless ``address``), so that a plan that prints is a
     run that starts."""
     from auxbench.executors import run_folder
-    from auxbench.suite import check_machine, expand, load_suite
-    from auxbench.tuning import plan_tuning
+    from auxbench.prepare import prepare
 
-    suite = load_suite(suite_path)
-    trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
-    cells = plan_tuning(suite, suite_path, trials)
-    check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
+    prepared = prepare(suite_path, fake_data, smoke, devices=address is None, download=download)
+    suite, cells = prepared.suite, prepared.tuning
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
-    plan = build_plan(suite.name, trials, skipped, run_dir, Path(runs_dir), executor, suite.resources)
+    plan = build_plan(suite.name, prepared.trials, prepared.skipped, run_dir, Path(runs_dir), executor,
+                      suite.resources)
     seeds = len(suite.tuning.seeds) if suite.tuning else 0
     plan.tuning = [
         f"tuning {c.column} {c.method}: {c.budget} configurations x {seeds} tuning seeds = {c.budget * seeds} "

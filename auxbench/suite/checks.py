@@ -9,6 +9,7 @@ from pathlib import Path
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.problems import Problem
 from auxbench.problems.base import METRIC_RANGE
+from auxbench.spec import TrialSpec
 from auxbench.suite.schema import Suite
 
 
@@ -37,12 +38,12 @@ def check_baseline(suite: Suite, method_of: dict[str, tuple[type, str]], path: P
     )
 
 
-def suite_warnings(suite: Suite, trials: list[dict], skipped: list[dict]) -> list[str]:
+def suite_warnings(suite: Suite, trials: list[TrialSpec], skipped: list[dict]) -> list[str]:
     """What is valid but leaves part of the leaderboard empty: a column where the baseline has no
     trial (its cells get no difference, test or mark). Printed by validate and run; the page says it too."""
     baseline = suite.leaderboard.baseline
-    columns = list(dict.fromkeys(x["column"] for x in [*trials, *skipped]))
-    having = {t["column"] for t in trials if t["method"] == baseline}
+    columns = list(dict.fromkeys([*(t.column for t in trials), *(s["column"] for s in skipped)]))
+    having = {t.column for t in trials if t.method == baseline}
     reasons = {s["column"]: s["reason"] for s in skipped if s["method"] == baseline}
     return [
         f"column {column!r} has no {baseline!r} (the baseline) trial"
@@ -52,7 +53,7 @@ def suite_warnings(suite: Suite, trials: list[dict], skipped: list[dict]) -> lis
     ]
 
 
-def check_references(suite: Suite, trials: list[dict], skipped: list[dict], path: Path,
+def check_references(suite: Suite, trials: list[TrialSpec], skipped: list[dict], path: Path,
                       problems: list[Problem]) -> None:
     """A reference names a problem, (backbone) and method label of this suite, else it is never
     printed; its value lies in the range of the metric it is printed beside (an accuracy is a
@@ -74,7 +75,7 @@ def check_references(suite: Suite, trials: list[dict], skipped: list[dict], path
             if ref.column not in columns:
                 raise unknown_name(f"column of {ref.problem!r} in this suite", ref.column, columns, f"{where}.column")
             columns = {ref.column}
-        methods = {x["method"] for x in [*trials, *skipped] if x["column"] in columns}
+        methods = {t.method for t in trials if t.column in columns} | {s["method"] for s in skipped if s["column"] in columns}
         if ref.method not in methods:
             raise unknown_name(f"method of {ref.problem!r} in this suite", ref.method, methods, f"{where}.method")
         problem = problems[exps[0]]

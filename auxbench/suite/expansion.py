@@ -32,6 +32,7 @@ from auxbench.problems import (
 )
 from auxbench.problems.images import backbone_image_config
 from auxbench.smoke import smoke_training
+from auxbench.spec import TrialSpec
 from auxbench.stream_plan import plan_streams
 from auxbench.suite.checks import check_baseline, check_metric, check_references
 from auxbench.suite.loading import format_errors
@@ -227,8 +228,8 @@ class _Layout:
 
 def expand(
     suite: Suite, path: str | Path, fake_data: bool = False, smoke: bool = False
-) -> tuple[list[dict], list[dict]]:
-    """The suite's trials (``{"id", "column", "method", "config"}``) and skipped pairs.
+) -> tuple[list[TrialSpec], list[dict]]:
+    """The suite's trials and its skipped pairs (``{"column", "method", "reason"}``).
 
     ``smoke``: the first seed of each (column, method), each trial as :mod:`auxbench.smoke` cuts it
     (few epochs and batches, small splits).
@@ -238,7 +239,7 @@ def expand(
     """
     path = Path(path)
     defaults = resolved_training(suite.defaults, {}, path, "defaults")
-    trials: list[dict] = []
+    trials: list[TrialSpec] = []
     skipped: list[dict] = []
     origin: dict[str, str] = {}  # trial id -> where it came from
     layout = _Layout()
@@ -300,7 +301,7 @@ def expand(
                         "backbone, method, hyperparameters, seed and training); remove one of them"
                     )
                 origin[tid] = key
-                trials.append({"id": tid, "column": column, "method": label, "config": config})
+                trials.append(TrialSpec(tid, column, label, config))
     check_baseline(suite, layout.method_of, path)
     check_references(suite, trials, skipped, path, problems)
     check_metric(suite.leaderboard.metric, problems, path)
