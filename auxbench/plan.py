@@ -201,6 +201,7 @@ def power_lines(run_dir, spec: dict, planned: dict[str, int]) -> list[str]:
     (``planned``: column -> seeds) detect and, with ``spec["detect"]``, the seeds that effect needs.
     Without finished trials: the pilot to run first."""
     from auxbench.errors import AuxbenchError
+    from auxbench.leaderboard import board as B
     from auxbench.leaderboard import tables as T
     from auxbench.leaderboard.power import MAX_SEEDS, detectable
     from auxbench.results import load_results, load_run_record
@@ -211,7 +212,7 @@ def power_lines(run_dir, spec: dict, planned: dict[str, int]) -> list[str]:
              "3 seeds per cell (`seeds: [0, 1, 2]`) and plan again: its trials count towards the full run")
     try:
         df = load_results(Path(run_dir)) if Path(run_dir, "run.json").exists() else None
-        board = None if df is None else T.build_board(
+        board = None if df is None else B.build_board(
             df, load_run_record(Path(run_dir)), spec.get("metric", "primary"), spec.get("selection", "final"),
             spec.get("baseline", "stl"), spec.get("alpha", 0.05), spec.get("rope"), detect=detect)
     except AuxbenchError:

@@ -16,8 +16,11 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from auxbench.leaderboard import board as B
 from auxbench.leaderboard import power as P
+from auxbench.leaderboard import ranks as RK
 from auxbench.leaderboard import record as R
+from auxbench.leaderboard import supplementary as SUP
 from auxbench.leaderboard import tables as T
 from auxbench.provenance import code_version, machine_summary
 from auxbench.reproduce import RECORD_FILE, write_reproduction_record
@@ -120,7 +123,7 @@ def primary_metric_in_words(df: pd.DataFrame) -> dict[str, str]:
 DOCS = "../docs/leaderboard.md"  # from leaderboards/<suite>.md
 
 
-def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.DataFrame) -> list[str]:
+def _header(board: B.Board, record: dict | None, commit: str | None, df: pd.DataFrame) -> list[str]:
     record = record or {}
     selection = "final epoch" if board.selection == "final" else "epoch with the best validation score"
     if board.metric == "primary":
@@ -150,16 +153,16 @@ def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.Data
     return lines
 
 
-def _unit(board: T.Board, column: str) -> tuple[float, str]:
+def _unit(board: B.Board, column: str) -> tuple[float, str]:
     """The unit effects are said in: accuracy points, else the metric's own unit."""
-    return (0.01, "points") if board.bounds.get(column) == T.METRIC_RANGE["accuracy"] else (1.0, "")
+    return (0.01, "points") if board.bounds.get(column) == B.METRIC_RANGE["accuracy"] else (1.0, "")
 
 
 def _names(methods: list[str]) -> str:
     return ", ".join(f"`{m}`" for m in methods) if methods else "none"
 
 
-def _answer(board: T.Board, cells: pd.DataFrame) -> list[str]:
+def _answer(board: B.Board, cells: pd.DataFrame) -> list[str]:
     """The first screen: per column the best method, what is shown better or worse than the
     baseline, and what the column could have detected."""
     lines = ["## Answer", ""]
@@ -197,7 +200,7 @@ def _cell_decimals(cell: pd.Series) -> int:
     return _decimals(scale if math.isfinite(scale) and scale > 0 else cell["std"], cell["mean"])
 
 
-def _cell_text(board: T.Board, cell: pd.Series | None, column: str, method: str) -> str:
+def _cell_text(board: B.Board, cell: pd.Series | None, column: str, method: str) -> str:
     if (column, method) in board.skipped:
         return "skipped (not applicable)"
     expected = len(board.cell(column, method))
@@ -216,7 +219,7 @@ def _cell_text(board: T.Board, cell: pd.Series | None, column: str, method: str)
     return " ".join([text, *diverged, *extra])
 
 
-def _main_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
+def _main_table(board: B.Board, cells: pd.DataFrame) -> list[str]:
     index = {(r.column, r.method): r for _, r in cells.iterrows()}
     rows = [[m] + [_cell_text(board, index.get((c, m)), c, m) for c in board.columns] for m in board.methods]
     return [
@@ -234,7 +237,7 @@ def _main_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
     ]
 
 
-def _baseline_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
+def _baseline_table(board: B.Board, cells: pd.DataFrame) -> list[str]:
     rows = []
     for _, c in cells.iterrows():
         scale = c["ci_half"]
@@ -264,7 +267,7 @@ def _baseline_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
     ]
 
 
-def _model_section(board: T.Board) -> list[str]:
+def _model_section(board: B.Board) -> list[str]:
     """The pooled per-column model beside the per-pair tests, and where they disagree."""
     lines = ["## Pooled model per column", "",
              "Score = method effect + seed effect + noise, one noise variance for every method (two-way additive "
@@ -298,7 +301,7 @@ def _model_section(board: T.Board) -> list[str]:
     return lines + [""]
 
 
-def _pairwise_tables(board: T.Board) -> list[str]:
+def _pairwise_tables(board: B.Board) -> list[str]:
     lines = ["## Appendix: all pairs (exploratory)", "",
              "Every pair of methods on a column (Δ = mean a − mean b over the seeds compared; g positive when a is "
              "better). p Holm is adjusted over all pairs of the column: a second family, for exploring; the "
@@ -316,12 +319,12 @@ def _pairwise_tables(board: T.Board) -> list[str]:
     return lines
 
 
-def _d_scale(board: T.Board, column: str, low: float, high: float) -> float:
+def _d_scale(board: B.Board, column: str, low: float, high: float) -> float:
     half = _half(low, high)
     return half if math.isfinite(half) and half > 0 else (board.resolution.get(column) or half)
 
 
-def _friedman_line(board: T.Board, f, ranks: T.RankSummary) -> str:
+def _friedman_line(board: B.Board, f, ranks: RK.RankSummary) -> str:
     if f is None:
         return f"Friedman test not run: {ranks.why_no_friedman}."
     if math.isnan(f.p_perm):
@@ -332,11 +335,11 @@ def _friedman_line(board: T.Board, f, ranks: T.RankSummary) -> str:
             "few columns they give p-values these data cannot produce).")
     if f.min_p_perm >= board.alpha:
         line += (f" With N = {f.N} blocks the smallest p this test can produce is {f.min_p_perm:.4g} ≥ α, so it "
-                 f"cannot reach α; that needs N ≥ {T.friedman_columns_needed(f.k, board.alpha)} blocks.")
+                 f"cannot reach α; that needs N ≥ {RK.friedman_columns_needed(f.k, board.alpha)} blocks.")
     return line
 
 
-def _across_columns(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, figures: dict[str, str]) -> list[str]:
+def _across_columns(board: B.Board, cells: pd.DataFrame, ranks: RK.RankSummary, figures: dict[str, str]) -> list[str]:
     lines = ["## Across columns", ""]
     if ranks.excluded:
         left = "; ".join(f"{m} ({why})" for m, why in ranks.excluded.items())
@@ -344,7 +347,7 @@ def _across_columns(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, f
     if ranks.ranks.empty:
         lines += [f"No ranking: {ranks.why_no_friedman}.", ""]
     else:
-        shared = [T.block_label(b) for b in board.blocks if len(b) > 1]
+        shared = [RK.block_label(b) for b in board.blocks if len(b) > 1]
         lines += [f"Average rank over {len(ranks.scores)} independent block(s) of columns (1 = best; ties share "
                   "the average rank)" + (f". Columns that are not independent evidence (a shared trial, the same "
                                          "problem and backbone, or identical baseline scores) are one block, scored "
@@ -366,9 +369,9 @@ def _across_columns(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, f
     return lines + _normalised_section(board, cells)
 
 
-def _normalised_section(board: T.Board, cells: pd.DataFrame) -> list[str]:
-    _, left_out = T.normalised_scores(board, cells)
-    robust = T.robust_summary(board, cells)
+def _normalised_section(board: B.Board, cells: pd.DataFrame) -> list[str]:
+    _, left_out = RK.normalised_scores(board, cells)
+    robust = RK.robust_summary(board, cells)
     lines = [f"Normalised scores: each seed's score as the % by which it improves on the column's `{board.baseline}` "
              "mean (a fixed reference, so adding a method moves no one else's score; lower-is-better metrics "
              f"negated, so positive is better everywhere). IQM = interquartile mean over all seeds × columns with a "
@@ -390,7 +393,7 @@ def _normalised_section(board: T.Board, cells: pd.DataFrame) -> list[str]:
                                       f"P(> {board.baseline})", "paired"]), ""]
 
 
-def _bayesian_section(board: T.Board) -> list[str]:
+def _bayesian_section(board: B.Board) -> list[str]:
     table = T.bayesian_table(board)
     rope = (f"ROPE = ±{board.rope:g}% of the `{board.baseline}` mean (the suite's `leaderboard: rope`)"
             if board.rope is not None else "no ROPE declared, so no P(equivalent): set `rope:` in the suite's "
@@ -417,7 +420,7 @@ def _prob(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.3f}"
 
 
-def _test_example_section(board: T.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
+def _test_example_section(board: B.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
     lines = ["## Bootstrap over test examples", "",
              "The intervals above cover training randomness only. Here the test examples are resampled instead "
              f"(2000 times, the same draw for every seed; {board.level:.0%} percentile interval of the mean "
@@ -440,10 +443,10 @@ def _test_example_section(board: T.Board, df: pd.DataFrame, source: R.Source | N
                                   f"Δ {level} CI"]), ""]
 
 
-def _cost_section(board: T.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
+def _cost_section(board: B.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
     if source is not None and "costs" in source.absent:
         return ["## Costs", "", f"Not available: {source.absent['costs']}.", ""]
-    costs = T.cost_table(board, df)
+    costs = SUP.cost_table(board, df)
     if costs.empty:
         return []
     rows = [[r.column, r.method, f"{_num(r.time_per_epoch_s)} s", _ratio(r.time_per_epoch_s_ratio),
@@ -462,11 +465,11 @@ def _ratio(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.2f}×"
 
 
-def _reference_section(board: T.Board, cells: pd.DataFrame, record: dict | None, df: pd.DataFrame) -> list[str]:
+def _reference_section(board: B.Board, cells: pd.DataFrame, record: dict | None, df: pd.DataFrame) -> list[str]:
     refs = (record or {}).get("spec", {}).get("references", [])
     if not refs:
         return []
-    table = T.reference_table(board, cells, refs, df)
+    table = SUP.reference_table(board, cells, refs, df)
     rows = []
     for r in table.itertuples():
         scale = _half(r.ci_low, r.ci_high)
@@ -520,7 +523,7 @@ def _tuning_section(record: dict | None, source: R.Source | None = None) -> list
     return lines + [_table(rows, ["column", "method", "budget", "search space", "chosen", "validation score"]), ""]
 
 
-def _figure_section(board: T.Board, figures: dict[str, str]) -> list[str]:
+def _figure_section(board: B.Board, figures: dict[str, str]) -> list[str]:
     lines = [f"![{c} curves]({figures['curves', c]})" for c in board.columns if ("curves", c) in figures]
     if "forest" in figures:
         lines.append(f"![Δ vs {board.baseline}]({figures['forest']})")
@@ -530,7 +533,7 @@ def _figure_section(board: T.Board, figures: dict[str, str]) -> list[str]:
             f"`{board.baseline}` with {board.level:.0%} CIs.", "", *[x for line in lines for x in (line, "")]]
 
 
-def _not_counted(board: T.Board) -> list[str]:
+def _not_counted(board: B.Board) -> list[str]:
     lines = []
     t = board.trials
     if board.skipped:
@@ -543,14 +546,14 @@ def _not_counted(board: T.Board) -> list[str]:
                   "Failed (raised an error), partial (interrupted) or missing (not run): no result yet; rerun "
                   "the suite to fill them.", ""]
         for (column, method), sub in lost.groupby(["column", "method"], sort=False):
-            reasons = sub["status"].where(sub["status"] != T.COUNTED, "done without this metric")
+            reasons = sub["status"].where(sub["status"] != B.COUNTED, "done without this metric")
             counts = ", ".join(f"{n} {s}" for s, n in reasons.value_counts().sort_index().items())
             lines.append(f"- {method} on {column}: {counts} (seeds {', '.join(str(s) for s in sub['seed'])})")
         lines.append("")
     return lines
 
 
-def _appendix(board: T.Board) -> list[str]:
+def _appendix(board: B.Board) -> list[str]:
     rows = [[r.column, r.method, str(r.seed), r.status, f"`{r.trial_id}`", _num(r.score),
              "yes" if r.counted else "no", r.note or "–"] for r in board.trials.itertuples()]
     return ["## Appendix: trials", "",
@@ -565,12 +568,12 @@ def render_markdown(df: pd.DataFrame, record: dict | None, metric: str = "primar
     """The full leaderboard as markdown; ``figures`` maps ``"cd"``, ``"forest"`` and
     ``("curves", column)`` to relative links; ``commit`` is printed as provenance when given;
     ``source`` (:mod:`.record`) gives the trials' per-example scores (None: not read)."""
-    board = T.build_board(df, record, metric, selection, baseline, alpha, rope, higher_is_better)
+    board = B.build_board(df, record, metric, selection, baseline, alpha, rope, higher_is_better)
     cells = T.cell_table(board)
-    return _markdown(board, cells, T.rank_summary(board, cells), df, record, figures or {}, commit, source)
+    return _markdown(board, cells, RK.rank_summary(board, cells), df, record, figures or {}, commit, source)
 
 
-def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame,
+def _markdown(board: B.Board, cells: pd.DataFrame, ranks: RK.RankSummary, df: pd.DataFrame,
               record: dict | None, figures: dict, commit: str | None, source: R.Source | None) -> str:
     lines = _header(board, record, commit, df)
     if machine := machine_summary(df):  # provenance of the results (auxbench.provenance)
@@ -594,15 +597,15 @@ def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.
     return "\n".join(lines)
 
 
-def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame, source: R.Source,
+def write_figures(board: B.Board, cells: pd.DataFrame, ranks: RK.RankSummary, df: pd.DataFrame, source: R.Source,
                   folder: Path) -> dict:
     """Draw every figure into ``folder``; return the figure keys of :func:`render_markdown` -> paths."""
     from auxbench.leaderboard import plots
 
     paths: dict = {}
     for column in board.columns:
-        key = T.curve_key(board, df, column)
-        curves = T.curves(board, source.metrics, column, key) if key else pd.DataFrame()
+        key = SUP.curve_key(board, df, column)
+        curves = SUP.curves(board, source.metrics, column, key) if key else pd.DataFrame()
         if not curves.empty:
             paths["curves", column] = plots.curves_plot(curves, board.methods, column, key,
                                                         folder / f"curves_{_slug(column)}.png")
@@ -643,9 +646,9 @@ def publish(results: str | Path, out_path: str | Path, metric: str | None = None
         "detect": spec.get("detect"),
     }
     df = source.df
-    board = T.build_board(df, record, **options)  # computed once, for the figures and the text
+    board = B.build_board(df, record, **options)  # computed once, for the figures and the text
     cells = T.cell_table(board)
-    ranks = T.rank_summary(board, cells)
+    ranks = RK.rank_summary(board, cells)
     folder = out_path.with_suffix("")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Page, figures and reproduce.json are one set: the folder is built aside and swapped in, then
