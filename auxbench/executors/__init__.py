@@ -193,12 +193,11 @@ def run_suite(
         leaderboard_path = run_dir / "leaderboard.md" if fake_data or smoke else default_leaderboard(suite.name)
         committed = None if fake_data or smoke else leaderboard_path
     record = {"suite": suite.name, "suite_file": str(suite_path), "fake_data": fake_data, "smoke": smoke,
-              "spec": suite.model_dump(mode="json"), "trials": [t.to_dict() for t in trials], "skipped": skipped}
+              "spec": suite.model_dump(mode="json"), "trials": trials, "skipped": skipped}
     if cells:  # tuned cells' evaluation trials are known once their studies have chosen
         tuned, record["tuning"] = tune(cells, suite.tuning, suite.leaderboard.selection, run_dir.resolve(),
                                        lambda todo: execute_trials(todo, run_dir, executor, suite.resources, address))
-        trials = [tuned.get(t.id, t) for t in trials]
-        record["trials"] = [t.to_dict() for t in trials]
+        trials = record["trials"] = [tuned.get(t.id, t) for t in trials]
     write_run_record(run_dir, record)
     if reuse_published:
         reuse_published_trials(suite.name, trials, run_dir)
