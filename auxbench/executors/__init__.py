@@ -7,12 +7,11 @@ checkpoint, and no executor state can lose a result.
 from __future__ import annotations
 
 import json
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from auxbench.engine import run_trial
 from auxbench.errors import AuxbenchError
+from auxbench.executors.execute import execute_trial
 from auxbench.prepare import prepare
 from auxbench.registry import Registry
 from auxbench.results import (
@@ -21,7 +20,6 @@ from auxbench.results import (
     default_leaderboard,
     epochs_done,
     inside,
-    trial_lock,
     trial_status,
     write_run_record,
 )
@@ -45,28 +43,6 @@ def _ray(todo: list[TrialSpec], run_dir: Path, resources: Resources, address: st
 EXECUTORS: Registry[Callable[[list[TrialSpec], Path, Resources, str | None], list[str]]] = Registry("executor")
 EXECUTORS.register("local", _local)
 EXECUTORS.register("ray", _ray)
-def execute_trial(trial: TrialSpec, run_dir: Path, report=None, wait: bool = True) -> dict | None:
-    """Run one trial under its lock; on an unexpected exception leave its traceback in
-    ``error.txt`` and re-raise.
-
-    The lock (:func:`auxbench.results.trial_lock`) is held by the process that runs the trial (the
-    driver for the local executor, a worker for Ray), so a second driver on the same ``runs/``
-    never runs it too: it waits, and then reads the result the first one stored (the engine never
-    recomputes a finished trial). With ``wait=False`` a trial another process holds is not waited
-    for: ``None`` is returned.
-    """
-    trial_dir = Path(run_dir) / trial.id
-    with trial_lock(trial_dir, wait) as held:
-        if not held:
-            return None
-        (trial_dir / ERROR_FILE).unlink(missing_ok=True)
-        try:
-            return run_trial(trial.config, trial_dir, report)
-        except AuxbenchError:
-            raise
-        except Exception:
-            (trial_dir / ERROR_FILE).write_text(traceback.format_exc())
-            raise
 
 
 def announce_resumes(todo: list[TrialSpec], run_dir: Path) -> None:
@@ -232,3 +208,6 @@ def run_suite(
             f"{len(failed)} trial(s) failed; finished results are kept and a re-run retries the failed ones:\n{listing}"
         )
     return run_dir
+
+
+__all__ = ["EXECUTORS", "execute_trial", "run_suite"]

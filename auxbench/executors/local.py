@@ -16,7 +16,7 @@ def run_local(trials: list[TrialSpec], run_dir: Path) -> list[str]:
     first and waited for after the others, so that two drivers share the work and each ends with
     every result.
     """
-    from auxbench.executors import execute_trial
+    from auxbench.executors.execute import execute_trial
 
     failed = []
     bar = tqdm(total=len(trials), unit="trial", dynamic_ncols=True)

@@ -68,7 +68,7 @@ def _hide_unreserved_gpus() -> None:
 def _trainable(config: dict) -> None:
     from ray import tune
 
-    from auxbench.executors import execute_trial
+    from auxbench.executors.execute import execute_trial
 
     _hide_unreserved_gpus()
 
