@@ -1,6 +1,6 @@
 """A trial's stream plan: which data streams the engine serves a method, which split each of its
-training passes iterates, and whether it trains on ``train ∪ meta``, decided once from the method
-and the problem.
+training passes iterates, whether it trains on ``train ∪ meta``, and the hook level the engine
+steps it at, decided once from the method and the problem.
 
 Suite expansion (:func:`auxbench.expansion.expand`) asks it whether a pair can run at all (a skip
 reason, or an error naming a declaration the engine cannot serve), and the engine
@@ -25,6 +25,7 @@ class StreamPlan:
       tasks labelled only on the auxiliary-input split (the engine feeds them from it);
     - ``aux_input_tasks``: those tasks' names;
     - ``passes``: ``(phase, split role)`` of each pass of an epoch, the role ``train`` or ``meta``;
+    - ``hook``: the level the engine runs the method at (:mod:`auxbench.steps`);
     - ``unserved``: why the problem cannot serve the method (a skip reason), or ``None``.
     """
 
@@ -33,7 +34,14 @@ class StreamPlan:
     streams: tuple[str, ...]
     aux_input_tasks: tuple[str, ...]
     passes: tuple[tuple[str, str], ...]
+    hook: str
     unserved: str | None
+
+    @property
+    def engine_steps_learned(self) -> bool:
+        """Whether the engine steps learned tensors' dedicated optimizers (every level but
+        ``train_step``, whose method steps its own)."""
+        return self.hook != "train_step"
 
     @property
     def trains_on_meta(self) -> bool:
@@ -88,4 +96,4 @@ def plan_streams(method: Method, problem: Problem, tasks: list[TaskSpec] | None 
                     "does not have")
     else:
         unserved = aux_input_unserved(method, problem)
-    return StreamPlan(method.name, declared, streams, aux_input_tasks, tuple(passes), unserved)
+    return StreamPlan(method.name, declared, streams, aux_input_tasks, tuple(passes), method.hook, unserved)

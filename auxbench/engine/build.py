@@ -53,8 +53,8 @@ class EngineOptimizers:
     """The engine's optimizer (the model's, plus learned tensors without a dedicated one), the
     optimizers it steps each training step and the schedulers it steps each epoch."""
 
-    def __init__(self, model: torch.nn.Module, training: dict, method: Method) -> None:
-        self.training, self.method = training, method
+    def __init__(self, model: torch.nn.Module, training: dict, method: Method, plan: StreamPlan) -> None:
+        self.training, self.method, self.plan = training, method, plan
         self.optimizer = make_optimizer(model.parameters(), training["optimizer"])
         self.stepped: list[torch.optim.Optimizer] = [self.optimizer]
         self.schedulers: list = []
@@ -68,7 +68,7 @@ class EngineOptimizers:
             return
         what = f"method {self.method.name!r} learned {entry.name!r}"
         entry.optimizer = make_optimizer(entry.params, entry.optimizer_cfg, f"{what} optimizer")
-        if self.method.hook != "train_step":
+        if self.plan.engine_steps_learned:
             self.stepped.append(entry.optimizer)
         if entry.scheduler_cfg is not None:
             entry.scheduler = make_scheduler(entry.optimizer, entry.scheduler_cfg, self.training["epochs"],
@@ -140,14 +140,14 @@ def build_trial(config: dict) -> TrialParts:
     pretrained = bool(config.get("pretrained")) and not config["fake_data"]  # fake data: random init
     model = on_device(build_model(config["backbone"], problem.input_shape, tasks,
                                   head_hidden=training["head_hidden"], pretrained=pretrained))
-    optimizers = EngineOptimizers(model, training, method)
+    optimizers = EngineOptimizers(model, training, method, plan)
     losses = TaskLosses(tasks, training["loss"])
     weight_log = WeightLog()
     ctx = _context(config, method, problem, plan, tasks, data, model, optimizers, losses, weight_log, device,
                    on_device, pretrained)
     method.setup(ctx)
     optimizers.start_schedule()
-    stepper = Stepper(method, ctx, optimizers.stepped)
+    stepper = Stepper(method, ctx, optimizers.stepped, plan.hook)
     parts = TrialParts(config, training, seed, device, method, problem, plan, train_split, data, model, optimizers,
                        losses, weight_log, ctx, stepper)
     collect_state(method, parts.engine_owned())  # unsavable state fails here, not at epoch 1
