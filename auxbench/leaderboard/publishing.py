@@ -17,7 +17,8 @@ from auxbench.leaderboard import ranks as RK
 from auxbench.leaderboard import record as R
 from auxbench.leaderboard import supplementary as SUP
 from auxbench.leaderboard import tables as T
-from auxbench.leaderboard.render import auxbench_commit, file_slug, page_markdown
+from auxbench.leaderboard.formatting import file_slug
+from auxbench.leaderboard.render import auxbench_commit, page_markdown
 from auxbench.reproduce import RECORD_FILE, write_reproduction_record
 
 

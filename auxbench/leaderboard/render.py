@@ -4,16 +4,14 @@ and :mod:`.supplementary` (:func:`render_markdown`); :mod:`.publishing` writes i
 The output is deterministic (same results, same bytes): rows follow the suite's order, floats
 have fixed formats, and nothing records the time. Importing this module does not import torch.
 
-Over 400 lines for a reason: one function per section of the page, in page order, with the
-number formats they share, so that the page reads top to bottom in one file.
+Over 400 lines for a reason: one function per section of the page, in page order, so that the
+page reads top to bottom in one file (its number formats: :mod:`.formatting`).
 """
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
-from tabulate import tabulate
 
 from auxbench.leaderboard import board as B
 from auxbench.leaderboard import power as P
@@ -21,71 +19,21 @@ from auxbench.leaderboard import ranks as RK
 from auxbench.leaderboard import record as R
 from auxbench.leaderboard import supplementary as SUP
 from auxbench.leaderboard import tables as T
+from auxbench.leaderboard.formatting import (
+    ci_text,
+    decimals_for,
+    g_text,
+    half_width,
+    markdown_table,
+    number,
+    p_text,
+    seeds_text,
+)
 from auxbench.provenance import code_version, machine_summary
 
 BETTER, WORSE = "▲", "▼"
 DIRECTION = {True: "higher is better", False: "lower is better", None: "direction unknown: no finished trial"}
 APPENDIX = "appendix-trials"
-
-
-# ----- formatting ------------------------------------------------------------------------------
-def _decimals(scale: float | None, x: float) -> int:
-    """Decimals that show a number at the precision its uncertainty supports: two significant
-    digits of ``scale`` (an interval half-width or SD) when it is known and positive, else four
-    significant digits of ``x``."""
-    if scale is not None and math.isfinite(scale) and scale > 0:
-        return max(0, 1 - math.floor(math.log10(scale)))
-    if x == 0 or not math.isfinite(x):
-        return 4
-    return max(0, 3 - math.floor(math.log10(abs(x))))
-
-
-def _num(x, scale: float | None = None, signed: bool = False, decimals: int | None = None) -> str:
-    """A number at the precision of ``scale`` (see :func:`_decimals`); '–' for a missing value.
-    Beyond 6 decimals it switches to scientific notation, so 2e-5 never prints as 0.0000."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if math.isinf(x):
-        return "+inf" if x > 0 else "-inf"
-    d = _decimals(scale, x) if decimals is None else decimals
-    sign = "+" if signed else ""
-    if d <= 6 or x == 0:
-        return format(round(x, min(d, 6)) or 0.0, f"{sign}.{min(d, 6)}f")  # no "-0.0000"
-    significant = max(1, math.floor(math.log10(abs(x))) + d + 1)
-    return format(x, f"{sign}.{significant - 1}e")
-
-
-def _half(low: float, high: float) -> float:
-    return (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
-
-
-def _p(p: float) -> str:
-    return "–" if math.isnan(p) else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
-
-
-def _g(g: float) -> str:
-    """Effect sizes to 2 decimals: their own uncertainty with a few seeds is far larger."""
-    return "–" if math.isnan(g) else ("+inf" if g == math.inf else "-inf" if g == -math.inf else f"{g:+.2f}")
-
-
-def _ci(low: float, high: float, scale: float | None = None) -> str:
-    if math.isnan(low):
-        return "–"
-    scale = _half(low, high) if scale is None else scale
-    return f"[{_num(low, scale)}, {_num(high, scale)}]"
-
-
-def _seeds(seeds) -> str:
-    return ", ".join(str(s) for s in seeds) if isinstance(seeds, list) and seeds else ""
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-
-
-def file_slug(text: str) -> str:
-    """``text`` as a file name part (a column's curves figure)."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
 
 
 def auxbench_commit() -> str:
@@ -174,7 +122,7 @@ def _answer(board: B.Board, cells: pd.DataFrame) -> list[str]:
         power = T.column_power(board, column)
         better = list(here.loc[here["verdict"] == "better", "method"])
         worse = list(here.loc[here["verdict"] == "worse", "method"])
-        top = (f"best {_names(list(best['method']))} ({_num(best['mean'].iloc[0], decimals=_cell_decimals(best.iloc[0]))})"
+        top = (f"best {_names(list(best['method']))} ({number(best['mean'].iloc[0], decimals=_cell_decimals(best.iloc[0]))})"
                if len(best) else "no best: every cell has a diverged trial or the direction is unknown")
         line = f"- **{column}**: {top}; shown better than `{board.baseline}`: {_names(better)}; worse: {_names(worse)}. "
         words = P.in_words(power, unit, unit_name)
@@ -185,7 +133,7 @@ def _answer(board: B.Board, cells: pd.DataFrame) -> list[str]:
             up = [m for m, d in zip(c["method"], c["diff"], strict=True) if (d > 0) == bool(board.higher[column])]
             down = [m for m in c["method"] if m not in up]
             found = "; ".join(f"{word} {_names(ms)}" for word, ms in (("better:", up), ("worse:", down)) if ms)
-            line += (f" A pooled model (one noise variance for all methods; Bartlett p = {_p(model.equal_variance_p)}) "
+            line += (f" A pooled model (one noise variance for all methods; Bartlett p = {p_text(model.equal_variance_p)}) "
                      f"shows {found}." if found else "")
         lines.append(line)
     lines += ["", f"Shown = Holm-adjusted p < {board.alpha:g} over the column's comparisons with `{board.baseline}`. "
@@ -196,7 +144,7 @@ def _answer(board: B.Board, cells: pd.DataFrame) -> list[str]:
 
 def _cell_decimals(cell: pd.Series) -> int:
     scale = cell["ci_half"]  # the interval before clipping: clipping adds no precision
-    return _decimals(scale if math.isfinite(scale) and scale > 0 else cell["std"], cell["mean"])
+    return decimals_for(scale if math.isfinite(scale) and scale > 0 else cell["std"], cell["mean"])
 
 
 def _cell_text(board: B.Board, cell: pd.Series | None, column: str, method: str) -> str:
@@ -210,8 +158,8 @@ def _cell_text(board: B.Board, cell: pd.Series | None, column: str, method: str)
     n = f"{cell['n']}" if cell["n"] == expected else f"{cell['n']}/{expected}"
     d = _cell_decimals(cell)
     if cell["n"] > 1 and cell["std"] == 0:
-        d = _decimals(board.resolution.get(column), cell["mean"])
-    text = f"{_num(cell['mean'], decimals=d)} ± {_num(cell['std'], decimals=d) if cell['std'] else '0'} ({n})"
+        d = decimals_for(board.resolution.get(column), cell["mean"])
+    text = f"{number(cell['mean'], decimals=d)} ± {number(cell['std'], decimals=d) if cell['std'] else '0'} ({n})"
     text = f"**{text}**" if cell["best"] else text
     marks = {"better": BETTER, "worse": WORSE}
     extra = [marks[cell["verdict"]]] if cell["verdict"] in marks else []
@@ -231,7 +179,7 @@ def _main_table(board: B.Board, cells: pd.DataFrame) -> list[str]:
         "*Answer*). *k/n diverged*: k of n trials diverged; such a cell earns no bold, no ▲ and no place in the "
         f"ranks or summaries. Every trial behind a cell: [appendix](#{APPENDIX}).",
         "",
-        _table(rows, ["method", *board.columns]),
+        markdown_table(rows, ["method", *board.columns]),
         "",
     ]
 
@@ -240,15 +188,15 @@ def _baseline_table(board: B.Board, cells: pd.DataFrame) -> list[str]:
     rows = []
     for _, c in cells.iterrows():
         scale = c["ci_half"]
-        dscale = _half(c["diff_low"], c["diff_high"])
+        dscale = half_width(c["diff_low"], c["diff_high"])
         if not (math.isfinite(dscale) and dscale > 0):
             dscale = board.resolution.get(c["column"]) or dscale
-        ci = _ci(c["ci_low"], c["ci_high"], scale) + ("*" if c["clipped"] else "")
-        rows.append([c["column"], c["method"], str(c["n"]), _num(c["mean"], scale), ci,
-                     _num(c["diff"], dscale, signed=True), _ci(c["diff_low"], c["diff_high"]), _g(c["g"]),
-                     c["test"] if isinstance(c["test"], str) else "–", _seeds(c["dropped"]) or "–", _p(c["p"]),
-                     _p(c["p_holm"]), _num(c["mde"], dscale), c["verdict"],
-                     _p(c["p_best_holm"]) if not c["best"] else "best"])
+        ci = ci_text(c["ci_low"], c["ci_high"], scale) + ("*" if c["clipped"] else "")
+        rows.append([c["column"], c["method"], str(c["n"]), number(c["mean"], scale), ci,
+                     number(c["diff"], dscale, signed=True), ci_text(c["diff_low"], c["diff_high"]), g_text(c["g"]),
+                     c["test"] if isinstance(c["test"], str) else "–", seeds_text(c["dropped"]) or "–", p_text(c["p"]),
+                     p_text(c["p_holm"]), number(c["mde"], dscale), c["verdict"],
+                     p_text(c["p_best_holm"]) if not c["best"] else "best"])
     level = f"{board.level:.0%}"
     return [
         f"## Against the baseline ({board.baseline})",
@@ -260,7 +208,7 @@ def _baseline_table(board: B.Board, cells: pd.DataFrame) -> list[str]:
         "* = interval clipped to the metric's range; vs best = Holm p against the bold cell among all pairs "
         "(exploratory, see the appendix). Tests and fields: [reading a leaderboard](" + DOCS + ").",
         "",
-        _table(rows, ["column", "method", "n", "mean", f"{level} CI", "Δ", f"Δ {level} CI", "g", "test", "dropped",
+        markdown_table(rows, ["column", "method", "n", "mean", f"{level} CI", "Δ", f"Δ {level} CI", "g", "test", "dropped",
                       "p", "p Holm", "MDE", "verdict", "vs best"]),
         "",
     ]
@@ -288,14 +236,14 @@ def _model_section(board: B.Board) -> list[str]:
             own = pairs.loc[r.method, "p_holm"] < board.alpha if r.method in pairs.index else False
             pooled = r.p_holm < board.alpha
             agree += own == pooled
-            rows.append([column, r.method, _num(r.diff, r.se, signed=True), _num(r.se, r.se), _p(r.p), _p(r.p_holm),
-                         _p(pairs.loc[r.method, "p_holm"]) if r.method in pairs.index else "–",
+            rows.append([column, r.method, number(r.diff, r.se, signed=True), number(r.se, r.se), p_text(r.p), p_text(r.p_holm),
+                         p_text(pairs.loc[r.method, "p_holm"]) if r.method in pairs.index else "–",
                          "yes" if own == pooled else "**no**"])
         lines.append(f"- {column}: {len(model.methods)} methods × {len(model.seeds)} seeds, residual SD "
-                     f"{_num(model.residual_sd)} on {model.df} df, equal variance p = {_p(model.equal_variance_p)}; "
+                     f"{number(model.residual_sd)} on {model.df} df, equal variance p = {p_text(model.equal_variance_p)}; "
                      f"verdicts agree with the per-pair tests on {agree} of {len(model.comparisons)}.")
     if rows:
-        lines += ["", _table(rows, ["column", "method", "Δ", "pooled SE", "p", "p Holm", "per-pair p Holm",
+        lines += ["", markdown_table(rows, ["column", "method", "Δ", "pooled SE", "p", "p Holm", "per-pair p Holm",
                                     "agrees"])]
     return lines + [""]
 
@@ -309,17 +257,17 @@ def _pairwise_tables(board: B.Board) -> list[str]:
         pairs = T.pairwise_table(board, column)
         if pairs.empty:
             continue
-        rows = [[f"{r.a} vs {r.b}", _num(r.diff, _d_scale(board, column, r.low, r.high), signed=True),
-                 _ci(r.low, r.high), _g(r.g), r.test, _seeds(r.dropped) or "–", _p(r.p), _p(r.p_holm)]
+        rows = [[f"{r.a} vs {r.b}", number(r.diff, _d_scale(board, column, r.low, r.high), signed=True),
+                 ci_text(r.low, r.high), g_text(r.g), r.test, seeds_text(r.dropped) or "–", p_text(r.p), p_text(r.p_holm)]
                 for r in pairs.itertuples()]
         lines += [f"### {column}", "",
-                  _table(rows, ["comparison", "Δ", f"{board.level:.0%} CI", "g", "test", "dropped", "p", "p Holm"]),
+                  markdown_table(rows, ["comparison", "Δ", f"{board.level:.0%} CI", "g", "test", "dropped", "p", "p Holm"]),
                   ""]
     return lines
 
 
 def _d_scale(board: B.Board, column: str, low: float, high: float) -> float:
-    half = _half(low, high)
+    half = half_width(low, high)
     return half if math.isfinite(half) and half > 0 else (board.resolution.get(column) or half)
 
 
@@ -330,7 +278,7 @@ def _friedman_line(board: B.Board, f, ranks: RK.RankSummary) -> str:
         return (f"Friedman test (k = {f.k} methods, N = {f.N} blocks): – (every block ties all methods, "
                 "so there is nothing to test).")
     line = (f"Friedman test (k = {f.k} methods, N = {f.N} blocks): χ² = {f.chi2:.3f}, {f.p_perm_method} "
-            f"permutation p = {_p(f.p_perm)} (the χ² and Iman–Davenport F approximations are not printed: with "
+            f"permutation p = {p_text(f.p_perm)} (the χ² and Iman–Davenport F approximations are not printed: with "
             "few columns they give p-values these data cannot produce).")
     if f.min_p_perm >= board.alpha:
         line += (f" With N = {f.N} blocks the smallest p this test can produce is {f.min_p_perm:.4g} ≥ α, so it "
@@ -352,7 +300,7 @@ def _across_columns(board: B.Board, cells: pd.DataFrame, ranks: RK.RankSummary, 
                                          "problem and backbone, or identical baseline scores) are one block, scored "
                                          f"by the mean of its columns: {'; '.join(shared)}" if shared else "") + "."]
         rows = [[m, f"{ranks.ranks[m]:.2f}"] for m in ranks.ranks.sort_values(kind="stable").index]
-        lines += ["", _table(rows, ["method", "average rank"]), "", _friedman_line(board, ranks.friedman, ranks), ""]
+        lines += ["", markdown_table(rows, ["method", "average rank"]), "", _friedman_line(board, ranks.friedman, ranks), ""]
         groups = "; ".join("{" + ", ".join(g) + "}" for g in ranks.groups) or "none"
         k, n_cols = len(ranks.ranks), len(ranks.scores)
         lines += [f"Critical-difference diagram: a bar joins a largest set of methods in which no two are "
@@ -384,11 +332,11 @@ def _normalised_section(board: B.Board, cells: pd.DataFrame) -> list[str]:
     if robust.empty:
         return lines + ["", f"No normalised scores: no column has `{board.baseline}` scores.", ""]
     rows = [[r.method, str(r.columns), str(r.runs), str(r.failures),
-             "–" if math.isnan(r.iqm) else _num(r.iqm, _half(r.low, r.high)) + " %",
-             _ci(r.low, r.high), "–" if math.isnan(r.poi) else f"{r.poi:.2f}",
+             "–" if math.isnan(r.iqm) else number(r.iqm, half_width(r.low, r.high)) + " %",
+             ci_text(r.low, r.high), "–" if math.isnan(r.poi) else f"{r.poi:.2f}",
              f"{r.poi_paired}/{r.poi_columns}" if r.poi_columns else "–"]
             for r in robust.itertuples()]
-    return lines + ["", _table(rows, ["method", "columns", "runs", "diverged", "IQM", f"{board.level:.0%} CI",
+    return lines + ["", markdown_table(rows, ["method", "columns", "runs", "diverged", "IQM", f"{board.level:.0%} CI",
                                       f"P(> {board.baseline})", "paired"]), ""]
 
 
@@ -409,10 +357,10 @@ def _bayesian_section(board: B.Board) -> list[str]:
         return lines + [f"No comparison: no column has failure-free seeds paired with `{board.baseline}`.", ""]
     if board.rope is None:
         rows = [[r.column, r.method, r.test, str(r.n), _prob(r.worse), _prob(r.better)] for r in table.itertuples()]
-        return lines + [_table(rows, ["column", "method", "test", "n", "P(Δ < 0)", "P(Δ > 0)"]), ""]
+        return lines + [markdown_table(rows, ["column", "method", "test", "n", "P(Δ < 0)", "P(Δ > 0)"]), ""]
     rows = [[r.column, r.method, r.test, str(r.n), _prob(r.worse), _prob(r.equivalent), _prob(r.better)]
             for r in table.itertuples()]
-    return lines + [_table(rows, ["column", "method", "test", "n", "P(worse)", "P(equivalent)", "P(better)"]), ""]
+    return lines + [markdown_table(rows, ["column", "method", "test", "n", "P(worse)", "P(equivalent)", "P(better)"]), ""]
 
 
 def _prob(x: float) -> str:
@@ -432,13 +380,13 @@ def _test_example_section(board: B.Board, df: pd.DataFrame, source: R.Source | N
     table, why = T.example_bootstrap_intervals(board, df, source.predictions)
     if table.empty:
         return lines + [f"Not available: {why}.", ""]
-    rows = [[r.column, r.method, str(r.seeds), str(r.examples), _num(r.mean, _half(r.low, r.high)), _ci(r.low, r.high),
-             _num(r.diff, _half(r.diff_low, r.diff_high), signed=True), _ci(r.diff_low, r.diff_high)]
+    rows = [[r.column, r.method, str(r.seeds), str(r.examples), number(r.mean, half_width(r.low, r.high)), ci_text(r.low, r.high),
+             number(r.diff, half_width(r.diff_low, r.diff_high), signed=True), ci_text(r.diff_low, r.diff_high)]
             for r in table.itertuples()]
     level = f"{board.level:.0%}"
     return lines + [f"Δ: the difference with `{board.baseline}` on the same resampled examples (paired by example, "
                     "so far narrower than the two intervals side by side).", "",
-                    _table(rows, ["column", "method", "seeds", "test examples", "mean", f"{level} CI", "Δ",
+                    markdown_table(rows, ["column", "method", "seeds", "test examples", "mean", f"{level} CI", "Δ",
                                   f"Δ {level} CI"]), ""]
 
 
@@ -448,15 +396,15 @@ def _cost_section(board: B.Board, df: pd.DataFrame, source: R.Source | None) -> 
     costs = SUP.cost_table(board, df)
     if costs.empty:
         return []
-    rows = [[r.column, r.method, f"{_num(r.time_per_epoch_s)} s", _ratio(r.time_per_epoch_s_ratio),
-             f"{_num(r.peak_memory_mb)} MB", _ratio(r.peak_memory_mb_ratio), r.memory_kind or "–"]
+    rows = [[r.column, r.method, f"{number(r.time_per_epoch_s)} s", _ratio(r.time_per_epoch_s_ratio),
+             f"{number(r.peak_memory_mb)} MB", _ratio(r.peak_memory_mb_ratio), r.memory_kind or "–"]
             for r in costs.itertuples()]
     return ["## Costs", "", f"Means over the counted trials; ratios to `{board.baseline}` on the same column. "
             "Memory ratios only where CUDA measured each trial's peak allocation: on a CPU the figure is "
             "the peak of the whole process, which earlier trials in it may have set (use "
             "`benchmarks/method_cost.py`, one fresh process per method, to compare CPU memory). Times "
             "are wall-clock and shift with whatever else the machine runs.", "",
-            _table(rows, ["column", "method", "time / epoch", "× time", "peak memory", "× memory", "memory kind"]),
+            markdown_table(rows, ["column", "method", "time / epoch", "× time", "peak memory", "× memory", "memory kind"]),
             ""]
 
 
@@ -471,19 +419,19 @@ def _reference_section(board: B.Board, cells: pd.DataFrame, record: dict | None,
     table = SUP.reference_table(board, cells, refs, df)
     rows = []
     for r in table.itertuples():
-        scale = _half(r.ci_low, r.ci_high)
+        scale = half_width(r.ci_low, r.ci_high)
         has_std = r.std is not None and not pd.isna(r.std)
         # The paper's number at its own precision where it gives a spread: at the width of our CI a
         # paper's 0.03 ± 0.01 beside our [-52, 106] printed as "0 ± 0".
         own = r.std if has_std and r.std > 0 else scale
-        paper = _num(r.value, own) + (f" ± {_num(r.std, own)}" if has_std else "")
-        rows.append([r.column, r.method, paper, r.source or "–", str(r.n), _num(r.mean, scale), _ci(r.ci_low, r.ci_high),
-                     _num(r.diff, scale, signed=True), {True: "yes", False: "no", None: "–"}[r.inside]])
+        paper = number(r.value, own) + (f" ± {number(r.std, own)}" if has_std else "")
+        rows.append([r.column, r.method, paper, r.source or "–", str(r.n), number(r.mean, scale), ci_text(r.ci_low, r.ci_high),
+                     number(r.diff, scale, signed=True), {True: "yes", False: "no", None: "–"}[r.inside]])
     return ["## Paper numbers", "",
             f"Reproduction: Δ = our mean − paper value; *consistent*: without a paper SD, the paper value lies in "
             f"our {board.level:.0%} CI; with one, a Welch test between our seeds and the paper's (assumed as many "
             f"as ours) does not reject at α = {board.alpha:g}, so the paper's own spread is counted.",
-            "", _table(rows, ["column", "method", "paper", "source", "n", "ours", f"{board.level:.0%} CI", "Δ",
+            "", markdown_table(rows, ["column", "method", "paper", "source", "n", "ours", f"{board.level:.0%} CI", "Δ",
                               "consistent"]), ""]
 
 
@@ -502,7 +450,7 @@ def _tuning_section(record: dict | None, source: R.Source | None = None) -> list
     lines = ["## Tuning", "",
              f"Every method was tuned with a budget of configurations asked of Optuna's TPE sampler (seed "
              f"{tuning.get('sampler_seed', '–')}; random for its first 10 asks), each trained on tuning seeds "
-             f"{_seeds(tuning.get('seeds', []))} (never an evaluation seed) and scored on "
+             f"{seeds_text(tuning.get('seeds', []))} (never an evaluation seed) and scored on "
              f"{', '.join(f'`{m}`' for m in metrics)} at the "
              f"{'final epoch' if selection == 'final' else 'epoch with the best validation score'}, averaged "
              "over the tuning seeds: validation only, test never chooses. Each method's best configuration "
@@ -516,10 +464,10 @@ def _tuning_section(record: dict | None, source: R.Source | None = None) -> list
                       "equal tuning effort.", ""]
     rows = [[c["column"], c["method"], str(c["budget"]),
              "; ".join(f"{k} ∈ {v}" for k, v in c["space"].items()) or "–",
-             ", ".join(f"{k} = {_num(v) if isinstance(v, float) else v}" for k, v in c["chosen"].items()) or "defaults",
-             "–" if c["objective"] is None else _num(c["objective"])]
+             ", ".join(f"{k} = {number(v) if isinstance(v, float) else v}" for k, v in c["chosen"].items()) or "defaults",
+             "–" if c["objective"] is None else number(c["objective"])]
             for c in cells]
-    return lines + [_table(rows, ["column", "method", "budget", "search space", "chosen", "validation score"]), ""]
+    return lines + [markdown_table(rows, ["column", "method", "budget", "search space", "chosen", "validation score"]), ""]
 
 
 def _figure_section(board: B.Board, figures: dict[str, str]) -> list[str]:
@@ -553,10 +501,10 @@ def _not_counted(board: B.Board) -> list[str]:
 
 
 def _appendix(board: B.Board) -> list[str]:
-    rows = [[r.column, r.method, str(r.seed), r.status, f"`{r.trial_id}`", _num(r.score),
+    rows = [[r.column, r.method, str(r.seed), r.status, f"`{r.trial_id}`", number(r.score),
              "yes" if r.counted else "no", r.note or "–"] for r in board.trials.itertuples()]
     return ["## Appendix: trials", "",
-            _table(rows, ["column", "method", "seed", "status", "trial id", "score", "counted", "note"]), ""]
+            markdown_table(rows, ["column", "method", "seed", "status", "trial id", "score", "counted", "note"]), ""]
 
 
 # ----- entry points ----------------------------------------------------------------------------
