@@ -10,7 +10,8 @@ The estimate comes from finished trials anywhere under ``--runs-dir`` (any suite
 equals the planned trial's except for the seed and the number of epochs (same method,
 hyperparameters, problem and options, backbone, batch size, device...): the median of their
 ``run_wall_s`` per epoch times the planned epochs. It is a measurement on whichever machine ran
-those trials (a cluster's nodes may differ from this one); without such a trial it is "unknown".
+those trials (a cluster's nodes may differ from this one); without such a trial it is a few steps
+timed here (:mod:`auxbench.calibration`), or "unknown" past the calibration's time budget.
 Only ``done`` trials count (a diverged trial stopped early), and a trial that was resumed timed only
 its last run, so an estimate from one is low.
 """
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from auxbench.calibration import BUDGET_S, STEPS, duration_shape
 from auxbench.results import CONFIG_FILE, FINISHED_STATUSES, RESULT_FILE, epochs_done, trial_status
 from auxbench.spec import TrialSpec
 from auxbench.suite.schema import Resources
@@ -39,6 +41,7 @@ class Cell:
     resumable: int = 0  # unfinished trials with a checkpoint (they resume, not restart)
     estimate_s: float | None = None
     estimate_from: int = 0  # finished trials the estimate is the median of
+    calibrated: bool = False  # the estimate is a calibration's (auxbench.calibration), not a median
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Plan:
     skipped: list[dict] = field(default_factory=list)
     tuning: list[str] = field(default_factory=list)  # one line per tuned cell (suite's ``tuning:``)
     power: list[str] = field(default_factory=list)  # :func:`power_lines`
+    claims: list[str] = field(default_factory=list)  # auxbench.leaderboard.claims.plan_lines
 
     @property
     def total(self) -> int:
@@ -59,13 +63,6 @@ class Plan:
     @property
     def finished(self) -> int:
         return sum(c.finished for c in self.cells)
-
-
-def _shape(config: dict) -> str:
-    """What a trial's duration depends on: its config without the seed and the epoch count."""
-    training = {k: v for k, v in config.get("training", {}).items() if k != "epochs"}
-    rest = {k: v for k, v in config.items() if k not in ("seed", "training")}
-    return json.dumps({**rest, "training": training}, sort_keys=True)
 
 
 def _finished_trials(runs_dir: Path) -> Iterator[tuple[dict, dict]]:
@@ -81,13 +78,13 @@ def _finished_trials(runs_dir: Path) -> Iterator[tuple[dict, dict]]:
 
 
 def seconds_per_epoch(runs_dir: Path) -> dict[str, list[float]]:
-    """Wall seconds per epoch of each finished ``done`` trial under ``runs_dir``, by :func:`_shape`."""
+    """Wall seconds per epoch of each finished ``done`` trial under ``runs_dir``, by :func:`~auxbench.calibration.duration_shape`."""
     measured: dict[str, list[float]] = {}
     for config, result in _finished_trials(runs_dir):
         wall, epochs = result.get("run_wall_s"), config.get("training", {}).get("epochs")
         if result.get("status") == "done" and isinstance(wall, (int, float)) and math.isfinite(wall) \
                 and isinstance(epochs, int) and epochs > 0:
-            measured.setdefault(_shape(config), []).append(wall / epochs)
+            measured.setdefault(duration_shape(config), []).append(wall / epochs)
     return measured
 
 
@@ -105,7 +102,7 @@ def build_plan(suite_name: str, trials: list[TrialSpec], skipped: list[dict], ru
             cell.finished += 1
         elif epochs_done(trial_dir):
             cell.resumable += 1
-        per_epoch = measured.get(_shape(trial.config))
+        per_epoch = measured.get(duration_shape(trial.config))
         if per_epoch and cell.estimate_s is None:
             cell.estimate_s = statistics.median(per_epoch) * trial.epochs
             cell.estimate_from = len(per_epoch)
@@ -126,6 +123,8 @@ def packing(resources: Resources) -> str:
 
 
 def _seconds(value: float) -> str:
+    if value < 0.01:
+        return f"{value * 1000:.2f} ms"
     if value < 120:
         return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
     return f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"
@@ -148,7 +147,8 @@ def format_plan(plan: Plan) -> str:
     for c in plan.cells:
         estimate = "unknown"
         if c.estimate_s is not None:
-            estimate = f"{_seconds(c.estimate_s)} (median of {c.estimate_from} finished)"
+            how = "calibrated" if c.calibrated else f"median of {c.estimate_from} finished"
+            estimate = f"{_seconds(c.estimate_s)} ({how})"
             remaining += c.estimate_s * (c.trials - c.finished)
         elif c.trials > c.finished:
             unknown += c.trials - c.finished
@@ -160,12 +160,17 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"skipped {s['method']} on {s['column']}: {s['reason']}")
     lines += plan.tuning
     lines += plan.power
+    lines += plan.claims
     if todo and unknown == todo:  # no "0.00 s" for a store where nothing comparable has finished
         lines.append(f"estimated: unknown: no finished trial under {plan.run_dir.parent} shares a planned "
                      "trial's config (all but seed and epochs); a run of one seed of a cell gives its estimate")
     elif todo:
         known = f"{_seconds(remaining)} of trial time for the trials with an estimate"
         lines.append(f"estimated: {known}" + (f"; {unknown} trials without one" if unknown else ""))
+    if any(c.calibrated for c in plan.cells):
+        lines.append(f"calibrated: {STEPS} training steps of each pass timed here on fake data of the trial's shapes, "
+                     "the faster one × steps per epoch × epochs; training steps only (no evaluation, data loading or start-up); "
+                     f"at most {BUDGET_S:g} s of calibration, cells beyond it stay unknown")
     return "\n".join(lines)
 
 
@@ -176,13 +181,17 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     fetched first with ``download``, devices unless ``address``), so that a plan that prints is a
     run that starts."""
     from auxbench.executors import run_folder
+    from auxbench.leaderboard.claims import plan_lines
     from auxbench.prepare import prepare
 
     prepared = prepare(suite_path, fake_data, smoke, devices=address is None, download=download)
-    suite, cells = prepared.suite, prepared.tuning
+    suite, trials, cells = prepared.suite, prepared.trials, prepared.tuning
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
-    plan = build_plan(suite.name, prepared.trials, prepared.skipped, run_dir, Path(runs_dir), executor,
-                      suite.resources)
+    plan = build_plan(suite.name, trials, prepared.skipped, run_dir, Path(runs_dir), executor, suite.resources)
+    if address is None:  # a cluster's machines are not this one: nothing to time here
+        from auxbench.calibration import calibrate_plan
+
+        calibrate_plan(plan, trials, fake_data)
     seeds = len(suite.tuning.seeds) if suite.tuning else 0
     plan.tuning = [
         f"tuning {c.column} {c.method}: {c.budget} configurations x {seeds} tuning seeds = {c.budget * seeds} "
@@ -192,6 +201,7 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     baseline = suite.leaderboard.baseline
     planned = {c.column: c.trials for c in plan.cells if c.method == baseline}
     plan.power = power_lines(run_dir, suite.leaderboard.model_dump(), planned)
+    plan.claims = plan_lines(run_dir, suite.model_dump(mode="json"))
     return plan
 
 

@@ -14,6 +14,7 @@ import math
 import pandas as pd
 
 from auxbench.leaderboard import board as B
+from auxbench.leaderboard import claims as C
 from auxbench.leaderboard import power as P
 from auxbench.leaderboard import ranks as RK
 from auxbench.leaderboard import record as R
@@ -527,6 +528,7 @@ def page_markdown(board: B.Board, cells: pd.DataFrame, ranks: RK.RankSummary, df
         lines.insert(-1, machine)
     elif source is not None and "machine" in source.absent:
         lines.insert(-1, f"- Machine: {source.absent['machine']}")
+    lines += C.section(board, df, record)  # the suite's claims and their verdicts, answer first
     lines += _answer(board, cells)
     lines += _main_table(board, cells)
     lines += _tuning_section(record, source)

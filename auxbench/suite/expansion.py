@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from auxbench.backbones.registry import TIMM_PREFIX
+from auxbench.claims import check_claims
 from auxbench.config import ENGINE_VERSION, LATER_TRAINING_DEFAULTS, trial_id
 from auxbench.determinism import default_threads
 from auxbench.errors import AuxbenchError
@@ -305,4 +306,6 @@ def expand(
     check_baseline(suite, layout.method_of, path)
     check_references(suite, trials, skipped, path, problems)
     check_metric(suite.leaderboard.metric, problems, path)
+    check_claims(suite.claims, suite.leaderboard.baseline, suite.leaderboard.metric,
+                 {column: problems[i] for column, (_, i) in layout.column_of.items()}, [*trials, *skipped], f"{path}: ")
     return trials, skipped

@@ -21,9 +21,11 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
+from auxbench.claims import MAX_BUDGET_CPU_HOURS, MAX_CLAIMS, Claim
 from auxbench.config import LATER_TRAINING_DEFAULTS
 
 # Bounds on the numbers a suite gives: far beyond any sensible run, small enough that a typo
@@ -271,8 +273,21 @@ class Suite(Strict):
     references: list[Reference] = Field([], max_length=1000)
     tuning: Tuning | None = None
     download: bool = False  # fetch missing data files before any trial (as ``--download``)
+    claims: list[Claim] = Field([], max_length=MAX_CLAIMS)  # auxbench.claims; no part of any trial id
+    claims_budget_cpu_hours: float | None = Field(None, gt=0, le=MAX_BUDGET_CPU_HOURS)
 
     @field_validator("name")
     @classmethod
     def _name_is_slug(cls, value: str | None) -> str | None:
         return None if value is None else _slug(value, "the suite name")
+
+    @model_serializer(mode="wrap")
+    def _claims_only_when_given(self, handler: Any) -> dict:
+        """A suite without claims dumps as before they existed, so its run records and published
+        ``reproduce.json`` keep their bytes."""
+        data = handler(self)
+        if not self.claims:
+            data.pop("claims", None)
+        if self.claims_budget_cpu_hours is None:
+            data.pop("claims_budget_cpu_hours", None)
+        return data
