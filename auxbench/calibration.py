@@ -16,6 +16,7 @@ stay "unknown". Trials differing only in seed and epochs are calibrated once.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import tempfile
 import time
@@ -27,6 +28,7 @@ import torch
 from auxbench.problems import build_problem
 from auxbench.problems.images import backbone_image_config
 from auxbench.problems.sampling import stream_seed
+from auxbench.spec import TrialSpec
 
 STEPS = 2  # timed steps of each pass, after one untimed
 BUDGET_S = 5.0  # the whole calibration, all groups together
@@ -110,20 +112,25 @@ def calibrate(configs: dict[str, dict], fake_data: bool, budget_s: float = BUDGE
     return out
 
 
-def calibrate_plan(plan, trials: list[dict], fake_data: bool, budget_s: float = BUDGET_S) -> None:
+def duration_shape(config: dict) -> str:
+    """What a trial's duration depends on: its config without the seed and the epoch count."""
+    training = {k: v for k, v in config.get("training", {}).items() if k != "epochs"}
+    rest = {k: v for k, v in config.items() if k not in ("seed", "training")}
+    return json.dumps({**rest, "training": training}, sort_keys=True)
+
+
+def calibrate_plan(plan, trials: list[TrialSpec], fake_data: bool, budget_s: float = BUDGET_S) -> None:
     """Fill the estimate of every cell of ``plan`` (:class:`auxbench.plan.Plan`) that has trials to
     run and no finished trial to measure from, from a calibration of its first such trial."""
-    from auxbench.plan import _shape
-
     cells = {(c.column, c.method): c for c in plan.cells if c.estimate_s is None and c.trials > c.finished}
     groups: dict[str, dict] = {}
     members: dict[str, list] = {}
     for trial in trials:
-        cell = cells.get((trial["column"], trial["method"]))
+        cell = cells.get((trial.column, trial.method))
         if cell is not None:
-            key = _shape(trial["config"])
-            groups.setdefault(key, trial["config"])
-            members.setdefault(key, []).append((cell, trial["config"]["training"]["epochs"]))
+            key = duration_shape(trial.config)
+            groups.setdefault(key, trial.config)
+            members.setdefault(key, []).append((cell, trial.epochs))
     for key, calibration in calibrate(groups, fake_data, budget_s).items():
         for cell, epochs in members[key]:
             if cell.estimate_s is None:

@@ -134,19 +134,14 @@ def _tasks_line(tasks: list, shown: int = 4) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
-    from auxbench.memory import check_memory
-    from auxbench.suite import check_machine, expand, load_suite, suite_warnings
-    from auxbench.tuning import plan_tuning
+    from auxbench.prepare import prepare
 
-    suite = load_suite(args.suite)
-    trials, skipped = expand(suite, args.suite, fake_data=args.fake_data)
-    cells = plan_tuning(suite, args.suite, trials)
-    check_machine(suite, args.suite, data=not args.fake_data, download=args.download)
-    check_memory(trials, args.suite)
-    print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
-    for warning in suite_warnings(suite, trials, skipped):
+    prepared = prepare(args.suite, fake_data=args.fake_data, download=args.download)
+    skipped = prepared.skipped
+    print(f"{args.suite}: valid; {len(prepared.trials)} trials, {len(skipped)} skipped pairs")
+    for warning in prepared.warnings:
         print(f"  warning: {warning}")
-    for cell in cells:
+    for cell in prepared.tuning:
         tuned = ", ".join(cell.space) or "nothing to tune: defaults"
         print(f"  tuning {cell.method} on {cell.column}: budget {cell.budget} ({tuned})")
     for s in skipped:

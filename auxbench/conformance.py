@@ -23,7 +23,7 @@ from auxbench.method_card import metadata_problems
 from auxbench.method_state import collect_state, learned_parameters
 from auxbench.problems import build_problem, problem_version
 from auxbench.results import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
-from auxbench.suite import TrainingConfig
+from auxbench.suite.schema import TrainingConfig
 
 EPOCHS = 3
 DIAGNOSTIC_KEY = re.compile(r"^[a-z0-9_]+(/[A-Za-z0-9_.:\-]+)*$")

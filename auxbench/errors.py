@@ -13,6 +13,16 @@ class DataNotFoundError(AuxbenchError):
     """A data file is missing and could not be downloaded."""
 
 
+class ProblemOptionError(AuxbenchError):
+    """A problem option's value is out of range. ``key`` names the option, so that a suite can
+    report it at its key path (``experiments[0].problem_options.n_train``)."""
+
+    def __init__(self, problem: str, key: str, message: str) -> None:
+        super().__init__(f"{problem}: option {key} {message}")
+        self.key = key
+        self.message = message
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str], where: str = "") -> AuxbenchError:
     """An error for an unknown ``kind`` called ``name`` that suggests the closest valid names."""
     valid = sorted(valid)

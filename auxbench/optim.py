@@ -25,7 +25,7 @@ def _validated(model, cfg: Mapping, what: str) -> dict:
 
 def make_optimizer(params: Iterable, cfg: Mapping, what: str = "optimizer") -> torch.optim.Optimizer:
     """``torch.optim`` optimizer from a suite-style config (missing keys take the suite defaults)."""
-    from auxbench.suite import OptimizerConfig
+    from auxbench.suite.schema import OptimizerConfig
 
     cfg = _validated(OptimizerConfig, cfg, what)
     if cfg["name"] == "sgd":
@@ -38,7 +38,7 @@ def make_optimizer(params: Iterable, cfg: Mapping, what: str = "optimizer") -> t
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping, epochs: int, what: str = "scheduler"):
     """A per-epoch learning-rate schedule from a suite-style config."""
-    from auxbench.suite import SchedulerConfig
+    from auxbench.suite.schema import SchedulerConfig
 
     cfg = _validated(SchedulerConfig, cfg, what)
     if cfg["name"] == "step":

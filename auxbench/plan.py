@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from auxbench.calibration import BUDGET_S, STEPS
+from auxbench.calibration import BUDGET_S, STEPS, duration_shape
 from auxbench.results import CONFIG_FILE, FINISHED_STATUSES, RESULT_FILE, epochs_done, trial_status
-from auxbench.suite import Resources
+from auxbench.spec import TrialSpec
+from auxbench.suite.schema import Resources
 
 
 @dataclass
@@ -64,13 +65,6 @@ class Plan:
         return sum(c.finished for c in self.cells)
 
 
-def _shape(config: dict) -> str:
-    """What a trial's duration depends on: its config without the seed and the epoch count."""
-    training = {k: v for k, v in config.get("training", {}).items() if k != "epochs"}
-    rest = {k: v for k, v in config.items() if k not in ("seed", "training")}
-    return json.dumps({**rest, "training": training}, sort_keys=True)
-
-
 def _finished_trials(runs_dir: Path) -> Iterator[tuple[dict, dict]]:
     """``(config, result)`` of every readable finished trial under ``runs_dir`` (any suite)."""
     for result_path in Path(runs_dir).glob(f"*/*/{RESULT_FILE}"):
@@ -84,33 +78,33 @@ def _finished_trials(runs_dir: Path) -> Iterator[tuple[dict, dict]]:
 
 
 def seconds_per_epoch(runs_dir: Path) -> dict[str, list[float]]:
-    """Wall seconds per epoch of each finished ``done`` trial under ``runs_dir``, by :func:`_shape`."""
+    """Wall seconds per epoch of each finished ``done`` trial under ``runs_dir``, by :func:`~auxbench.calibration.duration_shape`."""
     measured: dict[str, list[float]] = {}
     for config, result in _finished_trials(runs_dir):
         wall, epochs = result.get("run_wall_s"), config.get("training", {}).get("epochs")
         if result.get("status") == "done" and isinstance(wall, (int, float)) and math.isfinite(wall) \
                 and isinstance(epochs, int) and epochs > 0:
-            measured.setdefault(_shape(config), []).append(wall / epochs)
+            measured.setdefault(duration_shape(config), []).append(wall / epochs)
     return measured
 
 
-def build_plan(suite_name: str, trials: list[dict], skipped: list[dict], run_dir: Path, runs_dir: Path,
+def build_plan(suite_name: str, trials: list[TrialSpec], skipped: list[dict], run_dir: Path, runs_dir: Path,
                executor: str, resources: Resources) -> Plan:
     """The plan of ``trials`` (as :func:`auxbench.suite.expand` returns them) against the store."""
     plan = Plan(suite_name, Path(run_dir), executor, resources, skipped=list(skipped))
     measured = seconds_per_epoch(runs_dir)
     cells: dict[tuple[str, str], Cell] = {}
     for trial in trials:
-        cell = cells.setdefault((trial["column"], trial["method"]), Cell(trial["column"], trial["method"]))
+        cell = cells.setdefault((trial.column, trial.method), Cell(trial.column, trial.method))
         cell.trials += 1
-        trial_dir = plan.run_dir / trial["id"]
+        trial_dir = plan.run_dir / trial.id
         if trial_status(trial_dir) in FINISHED_STATUSES:
             cell.finished += 1
         elif epochs_done(trial_dir):
             cell.resumable += 1
-        per_epoch = measured.get(_shape(trial["config"]))
+        per_epoch = measured.get(duration_shape(trial.config))
         if per_epoch and cell.estimate_s is None:
-            cell.estimate_s = statistics.median(per_epoch) * trial["config"]["training"]["epochs"]
+            cell.estimate_s = statistics.median(per_epoch) * trial.epochs
             cell.estimate_from = len(per_epoch)
     plan.cells = list(cells.values())
     return plan
@@ -188,18 +182,12 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     run that starts."""
     from auxbench.executors import run_folder
     from auxbench.leaderboard.claims import plan_lines
-    from auxbench.memory import check_memory
-    from auxbench.suite import check_machine, expand, load_suite
-    from auxbench.tuning import plan_tuning
+    from auxbench.prepare import prepare
 
-    suite = load_suite(suite_path)
-    trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
-    cells = plan_tuning(suite, suite_path, trials)
-    check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
-    if address is None:  # trials on a cluster run on its machines, not this one
-        check_memory(trials, suite_path)
+    prepared = prepare(suite_path, fake_data, smoke, devices=address is None, download=download)
+    suite, trials, cells = prepared.suite, prepared.trials, prepared.tuning
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
-    plan = build_plan(suite.name, trials, skipped, run_dir, Path(runs_dir), executor, suite.resources)
+    plan = build_plan(suite.name, trials, prepared.skipped, run_dir, Path(runs_dir), executor, suite.resources)
     if address is None:  # a cluster's machines are not this one: nothing to time here
         from auxbench.calibration import calibrate_plan
 
@@ -223,6 +211,7 @@ def power_lines(run_dir, spec: dict, planned: dict[str, int]) -> list[str]:
     (``planned``: column -> seeds) detect and, with ``spec["detect"]``, the seeds that effect needs.
     Without finished trials: the pilot to run first."""
     from auxbench.errors import AuxbenchError
+    from auxbench.leaderboard import board as B
     from auxbench.leaderboard import tables as T
     from auxbench.leaderboard.power import MAX_SEEDS, detectable
     from auxbench.results import load_results, load_run_record
@@ -233,7 +222,7 @@ def power_lines(run_dir, spec: dict, planned: dict[str, int]) -> list[str]:
              "3 seeds per cell (`seeds: [0, 1, 2]`) and plan again: its trials count towards the full run")
     try:
         df = load_results(Path(run_dir)) if Path(run_dir, "run.json").exists() else None
-        board = None if df is None else T.build_board(
+        board = None if df is None else B.build_board(
             df, load_run_record(Path(run_dir)), spec.get("metric", "primary"), spec.get("selection", "final"),
             spec.get("baseline", "stl"), spec.get("alpha", 0.05), spec.get("rope"), detect=detect)
     except AuxbenchError:

@@ -140,7 +140,7 @@ def machine_comparison(recorded: dict[str, Any] | None, config: dict[str, Any], 
     CPU/GPU (what differs)``: the recorded fingerprint against this machine's for the trial's device."""
     if recorded is None:
         return "machine unknown"
-    from auxbench.engine import pick_device
+    from auxbench.engine.placement import pick_device
     from auxbench.provenance import machine_differences, machine_fingerprint
 
     changes = machine_differences(recorded, here or machine_fingerprint(pick_device(config["training"]["device"])))

@@ -135,8 +135,9 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """``run.json``: the run spec, its trials in their JSON form (:meth:`auxbench.spec.TrialSpec.to_dict`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / RUN_RECORD, record)
+    atomic_write_json(run_dir / RUN_RECORD, {**record, "trials": [dict(t) for t in record.get("trials", [])]})
 
 
 def read_json(path: Path) -> Any:

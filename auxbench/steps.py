@@ -53,12 +53,14 @@ class WeightLog:
 
 
 class Stepper:
-    """Runs one training step of ``method`` at the level it declares."""
+    """Runs one training step of ``method`` at the level its stream plan names."""
 
-    def __init__(self, method: Method, ctx: TrainContext, optimizers: list[torch.optim.Optimizer]) -> None:
+    def __init__(self, method: Method, ctx: TrainContext, optimizers: list[torch.optim.Optimizer],
+                 hook: str) -> None:
+        """``hook``: the level of the trial's stream plan (:mod:`auxbench.stream_plan`)."""
         self.method, self.ctx, self.optimizers = method, ctx, optimizers
-        self.run = getattr(self, f"_{method.hook}")
-        self._jd_aggregator = method.aggregator() if method.hook == "aggregator" else None
+        self.run = getattr(self, f"_{hook}")
+        self._jd_aggregator = method.aggregator() if hook == "aggregator" else None
         # torchjd's Jacobian backward: the T task signals one at a time on a CPU, where its vmapped
         # backward (all at once) materialises per-task copies and was slower than T plain
         # backwards (docs/performance.md); vmapped on an accelerator, where it pays.

@@ -40,12 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auxbench.engine import primary_key
+from auxbench.engine.evaluation import primary_key
 from auxbench.errors import AuxbenchError, unknown_name
 from auxbench.method import HParam, Method, resolve_method
 from auxbench.problems import Problem
 from auxbench.results import FINISHED_STATUSES, RESULT_FILE, read_json, trial_status
-from auxbench.suite import SearchRange, Suite, Tuning, _fake_problem, _training, trial_id
+from auxbench.spec import TrialSpec
+from auxbench.suite.expansion import fake_problem, resolved_training
+from auxbench.suite.schema import SearchRange, Suite, Tuning
 
 
 @dataclass
@@ -58,13 +60,13 @@ class Cell:
     fixed: dict[str, Any]            # hyperparameters the suite entry sets (never tuned)
     space: dict[str, Any]            # name -> Optuna distribution
     budget: int
-    trials: list[dict] = field(default_factory=list)  # evaluation trials, at the defaults
+    trials: list[TrialSpec] = field(default_factory=list)  # evaluation trials, at the defaults
     objective_key: str = ""          # the metrics.csv key scored: val/<task>/<metric>
     higher_is_better: bool = True
 
 
 # ----- the plan: everything checked before any training ----------------------------------------
-def plan_tuning(suite: Suite, path: str | Path, trials: list[dict]) -> list[Cell]:
+def plan_tuning(suite: Suite, path: str | Path, trials: list[TrialSpec]) -> list[Cell]:
     """The cells of ``suite`` to tune (``[]`` without a ``tuning`` block), from :func:`expand`'s
     ``trials``; every mistake in the block is one :class:`AuxbenchError` naming its key path."""
     tuning = suite.tuning
@@ -73,17 +75,17 @@ def plan_tuning(suite: Suite, path: str | Path, trials: list[dict]) -> list[Cell
     path = Path(path)
     cells: dict[tuple[str, str], Cell] = {}
     labels = set()
-    defaults = _training(suite.defaults, {}, path, "defaults")
+    defaults = resolved_training(suite.defaults, {}, path, "defaults")
     for i, exp in enumerate(suite.experiments):
         column = exp.label or f"{exp.problem}/{exp.backbone}"
-        training = _training(defaults, exp.training, path, f"experiments[{i}].training")
-        key, higher = _objective(tuning.metric, _fake_problem(exp, f"{path}: experiments[{i}]",
+        training = resolved_training(defaults, exp.training, path, f"experiments[{i}].training")
+        key, higher = _objective(tuning.metric, fake_problem(exp, f"{path}: experiments[{i}]",
                                                              training["meta_source"]), path, i)
         for j, entry in enumerate(exp.methods):
             cls = resolve_method(entry.name, f"{path}: experiments[{i}].methods[{j}]")
             label = entry.label or cls.name
             labels.add(label)
-            cell_trials = [t for t in trials if t["column"] == column and t["method"] == label]
+            cell_trials = [t for t in trials if t.column == column and t.method == label]
             if not cell_trials:  # a skipped pair: nothing to tune
                 continue
             own = tuning.methods.get(label)
@@ -115,8 +117,8 @@ def _objective(metric: str, problem: Problem, path: Path, i: int) -> tuple[str, 
     return metric, valid[metric]
 
 
-def _check_seeds(tuning: Tuning, cell_trials: list[dict], path: Path, i: int) -> None:
-    evaluation = {t["config"]["seed"] for t in cell_trials}
+def _check_seeds(tuning: Tuning, cell_trials: list[TrialSpec], path: Path, i: int) -> None:
+    evaluation = {t.seed for t in cell_trials}
     for k, seed in enumerate(tuning.seeds):
         if seed in evaluation:
             raise AuxbenchError(
@@ -203,8 +205,8 @@ def tune(cells: list[Cell], tuning: Tuning, selection: str, run_dir: Path,
                 batch.append((cell, trial, _tuning_trials(cell, trial.params, tuning.seeds)))
         if not batch:
             break
-        todo = list({t["id"]: t for _, _, ts in batch for t in ts
-                     if trial_status(run_dir / t["id"]) not in FINISHED_STATUSES}.values())
+        todo = list({t.id: t for _, _, ts in batch for t in ts
+                     if trial_status(run_dir / t.id) not in FINISHED_STATUSES}.values())
         asked = ", ".join(f"{c.method} on {c.column} {t.number + 1}/{c.budget}" for c, t, _ in batch)
         print(f"tuning round {round_number}: {asked}; {len(todo)} trial(s) to train")
         failed = execute(todo)
@@ -221,7 +223,7 @@ def tune(cells: list[Cell], tuning: Tuning, selection: str, run_dir: Path,
             else:
                 studies[key].tell(trial, value)
             history[key].append({"number": trial.number, "params": trial.params, "value": value,
-                                 "trials": [t["id"] for t in ts]})
+                                 "trials": [t.id for t in ts]})
     evaluation, record = {}, []
     for cell in cells:
         runs = history[cell.column, cell.method]
@@ -233,7 +235,7 @@ def tune(cells: list[Cell], tuning: Tuning, selection: str, run_dir: Path,
             )
         best = max(scored, key=lambda h: (h["value"], -h["number"])) if scored else None
         chosen = best["params"] if best else {}
-        evaluation.update({t["id"]: _with_hparams(t, cell, chosen) for t in cell.trials})
+        evaluation.update({t.id: _with_hparams(t, cell, chosen) for t in cell.trials})
         record.append({
             "column": cell.column, "method": cell.method, "budget": cell.budget,
             "space": {name: _describe(dist) for name, dist in cell.space.items()},
@@ -248,24 +250,23 @@ def _pending(batch: list, cell: Cell) -> int:
     return sum(1 for c, _, _ in batch if c is cell)
 
 
-def _tuning_trials(cell: Cell, params: dict, seeds: list[int]) -> list[dict]:
+def _tuning_trials(cell: Cell, params: dict, seeds: list[int]) -> list[TrialSpec]:
     """One ordinary trial per tuning seed: the cell's config with the asked hyperparameters."""
     base = cell.trials[0]
-    return [_with_hparams({**base, "config": {**base["config"], "seed": seed}}, cell, params) for seed in seeds]
+    return [_with_hparams(base.with_config({**base.config, "seed": seed}), cell, params) for seed in seeds]
 
 
-def _with_hparams(trial: dict, cell: Cell, params: dict) -> dict:
+def _with_hparams(trial: TrialSpec, cell: Cell, params: dict) -> TrialSpec:
     hparams = cell.cls.resolve_hparams({**cell.fixed, **params}, f"tuning of {cell.method} on {cell.column}")
-    config = {**trial["config"], "hparams": cell.cls.recorded_hparams(hparams)}
-    return {**trial, "id": trial_id(config), "config": config}
+    return trial.with_config({**trial.config, "hparams": cell.cls.recorded_hparams(hparams)})
 
 
-def _objective_value(cell: Cell, trials: list[dict], selection: str, run_dir: Path) -> float | None:
+def _objective_value(cell: Cell, trials: list[TrialSpec], selection: str, run_dir: Path) -> float | None:
     """The mean over tuning seeds of the validation score, signed so that higher is better;
     ``None`` when any seed has none (diverged, degenerate, metric missing or not finite)."""
     values = []
     for t in trials:
-        result = read_json(run_dir / t["id"] / RESULT_FILE)
+        result = read_json(run_dir / t.id / RESULT_FILE)
         row = result.get(selection) or {}
         value = row.get(cell.objective_key)
         if result.get("status") != "done" or not isinstance(value, int | float) or not math.isfinite(value):

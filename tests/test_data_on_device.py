@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 
-import auxbench.engine as engine
+import auxbench.engine.placement as placement
 from auxbench.context import Streams
 from auxbench.engine import place_splits, run_trial
 from auxbench.errors import AuxbenchError
@@ -163,13 +163,13 @@ def test_auto_moves_splits_to_a_cuda_device_only_when_they_fit(monkeypatch):
     moved_to: list[torch.device] = []
     monkeypatch.setattr(TensorSplit, "to", lambda self, device: moved_to.append(device) or self)
     cuda = torch.device("cuda")
-    monkeypatch.setattr(engine, "DEVICE_DATA_LIMIT_BYTES", total)
+    monkeypatch.setattr(placement, "DEVICE_DATA_LIMIT_BYTES", total)
     place_splits(roles, torch.device("cpu"), "auto")
     assert moved_to == []  # a CPU trial never moves
     place_splits(roles, cuda, "auto")
     assert moved_to == [cuda] * len(roles)
     moved_to.clear()
-    monkeypatch.setattr(engine, "DEVICE_DATA_LIMIT_BYTES", total - 1)
+    monkeypatch.setattr(placement, "DEVICE_DATA_LIMIT_BYTES", total - 1)
     place_splits(roles, cuda, "auto")
     assert moved_to == []
 

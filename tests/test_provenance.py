@@ -33,7 +33,7 @@ def test_result_json_records_code_versions_and_machine(write_suite, tmp_path):
 def test_engine_and_problem_versions_change_the_trial_id(write_suite, monkeypatch):
     path = write_suite(tiny_suite())
     (before,) = expanded_trials(path)
-    monkeypatch.setattr("auxbench.suite.ENGINE_VERSION", "999")
+    monkeypatch.setattr("auxbench.suite.expansion.ENGINE_VERSION", "999")
     (engine_bumped,) = expanded_trials(path)
     monkeypatch.undo()
     monkeypatch.setitem(__import__("auxbench.problems").problems.PROBLEMS.metadata("toy_regression"), "version", "2")

@@ -280,6 +280,7 @@ def test_user_modules_are_the_files_and_package_folders_workers_cannot_import(tm
     """What ``py_modules`` ships: a single module's ``.py`` file, a package's folder (for a
     submodule too), never auxbench's own packages nor built-in method names."""
     from auxbench.executors.ray import user_modules
+    from auxbench.spec import TrialSpec
 
     (tmp_path / "single_user_mod.py").write_text("")
     (tmp_path / "user_pkg" / "sub").mkdir(parents=True)
@@ -288,7 +289,7 @@ def test_user_modules_are_the_files_and_package_folders_workers_cannot_import(tm
     monkeypatch.syspath_prepend(str(tmp_path))
     specs = ["stl", "single_user_mod:A", "user_pkg.sub.mod:B", "user_pkg:C", "methods.stl:STL",
              "tests.test_engine:NaNMethod"]
-    trials = [{"config": {"method": spec}} for spec in specs]
+    trials = [TrialSpec.of("column", "method", {"method": spec}) for spec in specs]
     assert user_modules(trials) == [str(tmp_path / "single_user_mod.py"), str(REPO / "tests"),
                                     str(tmp_path / "user_pkg")]
 

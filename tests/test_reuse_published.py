@@ -29,7 +29,7 @@ def test_only_trials_whose_ids_changed_are_trained(tmp_path, monkeypatch):
     published = _results(tmp_path / "first" / "reuse")
     assert len(published) == 4
 
-    import auxbench.executors as executors
+    import auxbench.executors.execute as executors
 
     trained = []
     real = executors.run_trial

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import auxbench.engine as engine
+import auxbench.engine.trial as engine_loop
 from auxbench.backbones import build_model
 from auxbench.config import LATER_TRAINING_DEFAULTS
 from auxbench.engine import Trial, evaluate, run_trial
@@ -129,7 +129,7 @@ def test_selected_tests_the_last_epoch_and_each_new_best_on_val(write_suite, tmp
         value = next(vals) if split is problem.splits["val"] else 0.25
         return {f"{t.name}/{t.metric}": value for t in problem.tasks}
 
-    monkeypatch.setattr(engine, "evaluate", scripted)
+    monkeypatch.setattr(engine_loop, "evaluate", scripted)
     result = run_trial(_config(write_suite, test_eval="selected"), tmp_path / "t")
     rows = metric_rows(tmp_path / "t" / METRICS_FILE)
     assert [e for e, r in enumerate(rows) if r["test/coarse/accuracy"] != ""] == [0, 1, 4]

@@ -7,13 +7,12 @@ checkpoint, and no executor state can lose a result.
 from __future__ import annotations
 
 import json
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from auxbench.engine import run_trial
 from auxbench.errors import AuxbenchError
-from auxbench.memory import check_memory
+from auxbench.executors.execute import execute_trial
+from auxbench.prepare import prepare
 from auxbench.registry import Registry
 from auxbench.results import (
     ERROR_FILE,
@@ -21,60 +20,38 @@ from auxbench.results import (
     default_leaderboard,
     epochs_done,
     inside,
-    trial_lock,
     trial_status,
     write_run_record,
 )
-from auxbench.suite import Resources, check_machine, expand, load_suite, suite_warnings
+from auxbench.spec import TrialSpec
+from auxbench.suite import Resources
 
 
-def _local(todo: list[dict], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
+def _local(todo: list[TrialSpec], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
     from auxbench.executors.local import run_local
 
     return run_local(todo, run_dir)
 
 
-def _ray(todo: list[dict], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
+def _ray(todo: list[TrialSpec], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
     from auxbench.executors.ray import run_ray  # Ray is imported only by a run that asks for it
 
     return run_ray(todo, run_dir, resources, address)
 
 
 #: name -> ``(trials, run_dir, resources, address) -> ids of the trials that raised``.
-EXECUTORS: Registry[Callable[[list[dict], Path, Resources, str | None], list[str]]] = Registry("executor")
+EXECUTORS: Registry[Callable[[list[TrialSpec], Path, Resources, str | None], list[str]]] = Registry("executor")
 EXECUTORS.register("local", _local)
 EXECUTORS.register("ray", _ray)
-def execute_trial(trial: dict, run_dir: Path, report=None, wait: bool = True) -> dict | None:
-    """Run one trial under its lock; on an unexpected exception leave its traceback in
-    ``error.txt`` and re-raise.
-
-    The lock (:func:`auxbench.results.trial_lock`) is held by the process that runs the trial (the
-    driver for the local executor, a worker for Ray), so a second driver on the same ``runs/``
-    never runs it too: it waits, and then reads the result the first one stored (the engine never
-    recomputes a finished trial). With ``wait=False`` a trial another process holds is not waited
-    for: ``None`` is returned.
-    """
-    trial_dir = Path(run_dir) / trial["id"]
-    with trial_lock(trial_dir, wait) as held:
-        if not held:
-            return None
-        (trial_dir / ERROR_FILE).unlink(missing_ok=True)
-        try:
-            return run_trial(trial["config"], trial_dir, report)
-        except AuxbenchError:
-            raise
-        except Exception:
-            (trial_dir / ERROR_FILE).write_text(traceback.format_exc())
-            raise
 
 
-def announce_resumes(todo: list[dict], run_dir: Path) -> None:
+def announce_resumes(todo: list[TrialSpec], run_dir: Path) -> None:
     """Print ``resuming 2 trials from epoch 7 (7 of 15 epochs done)`` for each group of checkpointed trials."""
     groups: dict[tuple[int, int], int] = {}
     for trial in todo:
-        done = epochs_done(run_dir / trial["id"])
+        done = epochs_done(run_dir / trial.id)
         if done:
-            key = (done, trial["config"]["training"]["epochs"])
+            key = (done, trial.epochs)
             groups[key] = groups.get(key, 0) + 1
     for (done, epochs), n in sorted(groups.items()):
         print(f"resuming {n} trial{'s' if n > 1 else ''} from epoch {done} ({done} of {epochs} epochs done)")
@@ -139,13 +116,13 @@ def skip_reasons(skipped: list[dict]) -> str:
     return "".join(f"skipped {s['method']} on {s['column']}: {s['reason']}\n" for s in skipped)
 
 
-def execute_trials(todo: list[dict], run_dir: Path, executor: str, resources: Resources,
+def execute_trials(todo: list[TrialSpec], run_dir: Path, executor: str, resources: Resources,
                    address: str | None) -> list[str]:
     """Run ``todo`` with ``executor``; return the ids of the trials that raised."""
     return EXECUTORS.resolve(executor, "--executor")(todo, run_dir, resources, address)
 
 
-def reuse_published_trials(suite_name: str, trials: list[dict], run_dir: Path) -> None:
+def reuse_published_trials(suite_name: str, trials: list[TrialSpec], run_dir: Path) -> None:
     """Restore into ``run_dir`` the trials of ``leaderboards/<suite>/reproduce.json`` still in ``trials``."""
     from auxbench.leaderboard.record import restore_store
     from auxbench.reproduce import RECORD_FILE
@@ -153,7 +130,7 @@ def reuse_published_trials(suite_name: str, trials: list[dict], run_dir: Path) -
     published = default_leaderboard(suite_name).with_suffix("") / RECORD_FILE
     if not published.is_file():
         raise AuxbenchError(f"--reuse-published: {suite_name} has no published record ({published})")
-    restored = restore_store(published, run_dir, {t["id"] for t in trials})
+    restored = restore_store(published, run_dir, {t.id for t in trials})
     print(f"reused {len(restored)} finished trials of {published}")
 
 
@@ -189,14 +166,10 @@ def run_suite(
     so that only trials whose ids changed (a method's new version, a new seed) are trained.
     """
     from auxbench.leaderboard import publish
-    from auxbench.tuning import plan_tuning, tune
+    from auxbench.tuning import tune
 
-    suite = load_suite(suite_path)
-    trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
-    cells = plan_tuning(suite, suite_path, trials)
-    check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
-    if address is None:  # trials on a cluster run on its machines, not this one
-        check_memory(trials, suite_path)
+    prepared = prepare(suite_path, fake_data, smoke, devices=address is None, download=download)
+    suite, trials, skipped, cells = prepared.suite, prepared.trials, prepared.skipped, prepared.tuning
     EXECUTORS.resolve(executor, "--executor")  # an unknown name fails before anything is written
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
     committed = None  # the default page of a real run: kept when this run's results equal it
@@ -208,14 +181,14 @@ def run_suite(
     if cells:  # tuned cells' evaluation trials are known once their studies have chosen
         tuned, record["tuning"] = tune(cells, suite.tuning, suite.leaderboard.selection, run_dir.resolve(),
                                        lambda todo: execute_trials(todo, run_dir, executor, suite.resources, address))
-        trials = record["trials"] = [tuned.get(t["id"], t) for t in trials]
+        trials = record["trials"] = [tuned.get(t.id, t) for t in trials]
     write_run_record(run_dir, record)
     if reuse_published:
         reuse_published_trials(suite.name, trials, run_dir)
-    todo = [t for t in trials if trial_status(run_dir / t["id"]) not in FINISHED_STATUSES]
+    todo = [t for t in trials if trial_status(run_dir / t.id) not in FINISHED_STATUSES]
     print(f"{suite.name}: {len(trials)} trials ({len(trials) - len(todo)} already finished), "
           f"{len(skipped)} skipped pairs; running {len(todo)} with the {executor} executor")
-    for warning in suite_warnings(suite, trials, skipped):
+    for warning in prepared.warnings:
         print(f"warning: {warning}")
     announce_resumes(todo, run_dir)
     failed = execute_trials(todo, run_dir, executor, suite.resources, address)
@@ -233,9 +206,9 @@ def run_suite(
             raise
         print(f"auxbench: the leaderboard could not be published: {err}")
     if failed:
-        by_id = {t["id"]: t for t in trials}
+        by_id = {t.id: t for t in trials}
         listing = "\n".join(
-            f"  {by_id[i]['column']} {by_id[i]['method']} seed {by_id[i]['config']['seed']} "
+            f"  {by_id[i].column} {by_id[i].method} seed {by_id[i].seed} "
             f"(trial {i}): see {run_dir / i / ERROR_FILE}"
             for i in failed
         )
@@ -243,3 +216,6 @@ def run_suite(
             f"{len(failed)} trial(s) failed; finished results are kept and a re-run retries the failed ones:\n{listing}"
         )
     return run_dir
+
+
+__all__ = ["EXECUTORS", "execute_trial", "run_suite"]

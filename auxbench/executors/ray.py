@@ -43,7 +43,8 @@ from pathlib import Path
 from auxbench.errors import AuxbenchError
 from auxbench.portable import ray_env_vars
 from auxbench.results import RUN_RECORD
-from auxbench.suite import Resources
+from auxbench.spec import TrialSpec
+from auxbench.suite.schema import Resources
 
 CONNECT_TIMEOUT_S = 5.0
 RAY_LOG = "ray.log"  # in the run folder: Ray's and Tune's own log lines
@@ -68,7 +69,7 @@ def _hide_unreserved_gpus() -> None:
 def _trainable(config: dict) -> None:
     from ray import tune
 
-    from auxbench.executors import execute_trial
+    from auxbench.executors.execute import execute_trial
 
     _hide_unreserved_gpus()
 
@@ -83,7 +84,7 @@ def _trainable(config: dict) -> None:
             f"the run folder {run_dir} is not visible on node {socket.gethostname()}: on a Ray cluster "
             "runs/ must be a shared file system mounted at the same path on every node (--runs-dir)"
         )
-    execute_trial(config["trial"], run_dir, report=tune.report)
+    execute_trial(TrialSpec.from_dict(config["trial"]), run_dir, report=tune.report)
 
 
 def _python_path() -> list[str]:
@@ -92,12 +93,12 @@ def _python_path() -> list[str]:
     return [p for p in dict.fromkeys(entries) if Path(p).is_dir()]
 
 
-def user_modules(trials: list[dict]) -> list[str]:
+def user_modules(trials: list[TrialSpec]) -> list[str]:
     """The files or package folders of the suite's ``package.module:name`` methods, problems and
     backbones that a cluster's workers cannot import by themselves: the top-level module of each,
     unless it is auxbench's own or installed (under ``site-packages``/``dist-packages``), as Ray's
     ``py_modules`` wants them (a package's folder, or a single module's ``.py`` file)."""
-    specs = {t["config"].get(key, "") for t in trials for key in ("method", "problem", "backbone")}
+    specs = {t.config.get(key, "") for t in trials for key in ("method", "problem", "backbone")}
     tops = sorted({spec.partition(":")[0].split(".")[0] for spec in specs
                    if ":" in spec and not spec.startswith("timm:")})
     paths = []
@@ -177,7 +178,7 @@ def check_resources(resources: Resources, where: str) -> None:
     )
 
 
-def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
+def run_ray(trials: list[TrialSpec], run_dir: Path, resources: Resources, address: str | None) -> list[str]:
     """Run ``trials`` under Ray Tune; return the ids of those that failed after retries."""
     if not trials:
         return []
@@ -312,7 +313,7 @@ def _remove_tune_folders(root: Path, mine: str) -> None:
 
 
 def _fit(
-    trials: list[dict], run_dir: Path, resources: Resources, name: str, python_path: list[str]
+    trials: list[TrialSpec], run_dir: Path, resources: Resources, name: str, python_path: list[str]
 ) -> list[str]:
     from ray import tune
 
@@ -320,7 +321,7 @@ def _fit(
     tuner = tune.Tuner(
         trainable,
         param_space={
-            "run_dir": str(run_dir), "trial": tune.grid_search(trials), "python_path": python_path,
+            "run_dir": str(run_dir), "trial": tune.grid_search([t.to_dict() for t in trials]),  # plain data in Tune's config "python_path": python_path,
         },
         tune_config=tune.TuneConfig(
             max_concurrent_trials=resources.max_concurrent,

@@ -30,9 +30,10 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from auxbench.claims import WEIGHT_TEMPLATE, Claim, weight_tasks
+from auxbench.leaderboard import board as B
 from auxbench.leaderboard import power as P
 from auxbench.leaderboard import stats as S
-from auxbench.leaderboard import tables as T
+from auxbench.leaderboard.formatting import ci_text, markdown_table, number, p_text
 
 VERDICTS = ("reproduced", "contradicted", "not reproduced", "inconclusive")
 PILOT_SEEDS = 3
@@ -126,7 +127,7 @@ def _negated(e: Effect) -> Effect:
 
 
 # ----- effects from a board ----------------------------------------------------------------
-def _oriented(board: T.Board, column: str, a: str, b: str) -> tuple[pd.Series, pd.Series] | None:
+def _oriented(board: B.Board, column: str, a: str, b: str) -> tuple[pd.Series, pd.Series] | None:
     higher = board.higher.get(column)
     if higher is None:
         return None
@@ -134,7 +135,7 @@ def _oriented(board: T.Board, column: str, a: str, b: str) -> tuple[pd.Series, p
     return sign * board.seeds(column, a), sign * board.seeds(column, b)
 
 
-def _failures(board: T.Board, cells: list[tuple[str, str]]) -> list[str]:
+def _failures(board: B.Board, cells: list[tuple[str, str]]) -> list[str]:
     out = []
     for column, method in cells:
         k = board.failures(column, method)
@@ -150,7 +151,7 @@ def _grid(steps: list[float | None]) -> float | None:
     return 1.0 / math.lcm(*(round(1.0 / s) for s in steps))
 
 
-def comparison_effect(board: T.Board, column: str, a: str, b: str) -> Effect:
+def comparison_effect(board: B.Board, column: str, a: str, b: str) -> Effect:
     """A better than B on ``column``: paired on shared seeds (at least 2), else Welch."""
     cells = [(column, a), (column, b)]
     sides = _oriented(board, column, a, b)
@@ -165,7 +166,7 @@ def comparison_effect(board: T.Board, column: str, a: str, b: str) -> Effect:
     return Effect(a=x.to_numpy(), b=y.to_numpy(), resolution=step, tolerance=tol, failures=_failures(board, cells))
 
 
-def interaction_effect(board: T.Board, columns: list[str], a: str, b: str) -> Effect:
+def interaction_effect(board: B.Board, columns: list[str], a: str, b: str) -> Effect:
     """A's advantage over B on columns[0] minus that on columns[1]: per seed where all four cells
     share seeds (at least 2), else the two columns' paired advantages compared unpaired."""
     cells = [(c, m) for c in columns for m in (a, b)]
@@ -202,7 +203,7 @@ def _logged_tasks(here: pd.DataFrame, selection: str, claim: Claim) -> list[str]
     return sorted({m.group(1) for k in here.columns if (m := pattern.fullmatch(k)) and here[k].notna().any()})
 
 
-def weights_effect(board: T.Board, df: pd.DataFrame, claim: Claim) -> Effect:
+def weights_effect(board: B.Board, df: pd.DataFrame, claim: Claim) -> Effect:
     """Per seed: the weight of ``than_task`` minus the mean weight of the tasks ``less_weight``
     matches, at the board's selected epoch, over the cell's counted trials; one sample against 0."""
     cells = [(claim.column, claim.method)]
@@ -247,7 +248,7 @@ class Verdict:
     note: str
 
 
-def claim_effect(claim: Claim, board: T.Board, boards, df: pd.DataFrame) -> Effect:
+def claim_effect(claim: Claim, board: B.Board, boards, df: pd.DataFrame) -> Effect:
     """``boards(metric)``: the board of another metric than ``board``'s (same reading otherwise)."""
     if claim.form == "weights":
         return weights_effect(board, df, claim)
@@ -327,17 +328,17 @@ def cpu_hours(df: pd.DataFrame, cpu: float):
     return costs
 
 
-def suite_verdicts(board: T.Board, df: pd.DataFrame, record: dict | None) -> list[Verdict]:
+def suite_verdicts(board: B.Board, df: pd.DataFrame, record: dict | None) -> list[Verdict]:
     """The verdicts of the claims in ``record``'s suite spec (none without claims)."""
     spec = (record or {}).get("spec") or {}
     claims = [Claim.model_validate(c) for c in spec.get("claims") or []]
     if not claims:
         return []
-    other: dict[str, T.Board] = {}
+    other: dict[str, B.Board] = {}
 
-    def boards(metric: str) -> T.Board:
+    def boards(metric: str) -> B.Board:
         if metric not in other:
-            other[metric] = T.build_board(df, record, metric, board.selection, board.baseline, board.alpha)
+            other[metric] = B.build_board(df, record, metric, board.selection, board.baseline, board.alpha)
         return other[metric]
 
     effects = [claim_effect(c, board, boards, df) for c in claims]
@@ -362,7 +363,7 @@ def plan_lines(run_dir, spec: dict) -> list[str]:
             df = load_results(Path(run_dir))
             record = {**(load_run_record(Path(run_dir)) or {}), "spec": spec}
             lb = spec["leaderboard"]
-            board = T.build_board(df, record, lb["metric"], lb["selection"], lb["baseline"], lb["alpha"])
+            board = B.build_board(df, record, lb["metric"], lb["selection"], lb["baseline"], lb["alpha"])
         except AuxbenchError:
             board = None
     verdicts = suite_verdicts(board, df, record) if board is not None else []
@@ -414,10 +415,8 @@ def decide_in_words(v: Verdict, budget: float | None) -> str:
     return f"{v.needed} ({fit})"
 
 
-def section(board: T.Board, df: pd.DataFrame, record: dict | None) -> list[str]:
+def section(board: B.Board, df: pd.DataFrame, record: dict | None) -> list[str]:
     """The "Claims" section of the page (nothing when the suite makes no claims)."""
-    from auxbench.leaderboard.render import _ci, _num, _p, _table
-
     verdicts = suite_verdicts(board, df, record)
     if not verdicts:
         return []
@@ -425,18 +424,18 @@ def section(board: T.Board, df: pd.DataFrame, record: dict | None) -> list[str]:
     rows = []
     for v in verdicts:
         scale = (v.high - v.low) / 2 if math.isfinite(v.low) and v.high > v.low else None
-        spread = "(no interval)" if math.isnan(v.low) else _ci(v.low, v.high) if v.high > v.low else "(constant)"
-        effect = (f"{_num(v.mean, scale, signed=True)} {spread}, n = {v.n}{'' if v.paired else ' per side, unpaired'}"
+        spread = "(no interval)" if math.isnan(v.low) else ci_text(v.low, v.high) if v.high > v.low else "(constant)"
+        effect = (f"{number(v.mean, scale, signed=True)} {spread}, n = {v.n}{'' if v.paired else ' per side, unpaired'}"
                   if v.n else "–")
         seen = f"an effect of {v.claim.delta:g} would have been seen" if v.verdict == "not reproduced" else ""
         verdict = f"**{v.verdict}**" + "".join(f" ({x})" for x in (seen, v.note) if x)
         rows.append([f"`{v.claim.id}`", in_words(v.claim, board.baseline, board.metric), v.claim.source, effect,
-                     f"{v.claim.delta:g}", verdict, f"{_p(v.p_claimed)} / {_p(v.p_opposite)} / {_p(v.p_equivalent)}",
+                     f"{v.claim.delta:g}", verdict, f"{p_text(v.p_claimed)} / {p_text(v.p_opposite)} / {p_text(v.p_equivalent)}",
                      decide_in_words(v, budget)])
     m = len([v for v in verdicts if not math.isnan(v.p_claimed)])
     return [
         "## Claims", "",
-        _table(rows, ["claim", "in words", "source", "effect (mean, interval, n)", "δ", "verdict",
+        markdown_table(rows, ["claim", "in words", "source", "effect (mean, interval, n)", "δ", "verdict",
                       "p: claimed / opposite / within ±δ", "seeds that would decide it"]),
         "",
         f"Effect: oriented so that positive is the claimed direction, {1 - 2 * board.alpha:.0%} interval (inside ±δ "

@@ -193,7 +193,7 @@ def restore_store(record_path: str | Path, run_dir: str | Path, wanted: set[str]
     only the trials whose ids changed. Trials already in the store are left alone; returns the ids
     written. What the record does not hold (wall times, memory, per-example scores of old records)
     stays absent, and the page says so."""
-    from auxbench.engine import write_metrics_csv
+    from auxbench.engine.checkpoint import write_metrics_csv
     from auxbench.results import CONFIG_FILE, METRICS_FILE, RESULT_FILE, atomic_write_json
 
     record_path, run_dir = Path(record_path), Path(run_dir)

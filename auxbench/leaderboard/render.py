@@ -1,90 +1,40 @@
-"""Markdown leaderboards: assemble the tables of :mod:`.tables` and the figures of :mod:`.plots`.
+"""Markdown leaderboards: the page assembled from the tables of :mod:`.tables`, :mod:`.ranks`
+and :mod:`.supplementary` (:func:`render_markdown`); :mod:`.publishing` writes it with its figures.
 
 The output is deterministic (same results, same bytes): rows follow the suite's order, floats
-have fixed formats, and nothing records the time. Importing this module does not import torch;
-:func:`publish` reads the results store (which does) only when called.
+have fixed formats, and nothing records the time. Importing this module does not import torch.
+
+Over 400 lines for a reason: one function per section of the page, in page order, so that the
+page reads top to bottom in one file (its number formats: :mod:`.formatting`).
 """
 from __future__ import annotations
 
 import math
-import os
-import re
-import secrets
-import shutil
-from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
+from auxbench.leaderboard import board as B
 from auxbench.leaderboard import claims as C
 from auxbench.leaderboard import power as P
+from auxbench.leaderboard import ranks as RK
 from auxbench.leaderboard import record as R
+from auxbench.leaderboard import supplementary as SUP
 from auxbench.leaderboard import tables as T
+from auxbench.leaderboard.formatting import (
+    ci_text,
+    decimals_for,
+    g_text,
+    half_width,
+    markdown_table,
+    number,
+    p_text,
+    seeds_text,
+)
 from auxbench.provenance import code_version, machine_summary
-from auxbench.reproduce import RECORD_FILE, write_reproduction_record
 
 BETTER, WORSE = "▲", "▼"
 DIRECTION = {True: "higher is better", False: "lower is better", None: "direction unknown: no finished trial"}
 APPENDIX = "appendix-trials"
-
-
-# ----- formatting ------------------------------------------------------------------------------
-def _decimals(scale: float | None, x: float) -> int:
-    """Decimals that show a number at the precision its uncertainty supports: two significant
-    digits of ``scale`` (an interval half-width or SD) when it is known and positive, else four
-    significant digits of ``x``."""
-    if scale is not None and math.isfinite(scale) and scale > 0:
-        return max(0, 1 - math.floor(math.log10(scale)))
-    if x == 0 or not math.isfinite(x):
-        return 4
-    return max(0, 3 - math.floor(math.log10(abs(x))))
-
-
-def _num(x, scale: float | None = None, signed: bool = False, decimals: int | None = None) -> str:
-    """A number at the precision of ``scale`` (see :func:`_decimals`); '–' for a missing value.
-    Beyond 6 decimals it switches to scientific notation, so 2e-5 never prints as 0.0000."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if math.isinf(x):
-        return "+inf" if x > 0 else "-inf"
-    d = _decimals(scale, x) if decimals is None else decimals
-    sign = "+" if signed else ""
-    if d <= 6 or x == 0:
-        return format(round(x, min(d, 6)) or 0.0, f"{sign}.{min(d, 6)}f")  # no "-0.0000"
-    significant = max(1, math.floor(math.log10(abs(x))) + d + 1)
-    return format(x, f"{sign}.{significant - 1}e")
-
-
-def _half(low: float, high: float) -> float:
-    return (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
-
-
-def _p(p: float) -> str:
-    return "–" if math.isnan(p) else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
-
-
-def _g(g: float) -> str:
-    """Effect sizes to 2 decimals: their own uncertainty with a few seeds is far larger."""
-    return "–" if math.isnan(g) else ("+inf" if g == math.inf else "-inf" if g == -math.inf else f"{g:+.2f}")
-
-
-def _ci(low: float, high: float, scale: float | None = None) -> str:
-    if math.isnan(low):
-        return "–"
-    scale = _half(low, high) if scale is None else scale
-    return f"[{_num(low, scale)}, {_num(high, scale)}]"
-
-
-def _seeds(seeds) -> str:
-    return ", ".join(str(s) for s in seeds) if isinstance(seeds, list) and seeds else ""
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
 
 
 def auxbench_commit() -> str:
@@ -121,7 +71,7 @@ def primary_metric_in_words(df: pd.DataFrame) -> dict[str, str]:
 DOCS = "../docs/leaderboard.md"  # from leaderboards/<suite>.md
 
 
-def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.DataFrame) -> list[str]:
+def _header(board: B.Board, record: dict | None, commit: str | None, df: pd.DataFrame) -> list[str]:
     record = record or {}
     selection = "final epoch" if board.selection == "final" else "epoch with the best validation score"
     if board.metric == "primary":
@@ -151,16 +101,16 @@ def _header(board: T.Board, record: dict | None, commit: str | None, df: pd.Data
     return lines
 
 
-def _unit(board: T.Board, column: str) -> tuple[float, str]:
+def _unit(board: B.Board, column: str) -> tuple[float, str]:
     """The unit effects are said in: accuracy points, else the metric's own unit."""
-    return (0.01, "points") if board.bounds.get(column) == T.METRIC_RANGE["accuracy"] else (1.0, "")
+    return (0.01, "points") if board.bounds.get(column) == B.METRIC_RANGE["accuracy"] else (1.0, "")
 
 
 def _names(methods: list[str]) -> str:
     return ", ".join(f"`{m}`" for m in methods) if methods else "none"
 
 
-def _answer(board: T.Board, cells: pd.DataFrame) -> list[str]:
+def _answer(board: B.Board, cells: pd.DataFrame) -> list[str]:
     """The first screen: per column the best method, what is shown better or worse than the
     baseline, and what the column could have detected."""
     lines = ["## Answer", ""]
@@ -173,7 +123,7 @@ def _answer(board: T.Board, cells: pd.DataFrame) -> list[str]:
         power = T.column_power(board, column)
         better = list(here.loc[here["verdict"] == "better", "method"])
         worse = list(here.loc[here["verdict"] == "worse", "method"])
-        top = (f"best {_names(list(best['method']))} ({_num(best['mean'].iloc[0], decimals=_cell_decimals(best.iloc[0]))})"
+        top = (f"best {_names(list(best['method']))} ({number(best['mean'].iloc[0], decimals=_cell_decimals(best.iloc[0]))})"
                if len(best) else "no best: every cell has a diverged trial or the direction is unknown")
         line = f"- **{column}**: {top}; shown better than `{board.baseline}`: {_names(better)}; worse: {_names(worse)}. "
         words = P.in_words(power, unit, unit_name)
@@ -184,7 +134,7 @@ def _answer(board: T.Board, cells: pd.DataFrame) -> list[str]:
             up = [m for m, d in zip(c["method"], c["diff"], strict=True) if (d > 0) == bool(board.higher[column])]
             down = [m for m in c["method"] if m not in up]
             found = "; ".join(f"{word} {_names(ms)}" for word, ms in (("better:", up), ("worse:", down)) if ms)
-            line += (f" A pooled model (one noise variance for all methods; Bartlett p = {_p(model.equal_variance_p)}) "
+            line += (f" A pooled model (one noise variance for all methods; Bartlett p = {p_text(model.equal_variance_p)}) "
                      f"shows {found}." if found else "")
         lines.append(line)
     lines += ["", f"Shown = Holm-adjusted p < {board.alpha:g} over the column's comparisons with `{board.baseline}`. "
@@ -195,10 +145,10 @@ def _answer(board: T.Board, cells: pd.DataFrame) -> list[str]:
 
 def _cell_decimals(cell: pd.Series) -> int:
     scale = cell["ci_half"]  # the interval before clipping: clipping adds no precision
-    return _decimals(scale if math.isfinite(scale) and scale > 0 else cell["std"], cell["mean"])
+    return decimals_for(scale if math.isfinite(scale) and scale > 0 else cell["std"], cell["mean"])
 
 
-def _cell_text(board: T.Board, cell: pd.Series | None, column: str, method: str) -> str:
+def _cell_text(board: B.Board, cell: pd.Series | None, column: str, method: str) -> str:
     if (column, method) in board.skipped:
         return "skipped (not applicable)"
     expected = len(board.cell(column, method))
@@ -209,15 +159,15 @@ def _cell_text(board: T.Board, cell: pd.Series | None, column: str, method: str)
     n = f"{cell['n']}" if cell["n"] == expected else f"{cell['n']}/{expected}"
     d = _cell_decimals(cell)
     if cell["n"] > 1 and cell["std"] == 0:
-        d = _decimals(board.resolution.get(column), cell["mean"])
-    text = f"{_num(cell['mean'], decimals=d)} ± {_num(cell['std'], decimals=d) if cell['std'] else '0'} ({n})"
+        d = decimals_for(board.resolution.get(column), cell["mean"])
+    text = f"{number(cell['mean'], decimals=d)} ± {number(cell['std'], decimals=d) if cell['std'] else '0'} ({n})"
     text = f"**{text}**" if cell["best"] else text
     marks = {"better": BETTER, "worse": WORSE}
     extra = [marks[cell["verdict"]]] if cell["verdict"] in marks else []
     return " ".join([text, *diverged, *extra])
 
 
-def _main_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
+def _main_table(board: B.Board, cells: pd.DataFrame) -> list[str]:
     index = {(r.column, r.method): r for _, r in cells.iterrows()}
     rows = [[m] + [_cell_text(board, index.get((c, m)), c, m) for c in board.columns] for m in board.methods]
     return [
@@ -230,24 +180,24 @@ def _main_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
         "*Answer*). *k/n diverged*: k of n trials diverged; such a cell earns no bold, no ▲ and no place in the "
         f"ranks or summaries. Every trial behind a cell: [appendix](#{APPENDIX}).",
         "",
-        _table(rows, ["method", *board.columns]),
+        markdown_table(rows, ["method", *board.columns]),
         "",
     ]
 
 
-def _baseline_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
+def _baseline_table(board: B.Board, cells: pd.DataFrame) -> list[str]:
     rows = []
     for _, c in cells.iterrows():
         scale = c["ci_half"]
-        dscale = _half(c["diff_low"], c["diff_high"])
+        dscale = half_width(c["diff_low"], c["diff_high"])
         if not (math.isfinite(dscale) and dscale > 0):
             dscale = board.resolution.get(c["column"]) or dscale
-        ci = _ci(c["ci_low"], c["ci_high"], scale) + ("*" if c["clipped"] else "")
-        rows.append([c["column"], c["method"], str(c["n"]), _num(c["mean"], scale), ci,
-                     _num(c["diff"], dscale, signed=True), _ci(c["diff_low"], c["diff_high"]), _g(c["g"]),
-                     c["test"] if isinstance(c["test"], str) else "–", _seeds(c["dropped"]) or "–", _p(c["p"]),
-                     _p(c["p_holm"]), _num(c["mde"], dscale), c["verdict"],
-                     _p(c["p_best_holm"]) if not c["best"] else "best"])
+        ci = ci_text(c["ci_low"], c["ci_high"], scale) + ("*" if c["clipped"] else "")
+        rows.append([c["column"], c["method"], str(c["n"]), number(c["mean"], scale), ci,
+                     number(c["diff"], dscale, signed=True), ci_text(c["diff_low"], c["diff_high"]), g_text(c["g"]),
+                     c["test"] if isinstance(c["test"], str) else "–", seeds_text(c["dropped"]) or "–", p_text(c["p"]),
+                     p_text(c["p_holm"]), number(c["mde"], dscale), c["verdict"],
+                     p_text(c["p_best_holm"]) if not c["best"] else "best"])
     level = f"{board.level:.0%}"
     return [
         f"## Against the baseline ({board.baseline})",
@@ -259,13 +209,13 @@ def _baseline_table(board: T.Board, cells: pd.DataFrame) -> list[str]:
         "* = interval clipped to the metric's range; vs best = Holm p against the bold cell among all pairs "
         "(exploratory, see the appendix). Tests and fields: [reading a leaderboard](" + DOCS + ").",
         "",
-        _table(rows, ["column", "method", "n", "mean", f"{level} CI", "Δ", f"Δ {level} CI", "g", "test", "dropped",
+        markdown_table(rows, ["column", "method", "n", "mean", f"{level} CI", "Δ", f"Δ {level} CI", "g", "test", "dropped",
                       "p", "p Holm", "MDE", "verdict", "vs best"]),
         "",
     ]
 
 
-def _model_section(board: T.Board) -> list[str]:
+def _model_section(board: B.Board) -> list[str]:
     """The pooled per-column model beside the per-pair tests, and where they disagree."""
     lines = ["## Pooled model per column", "",
              "Score = method effect + seed effect + noise, one noise variance for every method (two-way additive "
@@ -287,19 +237,19 @@ def _model_section(board: T.Board) -> list[str]:
             own = pairs.loc[r.method, "p_holm"] < board.alpha if r.method in pairs.index else False
             pooled = r.p_holm < board.alpha
             agree += own == pooled
-            rows.append([column, r.method, _num(r.diff, r.se, signed=True), _num(r.se, r.se), _p(r.p), _p(r.p_holm),
-                         _p(pairs.loc[r.method, "p_holm"]) if r.method in pairs.index else "–",
+            rows.append([column, r.method, number(r.diff, r.se, signed=True), number(r.se, r.se), p_text(r.p), p_text(r.p_holm),
+                         p_text(pairs.loc[r.method, "p_holm"]) if r.method in pairs.index else "–",
                          "yes" if own == pooled else "**no**"])
         lines.append(f"- {column}: {len(model.methods)} methods × {len(model.seeds)} seeds, residual SD "
-                     f"{_num(model.residual_sd)} on {model.df} df, equal variance p = {_p(model.equal_variance_p)}; "
+                     f"{number(model.residual_sd)} on {model.df} df, equal variance p = {p_text(model.equal_variance_p)}; "
                      f"verdicts agree with the per-pair tests on {agree} of {len(model.comparisons)}.")
     if rows:
-        lines += ["", _table(rows, ["column", "method", "Δ", "pooled SE", "p", "p Holm", "per-pair p Holm",
+        lines += ["", markdown_table(rows, ["column", "method", "Δ", "pooled SE", "p", "p Holm", "per-pair p Holm",
                                     "agrees"])]
     return lines + [""]
 
 
-def _pairwise_tables(board: T.Board) -> list[str]:
+def _pairwise_tables(board: B.Board) -> list[str]:
     lines = ["## Appendix: all pairs (exploratory)", "",
              "Every pair of methods on a column (Δ = mean a − mean b over the seeds compared; g positive when a is "
              "better). p Holm is adjusted over all pairs of the column: a second family, for exploring; the "
@@ -308,36 +258,36 @@ def _pairwise_tables(board: T.Board) -> list[str]:
         pairs = T.pairwise_table(board, column)
         if pairs.empty:
             continue
-        rows = [[f"{r.a} vs {r.b}", _num(r.diff, _d_scale(board, column, r.low, r.high), signed=True),
-                 _ci(r.low, r.high), _g(r.g), r.test, _seeds(r.dropped) or "–", _p(r.p), _p(r.p_holm)]
+        rows = [[f"{r.a} vs {r.b}", number(r.diff, _d_scale(board, column, r.low, r.high), signed=True),
+                 ci_text(r.low, r.high), g_text(r.g), r.test, seeds_text(r.dropped) or "–", p_text(r.p), p_text(r.p_holm)]
                 for r in pairs.itertuples()]
         lines += [f"### {column}", "",
-                  _table(rows, ["comparison", "Δ", f"{board.level:.0%} CI", "g", "test", "dropped", "p", "p Holm"]),
+                  markdown_table(rows, ["comparison", "Δ", f"{board.level:.0%} CI", "g", "test", "dropped", "p", "p Holm"]),
                   ""]
     return lines
 
 
-def _d_scale(board: T.Board, column: str, low: float, high: float) -> float:
-    half = _half(low, high)
+def _d_scale(board: B.Board, column: str, low: float, high: float) -> float:
+    half = half_width(low, high)
     return half if math.isfinite(half) and half > 0 else (board.resolution.get(column) or half)
 
 
-def _friedman_line(board: T.Board, f, ranks: T.RankSummary) -> str:
+def _friedman_line(board: B.Board, f, ranks: RK.RankSummary) -> str:
     if f is None:
         return f"Friedman test not run: {ranks.why_no_friedman}."
     if math.isnan(f.p_perm):
         return (f"Friedman test (k = {f.k} methods, N = {f.N} blocks): – (every block ties all methods, "
                 "so there is nothing to test).")
     line = (f"Friedman test (k = {f.k} methods, N = {f.N} blocks): χ² = {f.chi2:.3f}, {f.p_perm_method} "
-            f"permutation p = {_p(f.p_perm)} (the χ² and Iman–Davenport F approximations are not printed: with "
+            f"permutation p = {p_text(f.p_perm)} (the χ² and Iman–Davenport F approximations are not printed: with "
             "few columns they give p-values these data cannot produce).")
     if f.min_p_perm >= board.alpha:
         line += (f" With N = {f.N} blocks the smallest p this test can produce is {f.min_p_perm:.4g} ≥ α, so it "
-                 f"cannot reach α; that needs N ≥ {T.friedman_columns_needed(f.k, board.alpha)} blocks.")
+                 f"cannot reach α; that needs N ≥ {RK.friedman_columns_needed(f.k, board.alpha)} blocks.")
     return line
 
 
-def _across_columns(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, figures: dict[str, str]) -> list[str]:
+def _across_columns(board: B.Board, cells: pd.DataFrame, ranks: RK.RankSummary, figures: dict[str, str]) -> list[str]:
     lines = ["## Across columns", ""]
     if ranks.excluded:
         left = "; ".join(f"{m} ({why})" for m, why in ranks.excluded.items())
@@ -345,13 +295,13 @@ def _across_columns(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, f
     if ranks.ranks.empty:
         lines += [f"No ranking: {ranks.why_no_friedman}.", ""]
     else:
-        shared = [T.block_label(b) for b in board.blocks if len(b) > 1]
+        shared = [RK.block_label(b) for b in board.blocks if len(b) > 1]
         lines += [f"Average rank over {len(ranks.scores)} independent block(s) of columns (1 = best; ties share "
                   "the average rank)" + (f". Columns that are not independent evidence (a shared trial, the same "
                                          "problem and backbone, or identical baseline scores) are one block, scored "
                                          f"by the mean of its columns: {'; '.join(shared)}" if shared else "") + "."]
         rows = [[m, f"{ranks.ranks[m]:.2f}"] for m in ranks.ranks.sort_values(kind="stable").index]
-        lines += ["", _table(rows, ["method", "average rank"]), "", _friedman_line(board, ranks.friedman, ranks), ""]
+        lines += ["", markdown_table(rows, ["method", "average rank"]), "", _friedman_line(board, ranks.friedman, ranks), ""]
         groups = "; ".join("{" + ", ".join(g) + "}" for g in ranks.groups) or "none"
         k, n_cols = len(ranks.ranks), len(ranks.scores)
         lines += [f"Critical-difference diagram: a bar joins a largest set of methods in which no two are "
@@ -367,9 +317,9 @@ def _across_columns(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, f
     return lines + _normalised_section(board, cells)
 
 
-def _normalised_section(board: T.Board, cells: pd.DataFrame) -> list[str]:
-    _, left_out = T.normalised_scores(board, cells)
-    robust = T.robust_summary(board, cells)
+def _normalised_section(board: B.Board, cells: pd.DataFrame) -> list[str]:
+    _, left_out = RK.normalised_scores(board, cells)
+    robust = RK.robust_summary(board, cells)
     lines = [f"Normalised scores: each seed's score as the % by which it improves on the column's `{board.baseline}` "
              "mean (a fixed reference, so adding a method moves no one else's score; lower-is-better metrics "
              f"negated, so positive is better everywhere). IQM = interquartile mean over all seeds × columns with a "
@@ -383,15 +333,15 @@ def _normalised_section(board: T.Board, cells: pd.DataFrame) -> list[str]:
     if robust.empty:
         return lines + ["", f"No normalised scores: no column has `{board.baseline}` scores.", ""]
     rows = [[r.method, str(r.columns), str(r.runs), str(r.failures),
-             "–" if math.isnan(r.iqm) else _num(r.iqm, _half(r.low, r.high)) + " %",
-             _ci(r.low, r.high), "–" if math.isnan(r.poi) else f"{r.poi:.2f}",
+             "–" if math.isnan(r.iqm) else number(r.iqm, half_width(r.low, r.high)) + " %",
+             ci_text(r.low, r.high), "–" if math.isnan(r.poi) else f"{r.poi:.2f}",
              f"{r.poi_paired}/{r.poi_columns}" if r.poi_columns else "–"]
             for r in robust.itertuples()]
-    return lines + ["", _table(rows, ["method", "columns", "runs", "diverged", "IQM", f"{board.level:.0%} CI",
+    return lines + ["", markdown_table(rows, ["method", "columns", "runs", "diverged", "IQM", f"{board.level:.0%} CI",
                                       f"P(> {board.baseline})", "paired"]), ""]
 
 
-def _bayesian_section(board: T.Board) -> list[str]:
+def _bayesian_section(board: B.Board) -> list[str]:
     table = T.bayesian_table(board)
     rope = (f"ROPE = ±{board.rope:g}% of the `{board.baseline}` mean (the suite's `leaderboard: rope`)"
             if board.rope is not None else "no ROPE declared, so no P(equivalent): set `rope:` in the suite's "
@@ -408,17 +358,17 @@ def _bayesian_section(board: T.Board) -> list[str]:
         return lines + [f"No comparison: no column has failure-free seeds paired with `{board.baseline}`.", ""]
     if board.rope is None:
         rows = [[r.column, r.method, r.test, str(r.n), _prob(r.worse), _prob(r.better)] for r in table.itertuples()]
-        return lines + [_table(rows, ["column", "method", "test", "n", "P(Δ < 0)", "P(Δ > 0)"]), ""]
+        return lines + [markdown_table(rows, ["column", "method", "test", "n", "P(Δ < 0)", "P(Δ > 0)"]), ""]
     rows = [[r.column, r.method, r.test, str(r.n), _prob(r.worse), _prob(r.equivalent), _prob(r.better)]
             for r in table.itertuples()]
-    return lines + [_table(rows, ["column", "method", "test", "n", "P(worse)", "P(equivalent)", "P(better)"]), ""]
+    return lines + [markdown_table(rows, ["column", "method", "test", "n", "P(worse)", "P(equivalent)", "P(better)"]), ""]
 
 
 def _prob(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.3f}"
 
 
-def _test_example_section(board: T.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
+def _test_example_section(board: B.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
     lines = ["## Bootstrap over test examples", "",
              "The intervals above cover training randomness only. Here the test examples are resampled instead "
              f"(2000 times, the same draw for every seed; {board.level:.0%} percentile interval of the mean "
@@ -431,31 +381,31 @@ def _test_example_section(board: T.Board, df: pd.DataFrame, source: R.Source | N
     table, why = T.example_bootstrap_intervals(board, df, source.predictions)
     if table.empty:
         return lines + [f"Not available: {why}.", ""]
-    rows = [[r.column, r.method, str(r.seeds), str(r.examples), _num(r.mean, _half(r.low, r.high)), _ci(r.low, r.high),
-             _num(r.diff, _half(r.diff_low, r.diff_high), signed=True), _ci(r.diff_low, r.diff_high)]
+    rows = [[r.column, r.method, str(r.seeds), str(r.examples), number(r.mean, half_width(r.low, r.high)), ci_text(r.low, r.high),
+             number(r.diff, half_width(r.diff_low, r.diff_high), signed=True), ci_text(r.diff_low, r.diff_high)]
             for r in table.itertuples()]
     level = f"{board.level:.0%}"
     return lines + [f"Δ: the difference with `{board.baseline}` on the same resampled examples (paired by example, "
                     "so far narrower than the two intervals side by side).", "",
-                    _table(rows, ["column", "method", "seeds", "test examples", "mean", f"{level} CI", "Δ",
+                    markdown_table(rows, ["column", "method", "seeds", "test examples", "mean", f"{level} CI", "Δ",
                                   f"Δ {level} CI"]), ""]
 
 
-def _cost_section(board: T.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
+def _cost_section(board: B.Board, df: pd.DataFrame, source: R.Source | None) -> list[str]:
     if source is not None and "costs" in source.absent:
         return ["## Costs", "", f"Not available: {source.absent['costs']}.", ""]
-    costs = T.cost_table(board, df)
+    costs = SUP.cost_table(board, df)
     if costs.empty:
         return []
-    rows = [[r.column, r.method, f"{_num(r.time_per_epoch_s)} s", _ratio(r.time_per_epoch_s_ratio),
-             f"{_num(r.peak_memory_mb)} MB", _ratio(r.peak_memory_mb_ratio), r.memory_kind or "–"]
+    rows = [[r.column, r.method, f"{number(r.time_per_epoch_s)} s", _ratio(r.time_per_epoch_s_ratio),
+             f"{number(r.peak_memory_mb)} MB", _ratio(r.peak_memory_mb_ratio), r.memory_kind or "–"]
             for r in costs.itertuples()]
     return ["## Costs", "", f"Means over the counted trials; ratios to `{board.baseline}` on the same column. "
             "Memory ratios only where CUDA measured each trial's peak allocation: on a CPU the figure is "
             "the peak of the whole process, which earlier trials in it may have set (use "
             "`benchmarks/method_cost.py`, one fresh process per method, to compare CPU memory). Times "
             "are wall-clock and shift with whatever else the machine runs.", "",
-            _table(rows, ["column", "method", "time / epoch", "× time", "peak memory", "× memory", "memory kind"]),
+            markdown_table(rows, ["column", "method", "time / epoch", "× time", "peak memory", "× memory", "memory kind"]),
             ""]
 
 
@@ -463,26 +413,26 @@ def _ratio(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.2f}×"
 
 
-def _reference_section(board: T.Board, cells: pd.DataFrame, record: dict | None, df: pd.DataFrame) -> list[str]:
+def _reference_section(board: B.Board, cells: pd.DataFrame, record: dict | None, df: pd.DataFrame) -> list[str]:
     refs = (record or {}).get("spec", {}).get("references", [])
     if not refs:
         return []
-    table = T.reference_table(board, cells, refs, df)
+    table = SUP.reference_table(board, cells, refs, df)
     rows = []
     for r in table.itertuples():
-        scale = _half(r.ci_low, r.ci_high)
+        scale = half_width(r.ci_low, r.ci_high)
         has_std = r.std is not None and not pd.isna(r.std)
         # The paper's number at its own precision where it gives a spread: at the width of our CI a
         # paper's 0.03 ± 0.01 beside our [-52, 106] printed as "0 ± 0".
         own = r.std if has_std and r.std > 0 else scale
-        paper = _num(r.value, own) + (f" ± {_num(r.std, own)}" if has_std else "")
-        rows.append([r.column, r.method, paper, r.source or "–", str(r.n), _num(r.mean, scale), _ci(r.ci_low, r.ci_high),
-                     _num(r.diff, scale, signed=True), {True: "yes", False: "no", None: "–"}[r.inside]])
+        paper = number(r.value, own) + (f" ± {number(r.std, own)}" if has_std else "")
+        rows.append([r.column, r.method, paper, r.source or "–", str(r.n), number(r.mean, scale), ci_text(r.ci_low, r.ci_high),
+                     number(r.diff, scale, signed=True), {True: "yes", False: "no", None: "–"}[r.inside]])
     return ["## Paper numbers", "",
             f"Reproduction: Δ = our mean − paper value; *consistent*: without a paper SD, the paper value lies in "
             f"our {board.level:.0%} CI; with one, a Welch test between our seeds and the paper's (assumed as many "
             f"as ours) does not reject at α = {board.alpha:g}, so the paper's own spread is counted.",
-            "", _table(rows, ["column", "method", "paper", "source", "n", "ours", f"{board.level:.0%} CI", "Δ",
+            "", markdown_table(rows, ["column", "method", "paper", "source", "n", "ours", f"{board.level:.0%} CI", "Δ",
                               "consistent"]), ""]
 
 
@@ -501,7 +451,7 @@ def _tuning_section(record: dict | None, source: R.Source | None = None) -> list
     lines = ["## Tuning", "",
              f"Every method was tuned with a budget of configurations asked of Optuna's TPE sampler (seed "
              f"{tuning.get('sampler_seed', '–')}; random for its first 10 asks), each trained on tuning seeds "
-             f"{_seeds(tuning.get('seeds', []))} (never an evaluation seed) and scored on "
+             f"{seeds_text(tuning.get('seeds', []))} (never an evaluation seed) and scored on "
              f"{', '.join(f'`{m}`' for m in metrics)} at the "
              f"{'final epoch' if selection == 'final' else 'epoch with the best validation score'}, averaged "
              "over the tuning seeds: validation only, test never chooses. Each method's best configuration "
@@ -515,13 +465,13 @@ def _tuning_section(record: dict | None, source: R.Source | None = None) -> list
                       "equal tuning effort.", ""]
     rows = [[c["column"], c["method"], str(c["budget"]),
              "; ".join(f"{k} ∈ {v}" for k, v in c["space"].items()) or "–",
-             ", ".join(f"{k} = {_num(v) if isinstance(v, float) else v}" for k, v in c["chosen"].items()) or "defaults",
-             "–" if c["objective"] is None else _num(c["objective"])]
+             ", ".join(f"{k} = {number(v) if isinstance(v, float) else v}" for k, v in c["chosen"].items()) or "defaults",
+             "–" if c["objective"] is None else number(c["objective"])]
             for c in cells]
-    return lines + [_table(rows, ["column", "method", "budget", "search space", "chosen", "validation score"]), ""]
+    return lines + [markdown_table(rows, ["column", "method", "budget", "search space", "chosen", "validation score"]), ""]
 
 
-def _figure_section(board: T.Board, figures: dict[str, str]) -> list[str]:
+def _figure_section(board: B.Board, figures: dict[str, str]) -> list[str]:
     lines = [f"![{c} curves]({figures['curves', c]})" for c in board.columns if ("curves", c) in figures]
     if "forest" in figures:
         lines.append(f"![Δ vs {board.baseline}]({figures['forest']})")
@@ -531,7 +481,7 @@ def _figure_section(board: T.Board, figures: dict[str, str]) -> list[str]:
             f"`{board.baseline}` with {board.level:.0%} CIs.", "", *[x for line in lines for x in (line, "")]]
 
 
-def _not_counted(board: T.Board) -> list[str]:
+def _not_counted(board: B.Board) -> list[str]:
     lines = []
     t = board.trials
     if board.skipped:
@@ -544,18 +494,18 @@ def _not_counted(board: T.Board) -> list[str]:
                   "Failed (raised an error), partial (interrupted) or missing (not run): no result yet; rerun "
                   "the suite to fill them.", ""]
         for (column, method), sub in lost.groupby(["column", "method"], sort=False):
-            reasons = sub["status"].where(sub["status"] != T.COUNTED, "done without this metric")
+            reasons = sub["status"].where(sub["status"] != B.COUNTED, "done without this metric")
             counts = ", ".join(f"{n} {s}" for s, n in reasons.value_counts().sort_index().items())
             lines.append(f"- {method} on {column}: {counts} (seeds {', '.join(str(s) for s in sub['seed'])})")
         lines.append("")
     return lines
 
 
-def _appendix(board: T.Board) -> list[str]:
-    rows = [[r.column, r.method, str(r.seed), r.status, f"`{r.trial_id}`", _num(r.score),
+def _appendix(board: B.Board) -> list[str]:
+    rows = [[r.column, r.method, str(r.seed), r.status, f"`{r.trial_id}`", number(r.score),
              "yes" if r.counted else "no", r.note or "–"] for r in board.trials.itertuples()]
     return ["## Appendix: trials", "",
-            _table(rows, ["column", "method", "seed", "status", "trial id", "score", "counted", "note"]), ""]
+            markdown_table(rows, ["column", "method", "seed", "status", "trial id", "score", "counted", "note"]), ""]
 
 
 # ----- entry points ----------------------------------------------------------------------------
@@ -566,12 +516,12 @@ def render_markdown(df: pd.DataFrame, record: dict | None, metric: str = "primar
     """The full leaderboard as markdown; ``figures`` maps ``"cd"``, ``"forest"`` and
     ``("curves", column)`` to relative links; ``commit`` is printed as provenance when given;
     ``source`` (:mod:`.record`) gives the trials' per-example scores (None: not read)."""
-    board = T.build_board(df, record, metric, selection, baseline, alpha, rope, higher_is_better)
+    board = B.build_board(df, record, metric, selection, baseline, alpha, rope, higher_is_better)
     cells = T.cell_table(board)
-    return _markdown(board, cells, T.rank_summary(board, cells), df, record, figures or {}, commit, source)
+    return page_markdown(board, cells, RK.rank_summary(board, cells), df, record, figures or {}, commit, source)
 
 
-def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame,
+def page_markdown(board: B.Board, cells: pd.DataFrame, ranks: RK.RankSummary, df: pd.DataFrame,
               record: dict | None, figures: dict, commit: str | None, source: R.Source | None) -> str:
     lines = _header(board, record, commit, df)
     if machine := machine_summary(df):  # provenance of the results (auxbench.provenance)
@@ -594,87 +544,3 @@ def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.
     lines += _pairwise_tables(board)
     lines += _appendix(board)
     return "\n".join(lines)
-
-
-def write_figures(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.DataFrame, source: R.Source,
-                  folder: Path) -> dict:
-    """Draw every figure into ``folder``; return the figure keys of :func:`render_markdown` -> paths."""
-    from auxbench.leaderboard import plots
-
-    paths: dict = {}
-    for column in board.columns:
-        key = T.curve_key(board, df, column)
-        curves = T.curves(board, source.metrics, column, key) if key else pd.DataFrame()
-        if not curves.empty:
-            paths["curves", column] = plots.curves_plot(curves, board.methods, column, key,
-                                                        folder / f"curves_{_slug(column)}.png")
-    if not ranks.ranks.empty:
-        paths["cd"] = plots.cd_diagram(ranks.ranks, ranks.groups, "average rank (Wilcoxon + Holm groups)",
-                                       folder / "cd.png")
-    if cells["diff"].notna().any():
-        paths["forest"] = plots.forest_plot(cells, board.columns, board.baseline, board.higher, board.level,
-                                            folder / "forest.png")
-    return paths
-
-
-def publish(results: str | Path, out_path: str | Path, metric: str | None = None, selection: str | None = None,
-            baseline: str | None = None, alpha: float | None = None, commit: str | bool = True,
-            higher_is_better: bool | None = None) -> Path:
-    """Render the leaderboard of ``results`` to ``out_path`` and its figures to ``<out_path stem>/``.
-
-    ``results``: a results folder (``runs/<suite>``), whose reproduction record is then written
-    beside the page, or a published ``reproduce.json`` (:mod:`.record`), which is copied there
-    unless it is already the page's own. Unset options come from the suite's ``leaderboard`` spec
-    (which also gives the ROPE). ``higher_is_better`` states the direction of a ``metric`` that
-    declares none. ``commit``: True detects the auxbench commit, a string is printed as given,
-    False leaves it out (stable bytes for golden tests).
-    """
-    from auxbench.results import atomic_write_bytes
-
-    results, out_path = Path(results), Path(out_path)
-    source = R.from_record(results) if R.is_record(results) else R.from_store(results)
-    record = source.record
-    spec = (record or {}).get("spec", {}).get("leaderboard", {})
-    options = {
-        "metric": metric or spec.get("metric", "primary"),
-        "selection": selection or spec.get("selection", "final"),
-        "baseline": baseline or spec.get("baseline", "stl"),
-        "alpha": alpha if alpha is not None else spec.get("alpha", 0.05),
-        "rope": spec.get("rope"),
-        "higher_is_better": higher_is_better,
-        "detect": spec.get("detect"),
-    }
-    df = source.df
-    board = T.build_board(df, record, **options)  # computed once, for the figures and the text
-    cells = T.cell_table(board)
-    ranks = T.rank_summary(board, cells)
-    folder = out_path.with_suffix("")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Page, figures and reproduce.json are one set: the folder is built aside and swapped in, then
-    # the page is replaced, so an interrupted publish leaves the previous set whole.
-    staging = folder.with_name(f".{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.staging")
-    staging.mkdir()
-    try:
-        paths = write_figures(board, cells, ranks, df, source, staging)
-        links = {key: (folder / path.relative_to(staging)).relative_to(out_path.parent).as_posix()
-                 for key, path in paths.items()}
-        text = _markdown(board, cells, ranks, df, record, links,
-                         auxbench_commit() if commit is True else (commit or None), source)
-        if R.is_record(results):  # re-rendered from a record (perhaps this page's own): it travels along
-            atomic_write_bytes(staging / RECORD_FILE, results.read_bytes())
-        else:  # for `auxbench reproduce` (auxbench.reproduce) and later re-rendering
-            R.add_leaderboard_part(write_reproduction_record(results, staging), results)
-        _swap_in(staging, folder)
-        atomic_write_bytes(out_path, text.encode())
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_path
-
-
-def _swap_in(staging: Path, folder: Path) -> None:
-    """Replace ``folder`` by ``staging`` with two renames (the old one removed after)."""
-    old = folder.with_name(f".{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.old")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)

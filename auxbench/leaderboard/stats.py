@@ -17,6 +17,9 @@ Bayesian (with a ROPE):    :func:`bayesian_correlated_ttest`, :func:`bayesian_si
 Costs:                     :func:`cost_ratio`.
 Degenerate data:           :func:`count_resolution`, :func:`snap`, :func:`sign_flip_p`.
 Per column, pooled:        :func:`additive_model`; test examples: :func:`bootstrap_difference_over_test_examples`.
+
+Over 400 lines for a reason: it is one library of pure statistical functions, in the sections
+above, each tested on its own; splitting it would only scatter the ``S.`` names callers use.
 """
 
 from __future__ import annotations

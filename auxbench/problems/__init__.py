@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from pydantic import TypeAdapter, ValidationError
 
-from auxbench.errors import AuxbenchError, unknown_name
+from auxbench.errors import AuxbenchError, ProblemOptionError, unknown_name
 from auxbench.problems.base import Batch, Problem, TaskSpec, TensorSplit, concat_splits
 from auxbench.problems.images import ImageConfig
 from auxbench.problems.sampling import split_seed
@@ -40,16 +40,6 @@ RESERVED_PARAMETERS = {"seed", "fake", "data_dir", "image"}
 GENERIC_OPTIONS: dict[str, type] = {"random_aux": int, "rotation_aux": bool}
 DataCheck = Callable[..., None]
 PROBLEMS: Registry[ProblemFactory] = Registry("problem", package="auxbench.problems")
-
-
-class ProblemOptionError(AuxbenchError):
-    """A problem option's value is out of range. ``key`` names the option, so that a suite can
-    report it at its key path (``experiments[0].problem_options.n_train``)."""
-
-    def __init__(self, problem: str, key: str, message: str) -> None:
-        super().__init__(f"{problem}: option {key} {message}")
-        self.key = key
-        self.message = message
 
 
 def check_count(problem: str, key: str, value: int | None, available: int, what: str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from auxbench.problems import ProblemOptionError
+from auxbench.errors import ProblemOptionError
 from auxbench.problems.base import Problem, TaskSpec
 from auxbench.problems.sampling import split_seed
 

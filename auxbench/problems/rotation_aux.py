@@ -51,7 +51,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from auxbench.problems import ProblemOptionError
+from auxbench.errors import ProblemOptionError
 from auxbench.problems.base import Problem, TaskSpec, TensorSplit
 from auxbench.problems.sampling import split_seed
 

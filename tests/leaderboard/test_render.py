@@ -13,7 +13,7 @@ import pytest
 
 from auxbench.cli import main
 from auxbench.errors import AuxbenchError
-from auxbench.leaderboard import publish, render
+from auxbench.leaderboard import publish, publishing, render
 
 GOLDEN = Path(__file__).parent / "data" / "golden.md"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -58,7 +58,7 @@ def test_every_status_and_skip_is_shown(published):
 
 
 def test_cli_leaderboard_options(mini_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(render, "write_figures", lambda *args: {})  # figures: test_figures_exist_and_are_linked
+    monkeypatch.setattr(publishing, "write_figures", lambda *args: {})  # figures: test_figures_exist_and_are_linked
     out = tmp_path / "board.md"
     assert main(["leaderboard", str(mini_dir), "-o", str(out), "--alpha", "0.1", "--selection", "best_val",
                  "--baseline", "human_aux"]) == 0
@@ -135,7 +135,7 @@ def test_an_interrupted_publish_leaves_the_previous_set_whole(mini_dir, tmp_path
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(render, "write_reproduction_record", killed)
+    monkeypatch.setattr(publishing, "write_reproduction_record", killed)
     (tmp_path / "board" / "cd.png").write_bytes(b"old figure")  # any change would show
     before[Path("board/cd.png")] = b"old figure"
     with pytest.raises(KeyboardInterrupt):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-import auxbench.engine
+import auxbench.engine.build
 from auxbench.engine import Trial
 from auxbench.problems import TaskSpec, build_problem
 
@@ -33,7 +33,7 @@ def with_random_task(monkeypatch):
         task = TaskSpec(RANDOM, "auxiliary", "classification", 10, loss="classification", metric="accuracy")
         return dataclasses.replace(problem, tasks=[*problem.tasks, task], splits=splits)
 
-    monkeypatch.setattr(auxbench.engine, "build_problem", build)
+    monkeypatch.setattr(auxbench.engine.build, "build_problem", build)
 
 
 def make_trial(tmp_path, hparams=None, fake=True, **training) -> Trial:
