@@ -3,7 +3,7 @@
 Nothing here renders or reads files. Everything is deterministic: every resampling step
 takes a seed and builds its own ``numpy.random.default_rng(seed)``.
 
-Protocol (research/frameworks.md section 3): intervals and effect sizes first, tests
+Protocol (docs/leaderboard.md): intervals and effect sizes first, tests
 second, with the minimum detectable effect printed, because with 3-5 seeds and 3-10
 datasets most tests cannot reach alpha = 0.05 at all.
 
