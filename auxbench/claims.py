@@ -8,7 +8,8 @@ A claim is one of three forms, told apart by its keys (docs/claims.md):
 * an interaction: ``better``'s advantage over ``than`` is larger on ``columns[0]`` than on
   ``columns[1]``, by at least ``delta``;
 * task weights: ``method`` ends with at least ``delta`` less weight (the logged
-  ``diag/weight/<task>``) on the tasks matching ``less_weight`` than on ``than_task``.
+  ``diag/weight/<task>``, or the claim's ``weight`` template) on the tasks matching
+  ``less_weight`` than on ``than_task``.
 
 Claims are suite-level: they are no part of any trial's config, so no trial id depends on them.
 """
@@ -23,13 +24,13 @@ from auxbench.errors import AuxbenchError, unknown_name
 
 MAX_CLAIMS = 200
 MAX_BUDGET_CPU_HOURS = 1e6
-WEIGHT_KEY = "diag/weight/"  # metrics.csv prefix of a task's logged weight (auxbench.steps.WeightLog)
+WEIGHT_TEMPLATE = "diag/weight/{task}"  # metrics.csv key of a task's logged weight (auxbench.steps.WeightLog)
 FORMS = {"comparison": ("better", "column"), "interaction": ("better", "columns"),
          "weights": ("method", "column", "less_weight", "than_task")}
 ONLY = {"better": ("comparison", "interaction"), "than": ("comparison", "interaction"),
         "column": ("comparison", "weights"), "columns": ("interaction",), "metric": ("comparison", "interaction"),
         "direction": ("comparison", "interaction"), "method": ("weights",), "less_weight": ("weights",),
-        "than_task": ("weights",)}
+        "than_task": ("weights",), "weight": ("weights",)}
 
 
 class Claim(BaseModel):
@@ -50,6 +51,16 @@ class Claim(BaseModel):
     method: str | None = Field(None, min_length=1, max_length=200)
     less_weight: list[str] | None = Field(None, min_length=1, max_length=100)
     than_task: str | None = Field(None, min_length=1, max_length=200)
+    weight: str | None = Field(None, min_length=1, max_length=200)  # a metrics key with {task}, may hold '*'
+
+    @field_validator("weight")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("{task}") != 1 or value.replace("{task}", "").count("{")
+                                  or value.replace("{task}", "").count("}") or not value.startswith("diag/")):
+            raise ValueError("must be a key of the method's logged diagnostics holding {task} once, such as "
+                             f"'diag/importance/{{task}}/*' (the mean over what '*' matches); got {value!r}")
+        return value
 
     @field_validator("text", "source")
     @classmethod
@@ -135,6 +146,8 @@ def check_claims(claims: list[Claim], baseline: str, metric: str, problems: dict
         else:
             for column in claim.columns or [claim.column]:
                 _check_direction(claim, claim.metric or metric, problems[column], column, at)
+            if claim.columns is not None:
+                _check_same_metric(claim, claim.metric or metric, problems, at)
 
 
 def metric_higher(metric: str, problem: Any) -> bool | None:
@@ -169,3 +182,16 @@ def _check_tasks(claim: Claim, problem: Any, at: str) -> None:
         if not any(fnmatch.fnmatchcase(t, pattern) and t != claim.than_task for t in tasks):
             raise AuxbenchError(f"{at}.less_weight[{j}]: {pattern!r} matches no task of column {claim.column!r} "
                                 f"other than than_task (tasks: {', '.join(tasks)})")
+
+
+def _check_same_metric(claim: Claim, metric: str, problems: dict[str, Any], at: str) -> None:
+    """An interaction subtracts one column's advantage from the other's: both in the same units."""
+    def metric_id(problem: Any) -> str:
+        if metric == "primary":
+            return problem.primary.metric
+        return metric.rsplit("/", 1)[-1]
+
+    ids = [metric_id(problems[c]) for c in claim.columns]
+    if ids[0] != ids[1]:
+        raise AuxbenchError(f"{at}.columns: {claim.columns[0]!r} is scored by {ids[0]} and {claim.columns[1]!r} by "
+                            f"{ids[1]}; an interaction compares advantages in one metric's units")

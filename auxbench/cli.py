@@ -63,7 +63,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     import tempfile
 
-    from auxbench.conformance import ALL_CHECKS, check_declaration_is_valid
+    from auxbench.conformance import ALL_CHECKS, DECLARATION_CHECKS
     from auxbench.method import resolve_method
 
     resolve_method(args.method, "auxbench check")  # a name or module:Class that does not resolve: exit 2
@@ -73,11 +73,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise AuxbenchError(f"auxbench check --skip: unknown check {', '.join(unknown)} (valid: {', '.join(names)})")
     checks = [check for check, name in zip(ALL_CHECKS, names, strict=True) if name not in args.skip]
     failed = 0
-    for check in [check_declaration_is_valid, *checks]:
+    for check in [*DECLARATION_CHECKS, *checks]:
         label = check.__name__.removeprefix("check_")
         with tempfile.TemporaryDirectory(prefix="auxbench-check-") as folder:
             try:
-                if check is check_declaration_is_valid:
+                if check in DECLARATION_CHECKS:
                     check(args.method)
                 else:
                     check(args.method, Path(folder))
@@ -86,7 +86,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 print(f"FAIL {label}: {err}")
                 continue
         print(f"ok   {label}")
-    print(f"{args.method}: {len(checks) + 1 - failed} of {len(checks) + 1} checks passed")
+    total = len(DECLARATION_CHECKS) + len(checks)
+    print(f"{args.method}: {total - failed} of {total} checks passed")
     return 1 if failed else 0
 
 
@@ -99,7 +100,8 @@ def _cmd_list(args: argparse.Namespace) -> None:
                  for module, reason in unavailable.items()}
         for name, cls in found.items():
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            lines[name] = f"{name:12s} v{cls.version}  {doc}"
+            venue = f"{cls.paper.venue} {cls.paper.year}" if cls.paper else "—"
+            lines[name] = f"{name:12s} v{cls.version}  {venue:14s}  {doc}"
         for name in sorted(lines):
             print(lines[name])
     elif args.what == "problems":
@@ -132,6 +134,7 @@ def _tasks_line(tasks: list, shown: int = 4) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
+    from auxbench.memory import check_memory
     from auxbench.suite import check_machine, expand, load_suite, suite_warnings
     from auxbench.tuning import plan_tuning
 
@@ -139,6 +142,7 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     trials, skipped = expand(suite, args.suite, fake_data=args.fake_data)
     cells = plan_tuning(suite, args.suite, trials)
     check_machine(suite, args.suite, data=not args.fake_data, download=args.download)
+    check_memory(trials, args.suite)
     print(f"{args.suite}: valid; {len(trials)} trials, {len(skipped)} skipped pairs")
     for warning in suite_warnings(suite, trials, skipped):
         print(f"  warning: {warning}")

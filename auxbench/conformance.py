@@ -19,6 +19,7 @@ import torch
 from auxbench.config import ENGINE_VERSION
 from auxbench.engine import Trial, run_trial
 from auxbench.method import Method, check_declaration, declared_streams, resolve_method
+from auxbench.method_card import metadata_problems
 from auxbench.method_state import collect_state, learned_parameters
 from auxbench.problems import build_problem, problem_version
 from auxbench.results import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
@@ -80,6 +81,18 @@ def check_declaration_is_valid(method: str) -> None:
         spec.validate(key, spec.default, method)  # every default passes its own bounds
     if cls.reduces_to_stl_when is not None:
         cls.resolve_hparams(cls.reduces_to_stl_when)
+
+
+def check_metadata_is_declared(method: str) -> None:
+    """The class itself declares ``paper`` (``None`` for a baseline), ``official_code`` (a repository
+    URL and the revision read, or an explicit none with the reason) and ``cost_floor``; the catalogue
+    and the cost benchmark read them (:mod:`auxbench.method_card`)."""
+    problems = metadata_problems(resolve_method(method))
+    assert not problems, f"{method}: " + "; ".join(problems)
+
+
+#: The checks of a declaration alone (no training), in the order ``auxbench check`` runs them.
+DECLARATION_CHECKS: tuple[Callable[[str], None], ...] = (check_declaration_is_valid, check_metadata_is_declared)
 
 
 def check_streams_served_as_declared(method: str, tmp_path: Path) -> None:

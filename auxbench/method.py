@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from auxbench.context import TrainContext
 from auxbench.errors import AuxbenchError, unknown_name
+from auxbench.method_card import Code, CostFloor, Paper
 from auxbench.problems.base import Batch, Problem, TaskSpec
 from auxbench.registry import Registry
 
@@ -139,7 +140,10 @@ class Method:
     - ``higher_order``: the method differentiates through a gradient (a double backward through a
       look-ahead, Hessian-vector products, forward mode through a backward); the engine then runs
       its steps with PyTorch's math attention kernel, the only one with those derivatives (the
-      fused kernels have none, so a ViT backbone would fail). Other backbones are unaffected.
+      fused kernels have none, so a ViT backbone would fail). Other backbones are unaffected;
+    - ``paper``, ``official_code``, ``cost_floor``: where the method comes from and the passes a
+      step cannot avoid (:mod:`auxbench.method_card`); the catalogue and the cost benchmark read
+      them, ``auxbench check`` asks for all three. No trial config holds them.
     """
 
     name: ClassVar[str] = ""
@@ -151,6 +155,9 @@ class Method:
     reduces_to_stl_when: ClassVar[dict[str, Any] | None] = None
     needs_auxiliary_tasks: ClassVar[bool] = False
     higher_order: ClassVar[bool] = False
+    paper: ClassVar[Paper | None] = None
+    official_code: ClassVar[Code | None] = None
+    cost_floor: ClassVar[CostFloor | None] = None
 
     def __init__(self, **overrides: Any) -> None:
         self.hp = self.resolve_hparams(overrides)

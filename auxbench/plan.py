@@ -10,7 +10,8 @@ The estimate comes from finished trials anywhere under ``--runs-dir`` (any suite
 equals the planned trial's except for the seed and the number of epochs (same method,
 hyperparameters, problem and options, backbone, batch size, device...): the median of their
 ``run_wall_s`` per epoch times the planned epochs. It is a measurement on whichever machine ran
-those trials (a cluster's nodes may differ from this one); without such a trial it is "unknown".
+those trials (a cluster's nodes may differ from this one); without such a trial it is a few steps
+timed here (:mod:`auxbench.calibration`), or "unknown" past the calibration's time budget.
 Only ``done`` trials count (a diverged trial stopped early), and a trial that was resumed timed only
 its last run, so an estimate from one is low.
 """
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from auxbench.calibration import BUDGET_S, STEPS
 from auxbench.results import CONFIG_FILE, FINISHED_STATUSES, RESULT_FILE, epochs_done, trial_status
 from auxbench.suite import Resources
 
@@ -38,6 +40,7 @@ class Cell:
     resumable: int = 0  # unfinished trials with a checkpoint (they resume, not restart)
     estimate_s: float | None = None
     estimate_from: int = 0  # finished trials the estimate is the median of
+    calibrated: bool = False  # the estimate is a calibration's (auxbench.calibration), not a median
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Plan:
     skipped: list[dict] = field(default_factory=list)
     tuning: list[str] = field(default_factory=list)  # one line per tuned cell (suite's ``tuning:``)
     power: list[str] = field(default_factory=list)  # :func:`power_lines`
+    claims: list[str] = field(default_factory=list)  # auxbench.leaderboard.claims.plan_lines
 
     @property
     def total(self) -> int:
@@ -125,6 +129,8 @@ def packing(resources: Resources) -> str:
 
 
 def _seconds(value: float) -> str:
+    if value < 0.01:
+        return f"{value * 1000:.2f} ms"
     if value < 120:
         return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
     return f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"
@@ -147,7 +153,8 @@ def format_plan(plan: Plan) -> str:
     for c in plan.cells:
         estimate = "unknown"
         if c.estimate_s is not None:
-            estimate = f"{_seconds(c.estimate_s)} (median of {c.estimate_from} finished)"
+            how = "calibrated" if c.calibrated else f"median of {c.estimate_from} finished"
+            estimate = f"{_seconds(c.estimate_s)} ({how})"
             remaining += c.estimate_s * (c.trials - c.finished)
         elif c.trials > c.finished:
             unknown += c.trials - c.finished
@@ -159,12 +166,17 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"skipped {s['method']} on {s['column']}: {s['reason']}")
     lines += plan.tuning
     lines += plan.power
+    lines += plan.claims
     if todo and unknown == todo:  # no "0.00 s" for a store where nothing comparable has finished
         lines.append(f"estimated: unknown: no finished trial under {plan.run_dir.parent} shares a planned "
                      "trial's config (all but seed and epochs); a run of one seed of a cell gives its estimate")
     elif todo:
         known = f"{_seconds(remaining)} of trial time for the trials with an estimate"
         lines.append(f"estimated: {known}" + (f"; {unknown} trials without one" if unknown else ""))
+    if any(c.calibrated for c in plan.cells):
+        lines.append(f"calibrated: {STEPS} training steps of each pass timed here on fake data of the trial's shapes, "
+                     "the faster one × steps per epoch × epochs; training steps only (no evaluation, data loading or start-up); "
+                     f"at most {BUDGET_S:g} s of calibration, cells beyond it stay unknown")
     return "\n".join(lines)
 
 
@@ -175,6 +187,8 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     fetched first with ``download``, devices unless ``address``), so that a plan that prints is a
     run that starts."""
     from auxbench.executors import run_folder
+    from auxbench.leaderboard.claims import plan_lines
+    from auxbench.memory import check_memory
     from auxbench.suite import check_machine, expand, load_suite
     from auxbench.tuning import plan_tuning
 
@@ -182,8 +196,14 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
     cells = plan_tuning(suite, suite_path, trials)
     check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
+    if address is None:  # trials on a cluster run on its machines, not this one
+        check_memory(trials, suite_path)
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
     plan = build_plan(suite.name, trials, skipped, run_dir, Path(runs_dir), executor, suite.resources)
+    if address is None:  # a cluster's machines are not this one: nothing to time here
+        from auxbench.calibration import calibrate_plan
+
+        calibrate_plan(plan, trials, fake_data)
     seeds = len(suite.tuning.seeds) if suite.tuning else 0
     plan.tuning = [
         f"tuning {c.column} {c.method}: {c.budget} configurations x {seeds} tuning seeds = {c.budget * seeds} "
@@ -193,6 +213,7 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     baseline = suite.leaderboard.baseline
     planned = {c.column: c.trials for c in plan.cells if c.method == baseline}
     plan.power = power_lines(run_dir, suite.leaderboard.model_dump(), planned)
+    plan.claims = plan_lines(run_dir, suite.model_dump(mode="json"))
     return plan
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import re
 import sys
 from pathlib import Path
 
@@ -55,47 +54,40 @@ def cli_reference(parser: argparse.ArgumentParser) -> str:
     return "\n".join(out)
 
 
-def _cost_floor(cls: type) -> str:
-    doc = inspect.getdoc(cls) or ""
-    found = re.search(r"Cost floor(?:\s*\((?:[^()]|\([^()]*\))*\))?\s*:(.*?)(?:\n\s*\n|$)", doc, re.S)
-    if not found:
-        return ""
-    return re.split(r"(?<=\.)\s", " ".join(found.group(1).split()), maxsplit=1)[0]
-
-
-def _citation(cls: type) -> str:
-    paper = getattr(cls, "paper", None)
+def _paper(paper) -> str:
     if paper is None:
-        return ""
-    parts = [f"*{paper.title}*", paper.venue]
-    if paper.arxiv:
-        parts.append(f"arXiv:{paper.arxiv}")
-    text = ", ".join(p for p in parts if p)
-    if paper.code:
-        text += f"; official code `{paper.code}`"
-    return text
+        return "—"
+    return f"*{paper.title}*, {paper.venue} {paper.year}" + (f", arXiv:{paper.arxiv}" if paper.arxiv else "")
+
+
+def _declared(cls: type, name: str, text) -> str:
+    return text(getattr(cls, name)) if name in vars(cls) else "undeclared"
 
 
 def methods_catalogue() -> str:
-    """Markdown table of every method file: hook, what it is, its paper, its cost floor."""
+    """Markdown table of every method file, from each method's declaration (:mod:`auxbench.method_card`):
+    hook, what it is, its paper, the official code read, its cost floor."""
     from auxbench.method import discover_all
 
     available, unavailable = discover_all()
     out = [GENERATED, "", "# Methods", "",
-           "Every method in `methods/`, from its own declaration and docstring (`auxbench list methods` "
-           "prints the same names). The docstring of each cites the equations it implements and names "
-           "every deviation from the paper and from the official code; [Fidelity](fidelity.md) sets "
-           "them side by side. The *floor* is the passes of the primary network one step of the "
-           "algorithm needs (F forward, B backward); [Performance](performance.md) measures each "
-           "method against it.", "",
-           "| method | hook | what it does | paper | cost floor |", "|---|---|---|---|---|"]
+           "Every method in `methods/`, from its own declaration (`paper`, `official_code`, `cost_floor`; "
+           "`auxbench list methods` prints the same names with venue and year). The docstring of each cites "
+           "the equations it implements and names every deviation from the paper and from the official code; "
+           "[Fidelity](fidelity.md) sets them side by side. *Official code* is the repository and the revision "
+           "read. The *floor* is the passes of the primary network one step of the algorithm needs "
+           "(F forward, B backward, T tasks, N a hyper-step's period); [Performance](performance.md) measures "
+           "each method against it.", "",
+           "| method | hook | what it does | paper | official code | cost floor |", "|---|---|---|---|---|---|"]
     for name in sorted(available):
         cls = available[name]
         summary = (inspect.getdoc(cls) or "").split("\n\n")[0]
-        out.append(f"| `{name}` | `{cls.hook}` | {_cell(summary)} | {_cell(_citation(cls))} | "
-                   f"{_cell(_cost_floor(cls))} |")
+        cells = [f"`{name}`", f"`{cls.hook}`", summary, _declared(cls, "paper", _paper),
+                 _declared(cls, "official_code", lambda code: code.cite()),
+                 _declared(cls, "cost_floor", lambda floor: floor.formula)]
+        out.append("| " + " | ".join(cells[:2] + [_cell(c) for c in cells[2:]]) + " |")
     for module, reason in sorted(unavailable.items()):
-        out.append(f"| `{module}` | – | unavailable here: {_cell(reason)} | | |")
+        out.append(f"| `{module}` | – | unavailable here: {_cell(reason)} | | | |")
     return "\n".join(out) + "\n"
 
 

@@ -148,55 +148,71 @@ def passes_ratio(forwards: float, backwards: float, stl: dict) -> float:
     return (forwards * f + backwards * b + t - f - b) / t
 
 
+def _mean_stl(runs: list[dict]) -> dict:
+    """STL's step, forward and backward times averaged over ``runs``, the other fields of the first."""
+    keys = ("step_s", "forward_s", "backward_s")
+    return {**runs[0], **{k: statistics.fmean(r[k] for r in runs) for k in keys}}
+
+
 def run_backbone(backbone: str, methods: list[str], args: argparse.Namespace, workdir: str) -> list[dict]:
     """A row per method (STL first): ratios to STL and to the floor; failures recorded, not raised.
 
-    STL runs first and again last; the ratios use the mean of the two, so that a machine whose
-    load drifts during the run shifts the reference the way it shifts the methods.
+    STL runs before every method and once more at the end, and each method's ratios use the mean
+    of the two STL runs beside it: on a machine whose load drifts, a method and its reference see
+    nearly the same load (a single STL run at the start once put every later method below its
+    floor). The STL row gives the spread of its runs, a measure of how much the load moved.
     """
-    results: dict[str, dict] = {}
-    for i, method in enumerate([*methods, "stl"]):
-        if args.deadline and time.monotonic() > args.deadline and 0 < i < len(methods):  # STL's two runs always
-            results[method] = {"error": "not measured: the time budget (--deadline) was spent"}
-            print(f"  {method:16s} {results[method]['error']}", flush=True)
+    others = [m for m in methods if m != "stl"]
+    stl_runs: list[dict] = []
+    results: dict[str, tuple[dict, int]] = {}  # method -> (result, index of the STL run before it)
+
+    def run_stl() -> None:
+        try:
+            stl_runs.append(measure_fresh("stl", backbone, args, workdir))
+        except Exception as err:
+            raise SystemExit(f"STL failed on {backbone}: nothing to compare with") from err
+        print(f"  {'stl':16s} {1000 * stl_runs[-1]['step_s']:9.1f} ms per step", flush=True)
+
+    run_stl()
+    for method in others:
+        if args.deadline and time.monotonic() > args.deadline:
+            results[method] = ({"error": "not measured: the time budget (--deadline) was spent"}, -1)
+            print(f"  {method:16s} {results[method][0]['error']}", flush=True)
             continue
         try:
             result = measure_fresh(method, backbone, args, workdir)
         except Exception as err:  # reported in the table; the next method runs
-            results[method] = {"error": f"{type(err).__name__}: {err}"[:200]}
-            print(f"  {method:16s} failed: {results[method]['error']}", flush=True)
-            if method == "stl":
-                raise SystemExit(f"STL failed on {backbone}: nothing to compare with") from err
+            results[method] = ({"error": f"{type(err).__name__}: {err}"[:200]}, -1)
+            print(f"  {method:16s} failed: {results[method][0]['error']}", flush=True)
             continue
         if result["profile"]:
             print(f"torch.profiler, {method} on {backbone}, one epoch after the timed ones:\n"
                   f"{result['profile']}", flush=True)
         print(f"  {method:16s} {1000 * result['step_s']:9.1f} ms per step", flush=True)
-        if method == "stl" and "stl" in results:
-            first = results["stl"]
-            result = {**first, **{k: (first[k] + result[k]) / 2 for k in ("step_s", "forward_s", "backward_s")},
-                      "stl_runs_ms": (1000 * first["step_s"], 1000 * result["step_s"])}
-        results[method] = result
-    stl = results["stl"]
-    rows = []
-    for method in methods:
-        result = results[method]
+        results[method] = (result, len(stl_runs) - 1)
+        run_stl()
+    stl = {**_mean_stl(stl_runs), "stl_runs_ms": [1000 * r["step_s"] for r in stl_runs]}
+    rows = [{"method": "stl", "step_ms": 1000 * stl["step_s"], "ratio": 1.0, "memory_mib": stl["memory_mib"],
+             "memory_ratio": 1.0, "floor": 1.0, "passes": (1, 1), "over_floor": 1.0, "tasks": stl["tasks"],
+             "steps": stl["steps"], "forward_ms": 1000 * stl["forward_s"], "backward_ms": 1000 * stl["backward_s"],
+             "stl_runs_ms": stl["stl_runs_ms"]}] if "stl" in methods else []
+    for method in others:
+        result, before = results[method]
         if "error" in result:
             rows.append({"method": method, "error": result["error"]})
             continue
+        beside = _mean_stl(stl_runs[before:before + 2])
         passes = floor_passes(method, result["tasks"], result["hparams"])
-        floor = passes_ratio(*passes, stl)
-        ratio = result["step_s"] / stl["step_s"]
-        row = {"method": method, "step_ms": 1000 * result["step_s"], "ratio": ratio,
-               "memory_mib": result["memory_mib"], "memory_ratio": result["memory_mib"] / stl["memory_mib"],
-               "floor": floor, "passes": passes, "over_floor": ratio / floor, "tasks": result["tasks"],
-               "steps": result["steps"]}
-        if method == "stl":
-            row.update(forward_ms=1000 * stl["forward_s"], backward_ms=1000 * stl["backward_s"],
-                       stl_runs_ms=stl["stl_runs_ms"])
-        rows.append(row)
-        print(f"  {method:16s} {ratio:6.2f}× STL  floor {floor:5.2f}  {row['over_floor']:5.2f}× floor  "
-              f"memory {row['memory_ratio']:5.2f}× STL", flush=True)
+        floor = passes_ratio(*passes, beside)
+        ratio = result["step_s"] / beside["step_s"]
+        rows.append({"method": method, "step_ms": 1000 * result["step_s"], "ratio": ratio,
+                     "memory_mib": result["memory_mib"], "memory_ratio": result["memory_mib"] / stl["memory_mib"],
+                     "floor": floor, "passes": passes, "over_floor": ratio / floor, "tasks": result["tasks"],
+                     "steps": result["steps"]})
+    for row in rows:
+        if "error" not in row:
+            print(f"  {row['method']:16s} {row['ratio']:6.2f}× STL  floor {row['floor']:5.2f}  "
+                  f"{row['over_floor']:5.2f}× floor  memory {row['memory_ratio']:5.2f}× STL", flush=True)
     return rows
 
 
@@ -228,9 +244,10 @@ def markdown_table(rows: list[dict], memory_kind: str) -> str:
                      f"{r['passes'][0]:.3g}F + {r['passes'][1]:.3g}B | {r['floor']:.2f} | "
                      f"{r['over_floor']:.2f} | {r['memory_ratio']:.2f} |")
     stl = next(r for r in rows if r["method"] == "stl")
-    first, last = stl["stl_runs_ms"]
-    lines.append(f"\nSTL: {stl['step_ms']:.1f} ms per step (mean of its run first, {first:.1f} ms, and last, "
-                 f"{last:.1f} ms) = forward {stl['forward_ms']:.1f} ms + backward "
+    runs = stl["stl_runs_ms"]
+    lines.append(f"\nSTL: {stl['step_ms']:.1f} ms per step (mean of its {len(runs)} runs, one before each method "
+                 f"and one at the end: {min(runs):.1f}–{max(runs):.1f} ms; each ratio uses the two beside the "
+                 f"method) = forward {stl['forward_ms']:.1f} ms + backward "
                  f"{stl['backward_ms']:.1f} ms + the rest; {stl['steps']} steps per epoch; memory: {memory_kind}, "
                  f"STL {stl['memory_mib']:.0f} MiB.")
     return "\n".join(lines)

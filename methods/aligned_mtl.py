@@ -5,6 +5,7 @@ from optuna.distributions import CategoricalDistribution
 from torchjd.aggregation import AlignedMTL as AlignedMTLAggregator
 
 from auxbench.method import HParam, Method
+from auxbench.method_card import Code, CostFloor, Paper, per_task_backward
 
 
 class AlignedMTL(Method):
@@ -25,6 +26,9 @@ class AlignedMTL(Method):
     """
 
     name = "aligned_mtl"
+    paper = Paper("Independent Component Alignment for Multi-Task Learning", "CVPR", 2023, arxiv="2305.19000")
+    official_code = Code(None, note="not read: torchjd 0.18.0's AlignedMTL aggregator is used")
+    cost_floor = CostFloor("1F + T·B (+ T×T Gramian)", per_task_backward)
     version = "1"
     hook = "aggregator"
     hparams = {

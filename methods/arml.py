@@ -9,6 +9,7 @@ from torch import Tensor
 
 from auxbench.meta import functional_forward, project_simplex
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper
 from auxbench.problems import Batch
 
 
@@ -80,6 +81,10 @@ class ARML(Method):
     """
 
     name = "arml"
+    paper = Paper("Auxiliary Task Reweighting for Minimum-data Learning", "NeurIPS", 2020, arxiv="2010.08244")
+    official_code = Code("https://github.com/bfshi/ARML_Auxiliary_Task_Reweighting", "8b59d19")
+    cost_floor = CostFloor("1F + 1B; the α step (every N) 1F + 1B + G instead of 1F + 1B: 1F + (1 + 1/N)B",
+                           lambda T, hp: (1.0, 1.0 + 1.0 / hp["update_every"]))
     needs_auxiliary_tasks = True
     version = "1"
     higher_order = True  # differentiates through a gradient (see Method)

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from auxbench.meta import fd_hypergrad, functional_forward, params_of, virtual_step
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper
 from auxbench.problems import Batch
 
 
@@ -52,6 +53,10 @@ class AutoLambda(Method):
     """
 
     name = "auto_lambda"
+    paper = Paper("Auto-Lambda: Disentangling Dynamic Task Relationships", "TMLR", 2022, arxiv="2202.03091")
+    official_code = Code("https://github.com/lorenmt/auto-lambda", "bdba636")
+    cost_floor = CostFloor("4F + 3B (look-ahead F+B, validation F+B, two perturbed forwards; step shares the first F)",
+                           (4.0, 3.0))
     needs_auxiliary_tasks = True
     version = "1"
     hook = "train_step"

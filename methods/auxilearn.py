@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from auxbench.errors import AuxbenchError
 from auxbench.meta import apply_hypergrad, functional_forward, neumann_hypergrad, params_of
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper, add_passes, hyper_step
 from auxbench.problems import Batch
 
 COMBINERS = ("linear", "linear_skip", "nonlinear")
@@ -144,6 +145,10 @@ class AuxiLearn(Method):
     """
 
     name = "auxilearn"
+    paper = Paper("Auxiliary Learning by Implicit Differentiation", "ICLR", 2021, arxiv="2007.02693")
+    official_code = Code("https://github.com/AvivNavon/AuxiLearn", "17495d6")
+    cost_floor = CostFloor("1F + 1B; every N: 2F+2B + n H + G (n Neumann iterations)",
+                           lambda T, hp: add_passes((1.0, 1.0), hyper_step(hp["hyper_every"], hp["neumann_iterations"])))
     version = "1"
     higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from auxbench.meta import LabelGenerator, generated_task, generated_task_unavailable, params_of
 from auxbench.method import HParam, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper, add_passes, hyper_step
 from auxbench.problems import Batch, Problem, TaskSpec
 from methods.auxilearn import COMBINERS, AuxiLearn
 
@@ -57,6 +58,11 @@ class AuxiLearnLabels(AuxiLearn):
     """
 
     name = "auxilearn_labels"
+    paper = Paper("Auxiliary Learning by Implicit Differentiation", "ICLR", 2021, arxiv="2007.02693")
+    official_code = Code("https://github.com/AvivNavon/AuxiLearn", "17495d6")
+    cost_floor = CostFloor("label net 1F, 1F + 1B; every N: label net F+B, 2F+2B + n H + G",
+                           lambda T, hp: add_passes((2.0, 1.0), hyper_step(hp["hyper_every"], hp["neumann_iterations"],
+                                                                          extra=(1.0, 1.0))))
     version = "1"
     needs_auxiliary_tasks = False
     aux_task = "auxilearn_aux"

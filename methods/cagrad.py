@@ -9,6 +9,7 @@ from torch import Tensor
 from torchjd.aggregation import GramianWeightedAggregator, Weighting
 
 from auxbench.method import HParam, Method
+from auxbench.method_card import Code, CostFloor, Paper, per_task_backward
 
 
 class CAGradWeighting(Weighting):
@@ -83,6 +84,9 @@ class CAGrad(Method):
     """
 
     name = "cagrad"
+    paper = Paper("Conflict-Averse Gradient Descent for Multi-task Learning", "NeurIPS", 2021, arxiv="2110.14048")
+    official_code = Code("https://github.com/Cranial-XIX/CAGrad", "dc3d481")
+    cost_floor = CostFloor("1F + T·B (+ T×T Gramian)", per_task_backward)
     version = "2"
     hook = "aggregator"
     hparams = {

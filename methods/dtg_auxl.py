@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from auxbench.meta import apply_hypergrad, functional_forward, neumann_hypergrad, params_of
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper, add_passes, hyper_step
 from auxbench.problems import Batch, Problem, TaskSpec
 
 
@@ -222,6 +223,10 @@ class DTGAuxL(Method):
     """
 
     name = "dtg_auxl"
+    paper = Paper("Joint Data-Task Generation for Auxiliary Learning", "NeurIPS", 2023)
+    official_code = Code(None, note="none released")
+    cost_floor = CostFloor("1F + 1B (generator MLPs neglected); every N: 2F+2B + n H + G",
+                           lambda T, hp: add_passes((1.0, 1.0), hyper_step(hp["interval"], hp["neumann_terms"])))
     version = "1"
     higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"

@@ -6,6 +6,7 @@ from optuna.distributions import FloatDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper
 
 
 class DWA(Method):
@@ -27,6 +28,9 @@ class DWA(Method):
     """
 
     name = "dwa"
+    paper = Paper("End-to-End Multi-Task Learning with Attention", "CVPR", 2019, arxiv="1803.10704")
+    official_code = Code("https://github.com/lorenmt/mtan", "c36c30b")
+    cost_floor = CostFloor("1F + 1B", (1.0, 1.0))
     hook = "weights"
     hparams = {
         "temperature": HParam(2.0, "T: softmax temperature of the loss ratios", low=1e-3, high=1e4,

@@ -7,6 +7,7 @@ from optuna.distributions import CategoricalDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method
+from auxbench.method_card import Code, CostFloor, Paper, per_task_backward
 
 
 class GCS(Method):
@@ -34,6 +35,9 @@ class GCS(Method):
     """
 
     name = "gcs"
+    paper = Paper("Adapting Auxiliary Losses Using Gradient Similarity", "preprint", 2018, arxiv="1812.02224")
+    official_code = Code(None, note="none released; AuxiLearn's GradCosine read as a reference")
+    cost_floor = CostFloor("1F + T·B", per_task_backward)
     needs_auxiliary_tasks = True
     hook = "combine_grads"
     hparams = {

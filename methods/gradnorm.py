@@ -6,6 +6,7 @@ from optuna.distributions import FloatDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper
 from auxbench.problems import Batch
 
 
@@ -48,6 +49,11 @@ class GradNorm(Method):
     """
 
     name = "gradnorm"
+    paper = Paper("GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep Multitask Networks", "ICML", 2018,
+                  arxiv="1711.02257")
+    official_code = Code(None, note="none released; LibMTL's reimplementation read")
+    cost_floor = CostFloor("1F + 1B, plus T gradients of the last shared block and their G (left out: a lower bound)",
+                           (1.0, 1.0))
     version = "2"
     needs_auxiliary_tasks = True
     hook = "train_step"

@@ -5,6 +5,7 @@ from optuna.distributions import FloatDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method
+from auxbench.method_card import Code, CostFloor
 
 
 class HumanAux(Method):
@@ -21,6 +22,9 @@ class HumanAux(Method):
     """
 
     name = "human_aux"
+    paper = None  # the "Equal"/"Uniform" baseline of the MAXL, WAMAL, AuxiLearn and MAOAL papers
+    official_code = Code(None, note="a baseline")
+    cost_floor = CostFloor("1F + 1B (heads neglected)", (1.0, 1.0))
     needs_auxiliary_tasks = True
     reduces_to_stl_when = {"aux_weight": 0.0}
     hparams = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 from torchjd.aggregation import IMTLG
 
 from auxbench.method import Method
+from auxbench.method_card import Code, CostFloor, Paper, per_task_backward
 
 
 class IMTLGradient(Method):
@@ -24,6 +25,9 @@ class IMTLGradient(Method):
     """
 
     name = "imtl_g"
+    paper = Paper("Towards Impartial Multi-task Learning", "ICLR", 2021)
+    official_code = Code(None, note="not read: torchjd 0.18.0's IMTLG aggregator is used")
+    cost_floor = CostFloor("1F + T·B (+ T×T Gramian)", per_task_backward)
     version = "1"
     hook = "aggregator"
 

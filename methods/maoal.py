@@ -4,6 +4,7 @@ no arXiv version, OpenReview x-i37an3uym), §3.2–3.4 and Algorithm 1.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -12,6 +13,7 @@ from torch import Tensor
 from auxbench.errors import AuxbenchError
 from auxbench.meta import apply_hypergrad, functional_forward, neumann_hypergrad_of_update, params_of
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper, Passes, add_passes
 from auxbench.problems.base import Batch
 
 
@@ -29,6 +31,15 @@ def importance_parameterised_gradient(
         g + sum(importance[k, module_of[p]] * grads[p] for k, grads in enumerate(aux))
         for p, g in enumerate(main)
     ]
+
+
+def module_aware_passes(T: int, hp: Mapping[str, Any]) -> Passes:
+    """MAOAL's floor: the lower step 1F + T gradients; the upper step every N: g with a graph on a
+    train batch (1F + T B), the development gradient (1F + 1B), (terms − 1) products vᵀJ each
+    through T gradient graphs (T H), ∂g/∂α free."""
+    hvps = hp["neumann_terms"] - 1
+    upper = (2 + hvps * T, T + 1 + 2 * hvps * T)
+    return add_passes((1.0, float(T)), (upper[0] / hp["interval"], upper[1] / hp["interval"]))
 
 
 class MAOAL(Method):
@@ -120,6 +131,9 @@ class MAOAL(Method):
     """
 
     name = "maoal"
+    paper = Paper("Module-Aware Optimization for Auxiliary Learning", "NeurIPS", 2022)
+    official_code = Code("https://github.com/forchchch/MAOAL", "497ea64")
+    cost_floor = CostFloor("1F + T·B; every N: (2 + (n−1)T)F + (T + 1 + 2(n−1)T)B (n Neumann terms)", module_aware_passes)
     version = "1"
     higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"

@@ -15,6 +15,7 @@ from auxbench.meta import (
     virtual_step,
 )
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper
 from auxbench.problems import Batch, Problem, TaskSpec
 
 
@@ -85,6 +86,10 @@ class MAXL(Method):
     """
 
     name = "maxl"
+    paper = Paper("Self-Supervised Generalisation with Meta Auxiliary Learning", "NeurIPS", 2019, arxiv="1901.08933")
+    official_code = Code("https://github.com/lorenmt/maxl", "266f5b68df0e")
+    cost_floor = CostFloor("θ: label net F, F + B; φ: label net F, F + B (graph), look-ahead F + B, G, label net B: 5F + 5B",
+                           (5.0, 5.0))
     version = "2"  # 2: the look-ahead mirrors the primary optimizer (virtual_step)
     higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"

@@ -8,6 +8,7 @@ import ecos  # noqa: F401
 from torchjd.aggregation import NashMTL as NashMTLAggregator
 
 from auxbench.method import Method
+from auxbench.method_card import Code, CostFloor, Paper, per_task_backward
 
 
 class NashMTL(Method):
@@ -30,6 +31,9 @@ class NashMTL(Method):
     """
 
     name = "nashmtl"
+    paper = Paper("Multi-Task Learning as a Bargaining Game", "ICML", 2022, arxiv="2202.01017")
+    official_code = Code(None, note="not read: torchjd 0.18.0's NashMTL aggregator (ported from AvivNavon/nash-mtl) is used")
+    cost_floor = CostFloor("1F + T·B (+ T×T Gramian)", per_task_backward)
     version = "1"
     hook = "aggregator"
 

@@ -7,6 +7,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from torch import Tensor
 
 from auxbench.method import HParam, Method
+from auxbench.method_card import Code, CostFloor, Paper, per_task_backward
 
 WEIGHT_RULES = ("arml", "paper")
 
@@ -64,6 +65,9 @@ class OLAux(Method):
     """
 
     name = "ol_aux"
+    paper = Paper("Adaptive Auxiliary Task Weighting for Reinforcement Learning", "NeurIPS", 2019)
+    official_code = Code("https://github.com/Xingyu-Lin/auxiliary-tasks-rl", "0146d2e")
+    cost_floor = CostFloor("1F + T·B", per_task_backward)
     needs_auxiliary_tasks = True
     version = "2"  # 1: w += β·(sum of N inner products), unclamped
     hook = "combine_grads"

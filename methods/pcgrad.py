@@ -4,6 +4,7 @@ from __future__ import annotations
 from torchjd.aggregation import PCGrad as PCGradAggregator
 
 from auxbench.method import Method
+from auxbench.method_card import Code, CostFloor, Paper, per_task_backward
 
 
 class PCGrad(Method):
@@ -38,6 +39,9 @@ class PCGrad(Method):
     """
 
     name = "pcgrad"
+    paper = Paper("Gradient Surgery for Multi-Task Learning", "NeurIPS", 2020, arxiv="2001.06782")
+    official_code = Code("https://github.com/tianheyu927/PCGrad", "c5fbd7c")
+    cost_floor = CostFloor("1F + T·B (+ T×T Gramian)", per_task_backward)
     version = "1"
     hook = "aggregator"
 

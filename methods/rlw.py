@@ -6,6 +6,7 @@ from optuna.distributions import FloatDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper
 
 
 class RLW(Method):
@@ -27,6 +28,10 @@ class RLW(Method):
     """
 
     name = "rlw"
+    paper = Paper("Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task Learning", "TMLR", 2022,
+                  arxiv="2111.10603")
+    official_code = Code("https://github.com/median-research-group/LibMTL", "4336804", note="the authors' library")
+    cost_floor = CostFloor("1F + 1B", (1.0, 1.0))
     hook = "weights"
     hparams = {
         "scale": HParam(1.0, "Σ_t λ_t (1: the paper; T: human_aux's sum)", low=0.0, high=1e4,

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from auxbench.meta import functional_forward, losses_and_dots, params_of, per_sample_dots
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper
 from auxbench.problems.base import Batch
 
 
@@ -101,6 +102,10 @@ class SLGrad(Method):
     """
 
     name = "slgrad"
+    paper = Paper("Sample-Level Weighting for Multi-Task Learning with Auxiliary Tasks", "preprint", 2023, arxiv="2306.04519")
+    official_code = Code("https://github.com/vub-dl/SLGrad", "e5ea387")
+    cost_floor = CostFloor("meta F+B, J over the loss matrix (2F) sharing its primal with training, training B: 3F + 2B",
+                           (3.0, 2.0))
     needs_auxiliary_tasks = True
     version = "2"  # 2: the training forward is the JVP's primal (3F + 2B; dots differ in the last bits)
     higher_order = True  # differentiates through a gradient (see Method)

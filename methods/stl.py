@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from auxbench.method import Method
+from auxbench.method_card import Code, CostFloor
 from auxbench.problems import Problem, TaskSpec
 
 
@@ -18,6 +19,9 @@ class STL(Method):
     """
 
     name = "stl"
+    paper = None  # the single-task baseline
+    official_code = Code(None, note="a baseline")
+    cost_floor = CostFloor("1F + 1B", (1.0, 1.0))
 
     def tasks(self, problem: Problem) -> list[TaskSpec]:
         return [problem.primary]

@@ -6,6 +6,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from torch import Tensor
 
 from auxbench.method import HParam, Method, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper
 
 
 class Uncertainty(Method):
@@ -36,6 +37,10 @@ class Uncertainty(Method):
     """
 
     name = "uncertainty"
+    paper = Paper("Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry and Semantics", "CVPR", 2018,
+                  arxiv="1705.07115")
+    official_code = Code(None, note="none released")
+    cost_floor = CostFloor("1F + 1B", (1.0, 1.0))
     hparams = {
         "factors": HParam("kendall", "c_t: 'kendall' (½ regression, 1 classification), 'half', 'one'",
                           choices=("kendall", "half", "one"),

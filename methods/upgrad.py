@@ -4,6 +4,7 @@ from __future__ import annotations
 from torchjd.aggregation import UPGrad as UPGradAggregator
 
 from auxbench.method import Method
+from auxbench.method_card import Code, CostFloor, Paper, per_task_backward
 
 
 class UPGrad(Method):
@@ -24,6 +25,9 @@ class UPGrad(Method):
     """
 
     name = "upgrad"
+    paper = Paper("Jacobian Descent for Multi-Objective Optimization", "preprint", 2024, arxiv="2406.16232")
+    official_code = Code("https://github.com/TorchJD/torchjd", "v0.18.0", note="the authors' library")
+    cost_floor = CostFloor("1F + T·B (+ T×T Gramian)", per_task_backward)
     version = "1"
     hook = "aggregator"
 

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from auxbench.meta import LabelGenerator, masked_label_softmax
 from auxbench.method import HParam, TrainContext
+from auxbench.method_card import Code, CostFloor, Paper
 from methods.maxl import MAXL
 
 
@@ -87,6 +88,9 @@ class WAMAL(MAXL):
     """
 
     name = "wamal"
+    paper = Paper("Weight-Aware Meta Auxiliary Learning", "OpenReview", 2025)
+    official_code = Code("https://github.com/MatthewSo/wamal", "f8c91176dc42")
+    cost_floor = CostFloor("as MAXL (the weight head is two linear layers): 5F + 5B", (5.0, 5.0))
     version = "1"
     aux_task = "wamal_aux"
     hparams = {

@@ -12,7 +12,8 @@ def _suite(claims, **top) -> dict:
     suite["experiments"][0]["label"] = "toy"
     digits = copy.deepcopy(suite["experiments"][0])
     digits.update(problem="digits_coarse", problem_options={"n_train": 60}, backbone="convnet4", label="digits")
-    suite["experiments"].append(digits)
+    small = {**copy.deepcopy(digits), "label": "digits_small", "problem_options": {"n_train": 40}}
+    suite["experiments"] += [digits, small]
     suite["claims"] = claims
     suite.update(top)
     return suite
@@ -20,8 +21,8 @@ def _suite(claims, **top) -> dict:
 
 GOOD = {"id": "slgrad_beats_stl", "source": "SLGrad (Applied Intelligence 2024, arXiv:2306.04519), Table 2",
         "better": "slgrad", "column": "toy", "delta": 0.01}
-INTERACTION = {"id": "more_on_toy", "source": "X", "better": "slgrad", "than": "human_aux",
-               "columns": ["toy", "digits"], "delta": 0.01}
+INTERACTION = {"id": "more_with_few_labels", "source": "X", "better": "slgrad", "than": "human_aux",
+               "columns": ["digits_small", "digits"], "delta": 0.01}
 WEIGHTS = {"id": "less_on_digit", "source": "X", "method": "slgrad", "column": "digits", "less_weight": ["dig*"],
            "than_task": "coarse", "delta": 0.05}
 
@@ -47,7 +48,7 @@ def test_claims_change_no_trial_id_and_no_spec_without_them(write_suite):
 
 BAD = {
     "unknown column": ([{**GOOD, "column": "toys"}], "claims[0].column: unknown column of this suite 'toys'"),
-    "unknown interaction column": ([{**INTERACTION, "columns": ["toy", "digitz"]}], "claims[0].columns[1]: unknown column"),
+    "unknown interaction column": ([{**INTERACTION, "columns": ["digits", "digitz"]}], "claims[0].columns[1]: unknown column"),
     "unknown better": ([{**GOOD, "better": "slgard"}], "claims[0].better: unknown method label of this suite 'slgard'"),
     "unknown than": ([{**GOOD, "than": "equal"}], "claims[0].than: unknown method label"),
     "unknown weights method": ([{**WEIGHTS, "method": "arml"}], "claims[0].method: unknown method label"),
@@ -68,11 +69,15 @@ BAD = {
     "forms mixed": ([{**GOOD, "less_weight": ["digit"]}], "a weights claim needs method and than_task"),
     "stray key": ([{**WEIGHTS, "better": "stl"}], "claims[0]: better has no meaning in a weights claim"),
     "no column": ([{k: v for k, v in GOOD.items() if k != "column"}], "claims[0]: a comparison claim needs column"),
-    "one column twice": ([{**INTERACTION, "columns": ["toy", "toy"]}], "claims[0]: columns names 'toy' twice"),
+    "one column twice": ([{**INTERACTION, "columns": ["digits", "digits"]}], "claims[0]: columns names 'digits' twice"),
     "unknown key": ([{**GOOD, "detla": 0.01}], "claims[0].detla: Extra inputs are not permitted"),
     "no source": ([{k: v for k, v in GOOD.items() if k != "source"}], "claims[0].source: Field required"),
     "id not a slug": ([{**GOOD, "id": "a b"}], "claims[0].id: String should match pattern"),
     "budget zero": ([GOOD], "claims_budget_cpu_hours: Input should be greater than 0"),
+    "interaction across metrics": ([{**INTERACTION, "columns": ["toy", "digits"]}],
+                                   "claims[0].columns: 'toy' is scored by mse and 'digits' by accuracy"),
+    "weight template without task": ([{**WEIGHTS, "weight": "diag/importance/x"}], "claims[0].weight: must be a key"),
+    "weight on a comparison": ([{**GOOD, "weight": "diag/weight/{task}"}], "claims[0]: weight has no meaning in a comparison"),
 }
 
 
@@ -106,4 +111,4 @@ def test_dry_run_proposes_a_pilot_then_gives_the_seeds_each_claim_needs(cli, wri
     assert code == 0, err
     line = next(x for x in out.splitlines() if x.startswith("claim slgrad_beats_stl:"))
     assert "2 seeds now" in line and ("seeds would decide it" in line or "decided" in line), line
-    assert any(x.startswith("claim more_on_toy:") for x in out.splitlines())
+    assert any(x.startswith("claim more_with_few_labels:") for x in out.splitlines())

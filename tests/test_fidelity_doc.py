@@ -50,3 +50,19 @@ def test_every_test_the_table_names_exists():
         file = ROOT / path
         assert file.is_file(), f"docs/fidelity.md names {path}, which does not exist"
         assert re.search(rf"^def {name}\(", file.read_text(), re.MULTILINE), f"no test {name} in {path}"
+
+
+def test_the_official_code_each_method_declares_is_the_code_its_row_names():
+    """The catalogue (generated from ``official_code``) and this page name the same repository and revision."""
+    from auxbench.method import discover_methods
+
+    rows = {table_methods(line)[0]: line for line in DOC.read_text().splitlines() if line.startswith("| `")}
+    for name, cls in discover_methods().items():
+        code = cls.official_code
+        if code is None or code.url is None:
+            continue
+        repository = code.url.split("://", 1)[1].split("/", 1)[1]
+        if repository.lower() == "torchjd/torchjd":  # the library, named with its release
+            assert f"torchjd {code.revision.lstrip('v')}" in rows[name], name
+        else:
+            assert f"`{repository}` {code.revision}" in rows[name], f"{name}: fidelity.md does not name {repository} {code.revision}"

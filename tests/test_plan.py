@@ -29,8 +29,8 @@ def test_dry_run_plans_against_the_store_and_writes_nothing(cli, write_suite, in
     assert "4 trials (0 already finished" in out and "would run 4 with the ray executor" in out
     assert "gpu 0.25 (4 trials per GPU)" in out
     assert "skipped maxl on toy_regression/mlp: maxl needs a classification primary task" in out
-    assert _row(out, column, "stl")[2:] == ["2", "0", "2", "unknown"]
-    assert "estimated: unknown: no finished trial" in out and "0.00 s" not in out
+    assert _row(out, column, "stl")[2:5] == ["2", "0", "2"] and _row(out, column, "stl")[5].endswith("(calibrated)")
+    assert "calibrated: 2 training steps of each pass timed here on fake data" in out and "0.00 s" not in out
     assert not runs.exists()
 
     # one stl trial finished for real (same config, so the same trial id as seed 0 of the plan)
@@ -47,7 +47,7 @@ def test_dry_run_plans_against_the_store_and_writes_nothing(cli, write_suite, in
     assert code == 0, err
     assert "4 trials (1 already finished" in out and "would run 3" in out
     assert _row(out, column, "stl")[2:] == ["2", "1", "1", f"{_seconds(wall)} (median of 1 finished)"]
-    assert _row(out, column, "human_aux")[2:] == ["2", "0", "2", "unknown"]
+    assert _row(out, column, "human_aux")[5].endswith("(calibrated)")  # nothing of its config finished
 
     # the estimate scales with the epochs: the same trials at twice the epochs take twice as long
     code, out, err = cli("run", longer_path, "--fake-data", "--dry-run")
@@ -62,3 +62,23 @@ def test_dry_run_makes_the_checks_of_a_run(cli, write_suite, in_tmp):
     code, out, err = cli("run", write_suite(suite), "--fake-data", "--dry-run")
     assert code == 2 and "epochs" in err and "Traceback" not in err
     assert not (in_tmp / "runs").exists()
+
+
+def test_a_fresh_store_is_estimated_from_a_calibration_scaled_to_the_suites_epochs_and_data(write_suite, in_tmp):
+    import math
+
+    from auxbench.calibration import calibrate, calibrate_trial
+    from auxbench.plan import plan_suite
+
+    path = write_suite(tiny_suite(methods=["stl", "human_aux"], seeds=2))
+    plan = plan_suite(path, fake_data=True, runs_dir=in_tmp / "runs")
+    for cell in plan.cells:
+        assert cell.calibrated and math.isfinite(cell.estimate_s) and cell.estimate_s > 0, cell
+    assert not (in_tmp / "runs").exists()
+
+    config = expanded_trials(path, fake_data=True)[0]["config"]
+    fake = calibrate_trial(config)
+    assert fake.steps_per_epoch == math.ceil(200 / 32)  # toy_regression n_train 200 (train ∪ meta), batch 32
+    assert calibrate_trial(config, real_rows=2000).steps_per_epoch == math.ceil(2000 / 32)
+    assert fake.trial_seconds(10) == 10 * fake.seconds_per_epoch > 0
+    assert calibrate({"one group": config}, fake_data=True, budget_s=-1) == {}  # budget spent: left unknown

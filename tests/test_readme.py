@@ -47,7 +47,8 @@ def test_readme_method_examples_are_discovered_and_train(tmp_path, monkeypatch):
 def test_readme_method_examples_pass_conformance(name, check, tmp_path, monkeypatch):
     (tmp_path / "plugins").mkdir()
     readme_methods(tmp_path / "plugins", monkeypatch)
-    conformance.check_declaration_is_valid(name)
+    for declaration_check in conformance.DECLARATION_CHECKS:
+        declaration_check(name)
     check(name, tmp_path)
 
 

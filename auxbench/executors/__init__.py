@@ -13,6 +13,7 @@ from pathlib import Path
 
 from auxbench.engine import run_trial
 from auxbench.errors import AuxbenchError
+from auxbench.memory import check_memory
 from auxbench.registry import Registry
 from auxbench.results import (
     ERROR_FILE,
@@ -105,7 +106,15 @@ def publish_unless_unchanged(run_dir: Path, committed: Path) -> Path:
         trials = json.loads(path.read_text())["trials"] if path.is_file() else []
         return {t["id"]: (t.get("status"), t.get("metrics")) for t in trials}
 
+    def claims(path: Path) -> tuple:  # a suite's claims are judged on its page, not stored in its trials
+        spec = (json.loads(path.read_text()).get("leaderboard") or {}).get("spec") or {} if path.is_file() else {}
+        return spec.get("claims"), spec.get("claims_budget_cpu_hours")
+
     ours, theirs = results(own.with_suffix("") / RECORD_FILE), results(committed.with_suffix("") / RECORD_FILE)
+    if ours == theirs and claims(own.with_suffix("") / RECORD_FILE) != claims(committed.with_suffix("") / RECORD_FILE):
+        publish(run_dir, committed)
+        print(f"the results equal those of {committed} bit for bit, but the suite's claims changed: it is re-rendered")
+        return committed
     if ours == theirs:
         print(f"the results equal those of {committed} bit for bit: it is left as it is "
               f"(this run's page, with its own timings and machine: {own})")
@@ -186,6 +195,8 @@ def run_suite(
     trials, skipped = expand(suite, suite_path, fake_data=fake_data, smoke=smoke)
     cells = plan_tuning(suite, suite_path, trials)
     check_machine(suite, suite_path, data=not fake_data, devices=address is None, download=download)
+    if address is None:  # trials on a cluster run on its machines, not this one
+        check_memory(trials, suite_path)
     EXECUTORS.resolve(executor, "--executor")  # an unknown name fails before anything is written
     run_dir = run_folder(suite.name, runs_dir, fake_data, smoke)
     committed = None  # the default page of a real run: kept when this run's results equal it

@@ -36,9 +36,17 @@ def run_local(trials: list[dict], run_dir: Path) -> list[str]:
             queue.append((trial, True))
             continue
         bar.update()
-        if result["status"] == "diverged":
-            bar.write(f"trial {trial['id']} diverged at epoch {result['diverged_at_epoch']}")
-        elif result["status"] == "degenerate":
-            bar.write(f"trial {trial['id']} is degenerate: {result['degenerate_reason']}")
+        line = outcome_line(trial["id"], result)
+        if line:
+            bar.write(line)
     bar.close()
     return failed
+
+
+def outcome_line(trial_id: str, result: dict) -> str | None:
+    """The line a progress bar writes for a finished trial that did not end ``done``, else ``None``."""
+    if result["status"] == "diverged":
+        return f"trial {trial_id} diverged at epoch {result['diverged_at_epoch']}"
+    if result["status"] == "degenerate":
+        return f"trial {trial_id} is degenerate: {result['degenerate_reason']}"
+    return None

@@ -29,6 +29,7 @@ first trial (Tune would otherwise wait for such a node forever, printing warning
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -36,7 +37,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 from auxbench.errors import AuxbenchError
@@ -195,7 +196,8 @@ def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: st
         session = joined_cluster(address, runtime_env=runtime_env, **options)
         where, python_path = f"the Ray cluster at {address}", []
     name = f"driver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with session, _ray_log(run_dir / RAY_LOG):
+    print(f"Ray's own log lines: {run_dir / RAY_LOG}", flush=True)
+    with _ray_log(run_dir / RAY_LOG), session:  # the log first: ray.init's own lines go there too
         check_resources(resources, where)
         try:
             return _fit(trials, run_dir, resources, name, python_path)
@@ -205,9 +207,10 @@ def run_ray(trials: list[dict], run_dir: Path, resources: Resources, address: st
 
 @contextmanager
 def _ray_log(path: Path) -> Iterator[None]:
-    """Ray's and Tune's log lines go to ``path`` (``runs/<suite>/ray.log``, appended); the terminal
-    keeps their warnings and errors only, so a Ray run prints what a local run prints."""
-    import logging
+    """Ray's and Tune's log lines go to ``path`` (``runs/<suite>/ray.log``, appended), their warnings
+    included (a cluster's token notice, Tune's deprecations); the terminal keeps their errors only,
+    so a Ray run prints what a local run prints."""
+    import ray  # noqa: F401 - its console handlers exist once it is imported
 
     logger = logging.getLogger("ray")
     to_file = logging.FileHandler(path)
@@ -216,7 +219,7 @@ def _ray_log(path: Path) -> Iterator[None]:
                 and not isinstance(h, logging.FileHandler)]
     levels, logger_level = [h.level for h in consoles], logger.level
     for handler in consoles:
-        handler.setLevel(max(handler.level, logging.WARNING))
+        handler.setLevel(max(handler.level, logging.ERROR))
     logger.setLevel(logging.INFO)
     logger.addHandler(to_file)
     try:
@@ -227,6 +230,66 @@ def _ray_log(path: Path) -> Iterator[None]:
         to_file.close()
         for handler, level in zip(consoles, levels, strict=True):
             handler.setLevel(level)
+
+
+#: The driver's standard output while Tune runs with its own redirected to the log (:func:`_fit`).
+_terminal = sys.stdout
+
+
+def _say(bar, line: str) -> None:
+    """``line`` above the progress bar, on the terminal (Tune's callbacks are pickled: a module-level
+    function is pickled by name, not with the stream it writes to)."""
+    bar.write(line, file=_terminal)
+
+
+def _progress(trials: list[dict], run_dir: Path):
+    """A Tune callback drawing the local executor's progress bar: one step per finished trial, and
+    the same line, on the terminal's standard output, for one that failed, diverged or is degenerate."""
+    from ray.tune import Callback
+    from tqdm import tqdm
+
+    from auxbench.executors.local import outcome_line
+    from auxbench.results import ERROR_FILE, RESULT_FILE
+
+    class Progress(Callback):
+        """The bar is drawn from the first event on: Tune pickles its callbacks when the run is
+        set up, and a bar holds the terminal's stream."""
+
+        def __init__(self) -> None:
+            self._bar = None
+
+        @property
+        def bar(self):
+            if self._bar is None:
+                self._bar = tqdm(total=len(trials), unit="trial", dynamic_ncols=True, desc="ray")
+            return self._bar
+
+        def __getstate__(self) -> dict:
+            return {**self.__dict__, "_bar": None}
+
+        def on_trial_start(self, iteration, trials, trial, **info) -> None:
+            self.bar.refresh()
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            trial_id = trial.config["trial"]["id"]
+            self.bar.update()
+            try:
+                line = outcome_line(trial_id, json.loads((run_dir / trial_id / RESULT_FILE).read_text()))
+            except (OSError, ValueError, KeyError):
+                line = None  # the result is the store's business; the bar only reports
+            if line:
+                _say(self.bar, line)
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            trial_id = trial.config["trial"]["id"]
+            self.bar.update()
+            _say(self.bar, f"trial {trial_id} failed: see {run_dir / trial_id / ERROR_FILE}")
+
+        def on_experiment_end(self, trials, **info) -> None:
+            if self._bar is not None:
+                self._bar.close()
+
+    return Progress()
 
 
 def _remove_tune_folders(root: Path, mine: str) -> None:
@@ -268,7 +331,12 @@ def _fit(
             storage_path=str(run_dir / "_ray"),
             failure_config=tune.FailureConfig(max_failures=resources.retries),
             verbose=0,  # no progress tables: the run prints its own summary (logs: ray.log)
+            callbacks=[_progress(trials, run_dir)],
         ),
     )
-    grid = tuner.fit()
+    # Tune prints its experiment's settings and folders whatever the verbosity: into the log too
+    global _terminal
+    _terminal = sys.stdout
+    with open(run_dir / RAY_LOG, "a") as log, redirect_stdout(log):
+        grid = tuner.fit()
     return [r.config["trial"]["id"] for r in grid if r.error is not None]

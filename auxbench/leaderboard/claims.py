@@ -20,14 +20,16 @@ verdict.
 """
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from auxbench.claims import WEIGHT_KEY, Claim, weight_tasks
+from auxbench.claims import WEIGHT_TEMPLATE, Claim, weight_tasks
 from auxbench.leaderboard import power as P
 from auxbench.leaderboard import stats as S
 from auxbench.leaderboard import tables as T
@@ -68,7 +70,7 @@ class Effect:
         return math.nan
 
     def _constant(self) -> bool:
-        return self.paired is not None and self.paired.size > 0 and float(np.ptp(self.paired)) <= self.tolerance
+        return self.paired is not None and self.paired.size >= 2 and float(np.ptp(self.paired)) <= self.tolerance
 
     def se_df(self) -> tuple[float, float]:
         """Standard error of the mean effect and its degrees of freedom (NaN when untestable)."""
@@ -84,13 +86,10 @@ class Effect:
         return math.sqrt(se2), se2 ** 2 / (va ** 2 / (self.a.size - 1) + vb ** 2 / (self.b.size - 1))
 
     def p_above(self, shift: float) -> float:
-        """One-sided p of "the mean effect exceeds ``shift``" (t-test; exact sign-flip for a
-        constant paired effect); NaN when it cannot be tested."""
-        if self._constant():
-            n = self.paired.size
-            if n > 20:
-                return 0.0 if self.mean > shift else 1.0
-            return _sign_flip_above(np.full(n, self.mean - shift))
+        """One-sided p of "the mean effect exceeds ``shift``" (t-test; the exact sign-flip test for
+        a constant paired effect, as :func:`stats.sign_flip_p` but one-sided); NaN when untestable."""
+        if self._constant():  # of the 2^n sign patterns only the observed one reaches its mean
+            return 2.0 ** -self.paired.size if self.mean > shift else 1.0
         se, df = self.se_df()
         if not (se > 0 and df > 0):
             return math.nan
@@ -124,16 +123,6 @@ def _negated(e: Effect) -> Effect:
     if e.paired is not None:
         return Effect(paired=-e.paired, resolution=e.resolution, tolerance=e.tolerance)
     return Effect(a=e.b, b=e.a, resolution=e.resolution, tolerance=e.tolerance)
-
-
-def _sign_flip_above(values: np.ndarray) -> float:
-    """Exact one-sided sign-flip p: the share of the 2^n sign patterns whose mean reaches the
-    observed one (n pairs all above 0: 2^-n)."""
-    n = values.size
-    signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
-    means = signs @ np.abs(values) / n
-    observed = float(np.mean(values))
-    return float(np.mean(means >= observed - 1e-12 * max(1.0, abs(observed))))
 
 
 # ----- effects from a board ----------------------------------------------------------------
@@ -195,35 +184,43 @@ def interaction_effect(board: T.Board, columns: list[str], a: str, b: str) -> Ef
                   failures=_failures(board, cells))
 
 
-def weight_key(df: pd.DataFrame, selection: str, task: str) -> str | None:
-    """The metric holding ``task``'s weight: ``diag/weight/<task>`` (a weight per task), else
-    ``diag/weight/<task>/mean`` (per-sample weights); None when no trial logged either."""
-    for key in (f"{WEIGHT_KEY}{task}", f"{WEIGHT_KEY}{task}/mean"):
-        if f"{selection}:{key}" in df and df[f"{selection}:{key}"].notna().any():
-            return key
-    return None
+def _weight_keys(here: pd.DataFrame, selection: str, claim: Claim, task: str) -> list[str]:
+    """The columns of ``here`` holding ``task``'s weight: the claim's ``weight`` template, else
+    ``diag/weight/<task>`` (a weight per task), else ``diag/weight/<task>/mean`` (per-sample weights)."""
+    for template in [claim.weight] if claim.weight else [WEIGHT_TEMPLATE, f"{WEIGHT_TEMPLATE}/mean"]:
+        pattern = f"{selection}:" + template.replace("{task}", task)
+        keys = [k for k in here.columns if fnmatch.fnmatchcase(k, pattern) and here[k].notna().any()]
+        if keys:
+            return keys
+    return []
 
 
-def weights_effect(board: T.Board, df: pd.DataFrame, record: dict | None, claim: Claim) -> Effect:
+def _logged_tasks(here: pd.DataFrame, selection: str, claim: Claim) -> list[str]:
+    """Task names that the weight template finds in the columns of ``here``."""
+    template = re.escape(f"{selection}:{claim.weight or WEIGHT_TEMPLATE}").replace(r"\{task\}", "([^/]+)")
+    pattern = re.compile(template.replace(r"\*", ".*") + "(/.*)?")
+    return sorted({m.group(1) for k in here.columns if (m := pattern.fullmatch(k)) and here[k].notna().any()})
+
+
+def weights_effect(board: T.Board, df: pd.DataFrame, claim: Claim) -> Effect:
     """Per seed: the weight of ``than_task`` minus the mean weight of the tasks ``less_weight``
-    matches, at the board's selected epoch; one sample against 0."""
+    matches, at the board's selected epoch, over the cell's counted trials; one sample against 0."""
     cells = [(claim.column, claim.method)]
-    prefix = f"{board.selection}:{WEIGHT_KEY}"
-    logged = sorted({k[len(prefix):].split("/")[0] for k in df.columns if k.startswith(prefix)})
-    tasks = weight_tasks(claim, logged)
-    keys = {t: weight_key(df, board.selection, t) for t in [claim.than_task, *tasks]}
-    if not tasks or any(k is None for k in keys.values()):
+    counted = board.cell(claim.column, claim.method)
+    counted = counted[counted["counted"]]
+    here = df[df["trial_id"].isin(counted["trial_id"])].set_index("trial_id")
+    tasks = weight_tasks(claim, _logged_tasks(here, board.selection, claim))
+    keys = {t: _weight_keys(here, board.selection, claim, t) for t in [claim.than_task, *tasks]}
+    if here.empty or not tasks or not all(keys.values()):
         return Effect(failures=_failures(board, cells),
-                      missing=f"`{claim.method}` logged no weight of {claim.than_task} and the tasks {claim.less_weight}")
-    weights = {}
-    for task, key in keys.items():
-        b = T.build_board(df, record, key, board.selection, board.baseline, board.alpha, higher_is_better=True)
-        weights[task] = b.seeds(claim.column, claim.method)
-    frame = pd.DataFrame(weights).dropna()
-    if frame.empty:
-        return Effect(failures=_failures(board, cells), missing=f"no finished trial of `{claim.method}` logged the weights")
+                      missing=f"no counted trial of `{claim.method}` logged the weights of {claim.than_task} and "
+                              f"{', '.join(claim.less_weight)}")
+    seeds = counted.set_index("trial_id")["seed"]
+    frame = pd.DataFrame({t: here[k].astype(float).mean(axis=1) for t, k in keys.items()}).dropna()
+    frame.index = seeds.loc[frame.index].to_numpy()
+    frame = frame.sort_index()
     d = (frame[claim.than_task] - frame[tasks].mean(axis=1)).to_numpy()
-    tol = 1e-6 * float(frame.abs().to_numpy().max())
+    tol = 1e-6 * float(frame.abs().to_numpy().max()) if len(frame) else 0.0
     return Effect(paired=d, tolerance=tol, failures=_failures(board, cells))
 
 
@@ -240,6 +237,7 @@ class Verdict:
     low: float
     high: float
     n: int
+    sd: float
     paired: bool
     p_claimed: float
     p_opposite: float
@@ -249,10 +247,10 @@ class Verdict:
     note: str
 
 
-def claim_effect(claim: Claim, board: T.Board, boards, df: pd.DataFrame, record: dict | None) -> Effect:
+def claim_effect(claim: Claim, board: T.Board, boards, df: pd.DataFrame) -> Effect:
     """``boards(metric)``: the board of another metric than ``board``'s (same reading otherwise)."""
     if claim.form == "weights":
-        return weights_effect(board, df, record, claim)
+        return weights_effect(board, df, claim)
     b = board if claim.metric in (None, board.metric) else boards(claim.metric)
     than = claim.than or board.baseline
     if claim.form == "interaction":
@@ -302,7 +300,7 @@ def judge(claims: list[Claim], effects: list[Effect], alpha: float, costs=None, 
                 projected = costs(claim, max(0, needed - effect.n))
                 fits = None if projected is None else projected <= budget
         low, high = effect.interval(alpha)
-        out.append(Verdict(claim, verdict, effect.mean, low, high, effect.n, effect.paired is not None,
+        out.append(Verdict(claim, verdict, effect.mean, low, high, effect.n, effect.sd(), effect.paired is not None,
                            float(claimed[k]), float(opposite[k]), float(equivalent[k]), needed, fits, note))
     return out
 
@@ -342,9 +340,50 @@ def suite_verdicts(board: T.Board, df: pd.DataFrame, record: dict | None) -> lis
             other[metric] = T.build_board(df, record, metric, board.selection, board.baseline, board.alpha)
         return other[metric]
 
-    effects = [claim_effect(c, board, boards, df, record) for c in claims]
+    effects = [claim_effect(c, board, boards, df) for c in claims]
     cpu = float((spec.get("resources") or {}).get("cpu", 1.0))
     return judge(claims, effects, board.alpha, cpu_hours(df, cpu), spec.get("claims_budget_cpu_hours"))
+
+
+def plan_lines(run_dir, spec: dict) -> list[str]:
+    """What ``auxbench run --dry-run`` prints per claim of ``spec`` (the suite's dump): from the
+    finished trials of ``run_dir``, the seeds that would decide it; without them, a pilot."""
+    from pathlib import Path
+
+    from auxbench.errors import AuxbenchError
+    from auxbench.results import load_results, load_run_record
+
+    claims = spec.get("claims") or []
+    if not claims:
+        return []
+    board = df = record = None
+    if Path(run_dir, "run.json").exists():
+        try:
+            df = load_results(Path(run_dir))
+            record = {**(load_run_record(Path(run_dir)) or {}), "spec": spec}
+            lb = spec["leaderboard"]
+            board = T.build_board(df, record, lb["metric"], lb["selection"], lb["baseline"], lb["alpha"])
+        except AuxbenchError:
+            board = None
+    verdicts = suite_verdicts(board, df, record) if board is not None else []
+    by_id = {v.claim.id: v for v in verdicts}
+    budget = spec.get("claims_budget_cpu_hours")
+    lines = [f"claims (Holm over {len(claims)}; 80 % power to detect δ and to show equivalence within ±δ):"]
+    for c in claims:
+        v = by_id.get(c["id"])
+        columns = ", ".join(c.get("columns") or [c["column"]])
+        if v is None or v.n < 2 or not math.isfinite(v.sd):
+            lines.append(f"claim {c['id']}: no finished trials of its cells in {run_dir} to measure the noise; "
+                         f"run a pilot of {PILOT_SEEDS} seeds (`seeds: {PILOT_SEEDS}` in the experiments of {columns}) "
+                         "and plan again: its trials count towards the full run")
+            continue
+        text = f"claim {c['id']}: {v.n} seeds now, SD of one effect {v.sd:.3g}; "
+        if v.verdict != "inconclusive":
+            text += f"decided: {v.verdict}"
+        else:
+            text += f"{decide_in_words(v, budget)} seeds would decide it"
+        lines.append(text)
+    return lines
 
 
 # ----- words -----------------------------------------------------------------------------------
@@ -353,14 +392,12 @@ def in_words(claim: Claim, baseline: str, metric: str) -> str:
     if claim.text:
         return claim.text
     if claim.form == "weights":
-        return (f"`{claim.method}` ends with at least {claim.delta:g} less weight on {', '.join(claim.less_weight)} "
-                f"than on {claim.than_task} ({claim.column})")
+        return f"`{claim.method}` ends with less weight on {', '.join(claim.less_weight)} than on {claim.than_task} ({claim.column})"
     than = claim.than or baseline
     metric = claim.metric or metric
     if claim.form == "interaction":
-        return (f"`{claim.better}`'s advantage over `{than}` is at least {claim.delta:g} larger on {claim.columns[0]} "
-                f"than on {claim.columns[1]} ({metric})")
-    return f"`{claim.better}` is better than `{than}` on {claim.column} by at least {claim.delta:g} ({metric})"
+        return f"`{claim.better}`'s advantage over `{than}` is larger on {claim.columns[0]} than on {claim.columns[1]} ({metric})"
+    return f"`{claim.better}` is better than `{than}` on {claim.column} ({metric})"
 
 
 def decide_in_words(v: Verdict, budget: float | None) -> str:
@@ -370,8 +407,10 @@ def decide_in_words(v: Verdict, budget: float | None) -> str:
         return f"unknown: run a pilot of {PILOT_SEEDS} seeds to measure the noise"
     if v.needed > P.MAX_SEEDS:
         return f"more than {P.MAX_SEEDS}"
-    fit = {True: f"fits the budget of {budget:g} CPU-h", False: f"beyond the budget of {budget:g} CPU-h",
-           None: "no budget stated" if budget is None else "cost unknown"}[v.fits]
+    if budget is None:
+        fit = "the suite states no claims_budget_cpu_hours"
+    else:
+        fit = {True: "fits", False: "beyond", None: "cost unknown against"}[v.fits] + f" the budget of {budget:g} CPU-h"
     return f"{v.needed} ({fit})"
 
 
@@ -389,7 +428,8 @@ def section(board: T.Board, df: pd.DataFrame, record: dict | None) -> list[str]:
         spread = "(no interval)" if math.isnan(v.low) else _ci(v.low, v.high) if v.high > v.low else "(constant)"
         effect = (f"{_num(v.mean, scale, signed=True)} {spread}, n = {v.n}{'' if v.paired else ' per side, unpaired'}"
                   if v.n else "–")
-        verdict = f"**{v.verdict}**" + (f" ({v.note})" if v.note else "")
+        seen = f"an effect of {v.claim.delta:g} would have been seen" if v.verdict == "not reproduced" else ""
+        verdict = f"**{v.verdict}**" + "".join(f" ({x})" for x in (seen, v.note) if x)
         rows.append([f"`{v.claim.id}`", in_words(v.claim, board.baseline, board.metric), v.claim.source, effect,
                      f"{v.claim.delta:g}", verdict, f"{_p(v.p_claimed)} / {_p(v.p_opposite)} / {_p(v.p_equivalent)}",
                      decide_in_words(v, budget)])

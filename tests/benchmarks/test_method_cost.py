@@ -16,9 +16,9 @@ def _load(name: str):
     return importlib.import_module(name)
 
 
-def _declared_methods() -> dict[str, str]:
-    """name -> class docstring of every method class in methods/*.py, read from the source (so a
-    module whose optional dependency is missing here still counts)."""
+def _declared_methods() -> dict[str, ast.ClassDef]:
+    """name -> class node of every method class in methods/*.py, read from the source (so a module
+    whose optional dependency is missing here still counts)."""
     found = {}
     for path in sorted((REPO / "methods").glob("*.py")):
         for node in ast.parse(path.read_text()).body:
@@ -26,17 +26,24 @@ def _declared_methods() -> dict[str, str]:
                 continue
             for stmt in node.body:
                 if isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == ["name"]:
-                    found[ast.literal_eval(stmt.value)] = ast.get_docstring(node) or ""
+                    found[ast.literal_eval(stmt.value)] = node
     return found
 
 
-def test_every_method_has_a_floor_and_states_it():
+def test_every_method_declares_its_floor_and_the_benchmark_reads_it():
+    from auxbench.method import discover_methods
+
     floors = _load("floors")
     declared = _declared_methods()
     assert len(declared) >= 20
-    assert sorted(set(declared) - set(floors.FLOORS)) == [], "methods without a floor in benchmarks/floors.py"
-    assert sorted(set(floors.FLOORS) - set(declared)) == [], "floors of methods that do not exist"
-    assert [m for m, doc in declared.items() if "Cost floor" not in doc] == [], "docstrings without 'Cost floor'"
+    assigned = {name: {t.id for stmt in node.body if isinstance(stmt, ast.Assign) for t in stmt.targets
+                       if isinstance(t, ast.Name)} for name, node in declared.items()}
+    assert [m for m, names in assigned.items() if "cost_floor" not in names] == [], "methods without a cost_floor"
+    assert [m for m, node in declared.items() if "Cost floor" not in (ast.get_docstring(node) or "")] == [], (
+        "docstrings without 'Cost floor'")
+    available = discover_methods()
+    assert set(floors.FLOORS) == set(available)
+    assert all(floors.FLOORS[m] is cls.cost_floor for m, cls in available.items()), "floors.py keeps a copy"
 
 
 def test_floors_grow_with_tasks_where_the_algorithm_does():
@@ -60,6 +67,7 @@ def test_runs_end_to_end_and_keeps_the_hand_written_text(tmp_path):
     assert all("error" not in r for r in rows), rows
     assert rows[0]["ratio"] == 1.0 and rows[0]["floor"] == 1.0
     assert rows[1]["tasks"] == 2 and rows[1]["ratio"] > 0 and rows[1]["over_floor"] > 0
+    assert len(rows[0]["stl_runs_ms"]) == 2, "STL runs before the method and after it (its reference)"
     text = out.read_text()
     assert "by hand before" in text and "by hand after" in text and "\nold\n" not in text
     assert "| human_aux | 2 |" in text and "**lenet5**" in text and "Command: `python benchmarks/method_cost.py" in text

@@ -21,8 +21,8 @@ def _row(column, method, seed, score, status="done", weights=None, wall=60.0):
            "backbone": "mlp", "seed": seed, "status": status, "primary_metric": metric,
            "higher_is_better": column != MSE, f"final:test/{metric}": score if status == "done" else None,
            "run_wall_s": wall, "diverged_at_epoch": 3 if status == "diverged" else None}
-    for task, w in (weights or {}).items():
-        row[f"final:diag/weight/{task}"] = w
+    for key, w in (weights or {}).items():  # "main" for diag/weight/main, or a key under diag/
+        row[f"final:diag/{key if '/' in key else 'weight/' + key}"] = w
     return row
 
 
@@ -145,17 +145,25 @@ def test_weights_claim():
     w = [{"main": 1.0 + 0.02 * x, "random_0": 0.5 + 0.02 * y, "random_1": 0.6 + 0.02 * z}
          for x, y, z in RNG.standard_normal((8, 3))]
     flat = [{"main": 1.0 + 0.02 * x, "random_0": 1.0 + 0.02 * y, "random_1": 1.0} for x, y in RNG.standard_normal((8, 2))]
-    cells = {(ACC, "stl"): CELLS[ACC, "stl"], (ACC, "learner"): w, (ACC, "flat"): flat}
-    claims = [{"id": "down", "source": "Paper D", "method": "learner", "column": ACC, "less_weight": ["random_*"],
-               "than_task": "main", "delta": 0.05},
-              {"id": "flat", "source": "Paper D", "method": "flat", "column": ACC, "less_weight": ["random_*"],
-               "than_task": "main", "delta": 0.1},
-              {"id": "up", "source": "Paper D", "method": "learner", "column": ACC, "less_weight": ["main"],
-               "than_task": "random_0", "delta": 0.05}]
+    per_sample = [{f"weight/{t}/mean": v for t, v in r.items()} for r in w]  # only per-sample weights logged
+    importance = [{f"importance/{t}/{m}": v + (0.1 if m == "conv2" else 0) for t, v in r.items() for m in ("conv1", "conv2")}
+                  for r in w]
+    cells = {(ACC, "stl"): CELLS[ACC, "stl"], (ACC, "learner"): w, (ACC, "flat"): flat,
+             (ACC, "sampler"): per_sample, (ACC, "maoal_like"): importance}
+    base = {"source": "Paper D", "column": ACC, "less_weight": ["random_*"], "than_task": "main"}
+    claims = [{**base, "id": "down", "method": "learner", "delta": 0.05},
+              {**base, "id": "flat", "method": "flat", "delta": 0.1},
+              {**base, "id": "up", "method": "learner", "less_weight": ["main"], "than_task": "random_0", "delta": 0.05},
+              {**base, "id": "per_sample", "method": "sampler", "delta": 0.05},
+              {**base, "id": "importance", "method": "maoal_like", "delta": 0.05, "weight": "diag/importance/{task}/*"},
+              {**base, "id": "unlogged", "method": "maoal_like", "delta": 0.05}]
     v, _, _ = _verdicts(cells, claims)
     expected = np.mean([r["main"] - (r["random_0"] + r["random_1"]) / 2 for r in w])
     assert v["down"].mean == pytest.approx(expected) and v["down"].verdict == "reproduced"
     assert v["flat"].verdict == "not reproduced" and v["up"].verdict == "contradicted"
+    assert v["per_sample"].mean == pytest.approx(expected) and v["per_sample"].verdict == "reproduced"
+    assert v["importance"].mean == pytest.approx(expected) and v["importance"].verdict == "reproduced"
+    assert v["unlogged"].verdict == "inconclusive" and "logged the weights" in v["unlogged"].note
 
 
 def test_inconclusive_gives_seeds_from_the_power_calculation_and_the_budget():
@@ -181,7 +189,10 @@ def test_the_page_answers_with_the_claims_first():
                          ("noisy", "inconclusive")):
         row = next(line for line in claims.splitlines() if line.startswith(f"| `{key}`"))
         assert f"**{verdict}**" in row and "Paper A, Table 1" in row
-    assert "Holm-adjusted over the 4 testable claims" in claims
+    assert "**not reproduced** (an effect of 0.01 would have been seen)" in claims
+    assert "Holm-adjusted over the 4 testable claims" in claims and "the budget of 2 CPU-h" in claims
+    unbudgeted = render_markdown(*_store(CELLS, FOUR))
+    assert "the suite states no claims_budget_cpu_hours" in unbudgeted.split("## Answer")[0]
 
 
 def test_a_page_without_claims_has_no_claims_section():
@@ -198,3 +209,51 @@ def test_tost_interval_agrees_with_the_two_one_sided_tests(alpha):
         tost = max(effect.p_above(-delta), effect.p_below(delta))
         assert (tost < alpha) == inside
     assert math.isclose(effect.p_above(0) + effect.p_below(0), 1.0)
+
+
+def test_a_committed_board_without_claims_re_renders_byte_identically(tmp_path):
+    """The Claims section adds nothing to a suite without claims: a published board re-rendered
+    from its reproduce.json is the committed page, byte for byte."""
+    import re
+    from pathlib import Path
+
+    from auxbench.leaderboard import publish
+
+    boards = Path(__file__).resolve().parents[2] / "leaderboards"
+    committed = (boards / "tuned_quickstart.md").read_text()
+    commit = re.search(r"^- auxbench commit: `([^`]*)`", committed, re.M)
+    page = publish(boards / "tuned_quickstart" / "reproduce.json", tmp_path / "tuned_quickstart.md",
+                   commit=commit.group(1) if commit else False)
+    assert "## Claims" not in committed and page.read_text() == committed
+
+
+def test_the_claims_travel_in_the_record(mini_dir, tmp_path):
+    """A board with claims re-rendered from its reproduce.json is the page its store gave."""
+    import json
+    import shutil
+
+    from auxbench.leaderboard import publish
+
+    run = tmp_path / "mini"
+    shutil.copytree(mini_dir, run)
+    record = json.loads((run / "run.json").read_text())
+    record["spec"]["claims"] = [
+        {"id": "human_helps", "source": "Synthetic et al. 2024, Table 1", "better": "human_aux",
+         "column": "digits_coarse/convnet4", "delta": 0.01},
+        {"id": "helps_more_on_digits", "source": "Synthetic et al. 2024", "better": "human_aux",
+         "columns": ["digits_coarse/convnet4", "toy_regression/mlp"], "delta": 0.01}]
+    record["spec"]["claims_budget_cpu_hours"] = 1.0
+    (run / "run.json").write_text(json.dumps(record))
+    page = publish(run, tmp_path / "a.md", commit=False).read_text()
+    again = publish(tmp_path / "a" / "reproduce.json", tmp_path / "b.md", commit=False).read_text()
+    assert "## Claims" in page and "`human_helps`" in page and "**reproduced**" in page
+    assert again == page.replace("](a/", "](b/")
+
+
+def test_one_seed_is_no_evidence_and_asks_for_a_pilot():
+    cells = {k: s[:1] for k, s in CELLS.items() if k[0] == ACC}
+    v, _, _ = _verdicts(cells, FOUR[:1])
+    assert v["good"].verdict == "inconclusive" and math.isnan(v["good"].p_claimed) and v["good"].needed == 0
+    assert "run a pilot of 3 seeds" in C.decide_in_words(v["good"], None)
+    one = C.Effect(paired=np.array([0.02]))  # a weights claim's single seed: no sign-flip p of one difference
+    assert math.isnan(one.p_above(0.0)) and C.seeds_to_decide(one, 0.01, 0.05, 1) == 0

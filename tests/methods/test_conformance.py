@@ -19,6 +19,11 @@ def test_declaration(name):
     conformance.check_declaration_is_valid(name)
 
 
+@pytest.mark.parametrize("name", METHODS)
+def test_metadata(name):
+    conformance.check_metadata_is_declared(name)
+
+
 @pytest.mark.parametrize("check", conformance.ALL_CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
 @pytest.mark.parametrize("name", METHODS)
 def test_conformance(name, check, tmp_path):
