@@ -50,6 +50,7 @@ class Plan:
     skipped: list[dict] = field(default_factory=list)
     tuning: list[str] = field(default_factory=list)  # one line per tuned cell (suite's ``tuning:``)
     power: list[str] = field(default_factory=list)  # :func:`power_lines`
+    claims: list[str] = field(default_factory=list)  # auxbench.leaderboard.claims.plan_lines
 
     @property
     def total(self) -> int:
@@ -159,6 +160,7 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"skipped {s['method']} on {s['column']}: {s['reason']}")
     lines += plan.tuning
     lines += plan.power
+    lines += plan.claims
     if todo and unknown == todo:  # no "0.00 s" for a store where nothing comparable has finished
         lines.append(f"estimated: unknown: no finished trial under {plan.run_dir.parent} shares a planned "
                      "trial's config (all but seed and epochs); a run of one seed of a cell gives its estimate")
@@ -175,6 +177,7 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     fetched first with ``download``, devices unless ``address``), so that a plan that prints is a
     run that starts."""
     from auxbench.executors import run_folder
+    from auxbench.leaderboard.claims import plan_lines
     from auxbench.suite import check_machine, expand, load_suite
     from auxbench.tuning import plan_tuning
 
@@ -193,6 +196,7 @@ def plan_suite(suite_path: str | Path, executor: str = "local", address: str | N
     baseline = suite.leaderboard.baseline
     planned = {c.column: c.trials for c in plan.cells if c.method == baseline}
     plan.power = power_lines(run_dir, suite.leaderboard.model_dump(), planned)
+    plan.claims = plan_lines(run_dir, suite.model_dump(mode="json"))
     return plan
 
 

@@ -39,11 +39,13 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from auxbench.backbones.registry import TIMM_PREFIX
 from auxbench.backbones.timm_backbone import fetch_pretrained
+from auxbench.claims import MAX_BUDGET_CPU_HOURS, MAX_CLAIMS, Claim, check_claims
 from auxbench.config import ENGINE_VERSION, LATER_TRAINING_DEFAULTS, trial_id
 from auxbench.determinism import default_threads
 from auxbench.errors import AuxbenchError, unknown_name
@@ -314,11 +316,24 @@ class Suite(Strict):
     references: list[Reference] = Field([], max_length=1000)
     tuning: Tuning | None = None
     download: bool = False  # fetch missing data files before any trial (as ``--download``)
+    claims: list[Claim] = Field([], max_length=MAX_CLAIMS)  # auxbench.claims; no part of any trial id
+    claims_budget_cpu_hours: float | None = Field(None, gt=0, le=MAX_BUDGET_CPU_HOURS)
 
     @field_validator("name")
     @classmethod
     def _name_is_slug(cls, value: str | None) -> str | None:
         return None if value is None else _slug(value, "the suite name")
+
+    @model_serializer(mode="wrap")
+    def _claims_only_when_given(self, handler: Any) -> dict:
+        """A suite without claims dumps as before they existed, so its run records and published
+        ``reproduce.json`` keep their bytes."""
+        data = handler(self)
+        if not self.claims:
+            data.pop("claims", None)
+        if self.claims_budget_cpu_hours is None:
+            data.pop("claims_budget_cpu_hours", None)
+        return data
 
 
 # ----- loading ------------------------------------------------------------------------------
@@ -704,6 +719,8 @@ def expand(
     _check_baseline(suite, layout, path)
     _check_references(suite, trials, skipped, path, problems)
     _check_metric(suite.leaderboard.metric, problems, path)
+    check_claims(suite.claims, suite.leaderboard.baseline, suite.leaderboard.metric,
+                 {column: problems[i] for column, (_, i) in layout.column_of.items()}, [*trials, *skipped], f"{path}: ")
     return trials, skipped
 
 

@@ -84,3 +84,16 @@ def test_a_rerun_with_equal_results_leaves_the_committed_page_untouched(cli, wri
     rewritten = json.loads((board / "tiny" / "reproduce.json").read_text())
     original = json.loads(committed[board / "tiny" / "reproduce.json"])
     assert rewritten["trials"] == original["trials"]  # the same trials (the page part keeps this run's wall times)
+
+
+def test_a_rerun_with_equal_results_but_new_claims_re_renders_the_committed_page(cli, write_suite, in_tmp):
+    """Claims are no part of any trial: a suite that gains one keeps its trials, and its page gets the verdict."""
+    suite = tiny_suite(methods=["stl", "human_aux"], seeds=2)
+    code, out, err = cli("run", write_suite(suite), "--runs-dir", in_tmp / "first")
+    assert code == 0, err
+    suite["claims"] = [{"id": "human_helps", "source": "Paper T1", "better": "human_aux",
+                        "column": "toy_regression/mlp", "delta": 0.01}]
+    code, out, err = cli("run", write_suite(suite), "--runs-dir", in_tmp / "first")
+    assert code == 0, err
+    assert "0 trials" not in out and "the suite's claims changed: it is re-rendered" in out
+    assert "## Claims" in (in_tmp / "leaderboards" / "tiny.md").read_text()

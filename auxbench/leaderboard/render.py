@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from auxbench.leaderboard import claims as C
 from auxbench.leaderboard import power as P
 from auxbench.leaderboard import record as R
 from auxbench.leaderboard import tables as T
@@ -577,6 +578,7 @@ def _markdown(board: T.Board, cells: pd.DataFrame, ranks: T.RankSummary, df: pd.
         lines.insert(-1, machine)
     elif source is not None and "machine" in source.absent:
         lines.insert(-1, f"- Machine: {source.absent['machine']}")
+    lines += C.section(board, df, record)  # the suite's claims and their verdicts, answer first
     lines += _answer(board, cells)
     lines += _main_table(board, cells)
     lines += _tuning_section(record, source)
