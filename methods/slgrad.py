@@ -91,6 +91,12 @@ class SLGrad(Method):
     No setting reduces to STL (the weights are never uniform by construction), so
     ``reduces_to_stl_when`` is not declared.
 
+    Meta-gradient check: the raw weights w̃_ij the training step computes match, in sign and size,
+    −d/ds M_val(θ − s ∇θ ℓ_ij) by a central difference (``tests/methods/test_slgrad.py``,
+    ``..._after_a_step_on_one_sample``; it fails when v's sign is flipped). The weights have no
+    learned state (recomputed every step), so they cannot lag for want of meta-steps; on
+    ``suites/claims_harmful.yaml`` they end lower on the random-label tasks than on the human one.
+
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 3F + 2B per step: the meta gradient v (1F + 1B), one J of the [B, T] loss
     matrix along v (2F) whose primal is the training forward (:func:`auxbench.meta.losses_and_dots`),
