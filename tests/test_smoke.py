@@ -64,6 +64,7 @@ def _smoke_plan() -> dict[str, dict]:
         tree["references"] = [r for r in tree.get("references", [])
                               if any(p == r["problem"] and m == r["method"] and r.get("column") in (None, c)
                                      and r.get("backbone") in (None, b) for p, c, b, m in kept_cells)]
+        tree.pop("claims", None)  # claims may name cells the cut removed; they change no trial
         plan[suite.name] = tree
     return plan
 
