@@ -77,7 +77,7 @@ class ARML(Method):
     (``tests/methods/test_arml.py::test_alpha_gradient_matches_direct_autograd``, which fails when
     its sign is flipped). A11 is a score-matching objective, not a held-out loss, so there is no
     look-ahead difference to compare with. Where α does not separate random-label tasks from the
-    human one (``suites/claims_harmful.yaml``: convnet4 on digits, 640 steps, exploration 160, so 8
+    human one (``suites/claims_harmful.yaml``: convnet4 on digits, 600 steps, exploration 150, so 8
     α-steps; the official run takes 10 000, 2 500 of them in its noise window), the cause is scale and the schedule, not a defect: α
     moves (0 to 3 within the first epoch), but at initialisation β‖∇J‖ ≈ 0.05 × 131 jumps across
     the simplex on every α-step, in the direction that lowers α_digit against the random tasks (82 %

@@ -141,9 +141,9 @@ class AuxiLearn(Method):
     (1 %), 1/η times a central difference of L_A after the method's own primary step, and the
     hyper-step moves φ against it (``tests/methods/test_auxilearn.py``, ``..._after_one_step``;
     it fails when the sign is flipped). So where the combiner's weights do not separate random-label
-    tasks from the human one (``suites/claims_harmful.yaml``: convnet4 on digits, 640 steps, 13
+    tasks from the human one (``suites/claims_harmful.yaml``: convnet4 on digits, 540 steps, 11
     hyper-steps; the paper's NYUv2 and Pet runs take about 350), the cause is scale, not a defect:
-    at initialisation the hypergradient's norm (median 1.3e3 over 40 batch pairs) is far above the
+    at initialisation the hypergradient's norm (median 1.3e3 over 40 batch pairs of 16) is far above the
     clip of 25 and its direction does not favour the human task (48 % of pairs); after 140 steps it
     favours it (78 % of pairs) but its norm is 0.85, so a hyper-step moves φ by about 1e-3.
 

@@ -111,7 +111,7 @@ class MAOAL(Method):
     1/η times a central difference of L_dev after the method's own lower step, and the upper step
     moves α against it (``tests/methods/test_maoal.py``, ``..._after_one_lower_step``; it fails
     when the sign is flipped). So where the importances stay near 1 (``suites/claims_harmful.yaml``:
-    convnet4 on digits, 640 steps, 32 upper steps; the paper does not give its image runs' step
+    convnet4 on digits, 540 steps, 27 upper steps; the paper does not give its image runs' step
     counts, the released MovieLens run takes 15 epochs of batch 256 with an upper step every 20),
     the cause is scale, not a defect: at initialisation the hypergradient's norm (median 871 over
     40 batch pairs) is far above the clip of 10 and its direction does not favour the human task
