@@ -211,7 +211,10 @@ def weights_effect(board: T.Board, df: pd.DataFrame, record: dict | None, claim:
     prefix = f"{board.selection}:{WEIGHT_KEY}"
     logged = sorted({k[len(prefix):].split("/")[0] for k in df.columns if k.startswith(prefix)})
     tasks = weight_tasks(claim, logged)
-    keys = {t: weight_key(df, board.selection, t) for t in [claim.than_task, *tasks]}
+    # Looked up in the claim's own cell: another method may log the scalar form of a task's weight
+    # (``weight/digit``) where this one logs per-sample weights (``weight/digit/mean``).
+    cell = df[(df["column"] == claim.column) & (df["method"] == claim.method)]
+    keys = {t: weight_key(cell, board.selection, t) for t in [claim.than_task, *tasks]}
     if not tasks or any(k is None for k in keys.values()):
         return Effect(failures=_failures(board, cells),
                       missing=f"`{claim.method}` logged no weight of {claim.than_task} and the tasks {claim.less_weight}")
