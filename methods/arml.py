@@ -74,6 +74,17 @@ class ARML(Method):
     3 seeds). Only once the primary is learned does the random task's gradient dominate and
     α_digit drift above 1 (≈1.1–1.6 after 20–30 epochs, noisily: one θ sample per α step).
 
+    Meta-gradient check: ∇_α J is checked against −2Gᵀ(g_main − Gα) built from per-task gradients
+    (``tests/methods/test_arml.py::test_alpha_gradient_matches_direct_autograd``, which fails when
+    its sign is flipped). A11 is a score-matching objective, not a held-out loss, so there is no
+    look-ahead difference to compare with. Where α does not separate random-label tasks from the
+    human one (``suites/claims_harmful.yaml``: convnet4 on digits, 600 steps, exploration 150, so 8
+    α-steps; the official run takes 10 000, 2 500 of them in its noise window), the cause is scale and the schedule, not a defect: α
+    moves (0 to 3 within the first epoch), but at initialisation β‖∇J‖ ≈ 0.05 × 131 jumps across
+    the simplex on every α-step, in the direction that lowers α_digit against the random tasks (82 %
+    of 40 batches, as described above); after 140 steps ∇J favours digit (68 %) with a step of
+    about 0.09, and exploration ends 20 steps later.
+
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + (1 + 1/N)·B per step: an ordinary step is 1F + 1B; every N-th step
     (``update_every``, 20) is the α step instead, 1F + 1B with a graph + G (α enters only at the loss),

@@ -138,6 +138,16 @@ class AuxiLearn(Method):
     on the primary with the skip), and ``hypergrad_norm``, the mean norm of the hypergradient
     before clipping over the epoch's hyper-steps (above ``max_grad_norm``: clipping was active).
 
+    Meta-gradient check: with no Neumann iteration the hypergradient matches, in sign and size
+    (1 %), 1/η times a central difference of L_A after the method's own primary step, and the
+    hyper-step moves φ against it (``tests/methods/test_auxilearn.py``, ``..._after_one_step``;
+    it fails when the sign is flipped). So where the combiner's weights do not separate random-label
+    tasks from the human one (``suites/claims_harmful.yaml``: convnet4 on digits, 540 steps, 11
+    hyper-steps; the paper's NYUv2 and Pet runs take about 350), the cause is scale, not a defect:
+    at initialisation the hypergradient's norm (median 1.3e3 over 40 batch pairs of 16) is far above the
+    clip of 25 and its direction does not favour the human task (48 % of pairs); after 140 steps it
+    favours it (78 % of pairs) but its norm is 0.85, so a hyper-step moves φ by about 1e-3.
+
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + 1B per step; every N-th step (``hyper_every``, 50) a hyper-step of
     2F + 2B (training gradient with a graph, validation gradient) + n H (``neumann_iterations`` n = 3) +

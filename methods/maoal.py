@@ -118,6 +118,17 @@ class MAOAL(Method):
     task and module. No setting reduces to STL (α is learned from 1), so ``reduces_to_stl_when``
     is not declared.
 
+    Meta-gradient check: with one Neumann term the hypergradient matches, in sign and size (1 %),
+    1/η times a central difference of L_dev after the method's own lower step, and the upper step
+    moves α against it (``tests/methods/test_maoal.py``, ``..._after_one_lower_step``; it fails
+    when the sign is flipped). So where the importances stay near 1 (``suites/claims_harmful.yaml``:
+    convnet4 on digits, 540 steps, 27 upper steps; the paper does not give its image runs' step
+    counts, the released MovieLens run takes 15 epochs of batch 256 with an upper step every 20),
+    the cause is scale, not a defect: at initialisation the hypergradient's norm (median 871 over
+    40 batch pairs) is far above the clip of 10 and its direction does not favour the human task
+    (48 % of pairs); after 140 steps it favours it (78 %) but its norm is 0.42, so with meta lr 1e-3
+    an upper step moves the 20 importances by about 1e-4 each.
+
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + T·B per step, and T·B is the floor of the lower step, not an
     inefficiency: ReLU(α_{k,j}) weighs task k's gradient differently in every module j, so the update

@@ -59,6 +59,10 @@ class OLAux(Method):
     - not the SLGrad repository's Olaux, whose step counter never reaches N, so its weights never
       change.
 
+    Meta-gradient check: the ``arml`` rule's step on w_k matches, in sign and size, −β/η times a
+    central difference of the main loss after the method's own step of size η
+    (``tests/methods/test_ol_aux.py``, ``..._after_one_step``; it fails when the sign is flipped).
+
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 1F + T·B per step: one backward per task (the ``combine_grads`` level);
     the inner products reuse those gradients (``paper``: every step, ``arml``: every N-th step).

@@ -1,12 +1,16 @@
 """Build a ready-to-train trial for one method on small fake data (no files, seconds)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+
+import torch
+from torch import Tensor
 
 from auxbench.conformance import trial_config
 from auxbench.engine import Trial
 
-__all__ = ["trial_config", "build_trial", "run_steps"]
+__all__ = ["trial_config", "build_trial", "run_steps", "central_difference"]
 
 
 def build_trial(tmp_path: Path, method: str, **kwargs) -> Trial:
@@ -24,3 +28,22 @@ def run_steps(trial: Trial, steps: int) -> list[float]:
         for _, batch in zip(range(steps), batches, strict=False):
             losses.append(float(trial.step(batch, phase)["loss"]))
     return losses
+
+
+def central_difference(value_at: Callable[[], float], x: Tensor, eps: float) -> Tensor:
+    """∂ value_at() / ∂x, entry by entry, by central differences; ``x`` is changed in place and restored.
+
+    The meta-gradient checks' reference: it knows nothing of how a method differentiates, so a sign
+    or scale error in the method's hypergradient cannot cancel against the same error here.
+    """
+    grad = torch.zeros_like(x)
+    flat, out = x.data.view(-1), grad.view(-1)
+    for i in range(flat.numel()):
+        orig = flat[i].item()
+        flat[i] = orig + eps
+        plus = value_at()
+        flat[i] = orig - eps
+        minus = value_at()
+        flat[i] = orig
+        out[i] = (plus - minus) / (2 * eps)
+    return grad

@@ -15,7 +15,7 @@ from auxbench.problems import Batch
 from auxbench.problems.sampling import stream_seed
 from methods.auxilearn import AuxiLearn
 
-from .helpers import trial_config
+from .helpers import central_difference, trial_config
 
 KINDS = ("linear", "linear_skip", "nonlinear")
 SMALL = {"toy_regression": {"n_train": 400, "n_val": 32, "n_test": 32}, "digits_coarse": {"n_train": 400}}
@@ -309,3 +309,39 @@ def test_auxilearn_parity_one_update_of_theta_and_phi(tmp_path, method, kind, cl
         torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-12)
     for n, p, expected in zip(names, m.auxiliary.parameters(), phi1, strict=True):
         torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-12, msg=n)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_meta_gradient_has_the_sign_and_size_of_the_meta_loss_after_one_step(tmp_path, kind):
+    """Meta-gradient check against the method's own primary step, not against its formula.
+
+    With no Neumann iteration the hypergradient is −(∂²L_T/∂φ∂θ)ᵀ ∇θ L_A: 1/η times the derivative in
+    φ of L_A after one primary step of size η, to first order in η. The reference perturbs each
+    combiner weight, takes the method's real step (``train_step``) and reads L_A: a central
+    difference that shares no code with the hypergradient. The hyper-step must then move φ against it.
+    """
+    trial, train, meta = _tiny_convex_problem(tmp_path, "auxilearn", kind)
+    m, ctx = trial.method, trial.ctx
+    eta = 1e-4
+    m.hp["neumann_iterations"], m.hp["hyper_every"] = 0, 1000
+    ctx.global_step = 1  # a primary step only
+    ctx.optimizer = torch.optim.SGD([p for p in ctx.model.parameters() if p.requires_grad], lr=eta)
+    primary = ctx.problem.primary.name
+    start = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+
+    def meta_loss_after_one_step() -> float:
+        m.train_step(train, "train")
+        with torch.no_grad():
+            loss = ctx.task_losses(ctx.model(meta.x), meta)[primary].mean().item()
+        ctx.model.load_state_dict(start)
+        return loss
+
+    phis = list(m.auxiliary.parameters())
+    reference = _flat(central_difference(meta_loss_after_one_step, phi, 1e-4) for phi in phis) / eta
+    ours = _flat(m.hypergradient(train, meta))
+    assert reference.abs().max() > 1e-3
+    torch.testing.assert_close(ours, reference, rtol=1e-2, atol=1e-4 * reference.abs().max().item())
+
+    before = _flat(phis).detach().clone()
+    m.hyper_step(meta, train)
+    assert torch.dot(_flat(phis).detach() - before, reference) < 0

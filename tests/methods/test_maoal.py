@@ -1,6 +1,7 @@
 """MAOAL: the upper step against the exact implicit gradient, the lower step against eqs. 4–5."""
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -15,6 +16,8 @@ from auxbench.context import TrainContext
 from auxbench.optim import make_optimizer
 from auxbench.problems.base import Batch, TaskSpec
 from methods.maoal import MAOAL
+
+from .helpers import central_difference
 
 TASKS = [
     TaskSpec("main", "primary", "regression", 1, loss="mse", metric="mse"),
@@ -244,3 +247,39 @@ def test_maoal_parity_one_update_of_theta_and_alpha(neumann_step):
     torch.testing.assert_close(theta_after, theta1, rtol=1e-5, atol=1e-12)
     torch.testing.assert_close(method.alpha.detach(), alpha1, rtol=1e-5, atol=1e-12)
     assert not torch.equal(method.alpha.detach(), ALPHA)
+
+
+def test_meta_gradient_has_the_sign_and_size_of_the_dev_loss_after_one_lower_step():
+    """Meta-gradient check against the method's own lower step, not against its formula.
+
+    With one Neumann term the hypergradient is −(∂g/∂α)ᵀ ∇θ L_dev: 1/η times the derivative in α of
+    L_dev after one lower step of size η, to first order in η. The reference perturbs each α_{k,j},
+    takes the method's real lower step (``train_step``) and reads L_dev: a central difference that
+    shares no code with the hypergradient. The upper step must then move α against it.
+    """
+    gen = torch.Generator().manual_seed(5)
+    dev, train = _batch(6, gen), _batch(8, gen)
+    eta = 1e-4
+    method = _tiny_method(lr=eta, neumann_terms=1, interval=1000, meta_momentum=0.0)
+    ctx, model = method.ctx, method.ctx.model
+    ctx.global_step = 1  # a lower step only
+    start = copy.deepcopy(model.state_dict())
+
+    def dev_loss_after_one_lower_step() -> float:
+        method.train_step(train, "train")
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            loss = _losses(params, model(dev.x), dev)["main"].mean().item()
+        model.load_state_dict(start)
+        return loss
+
+    reference = central_difference(dev_loss_after_one_lower_step, method.alpha, 1e-4) / eta
+    ours = method.hypergradient(dev, train)
+    assert reference[1, 0] == 0 and ours[1, 0] == 0  # the dead (ReLU) importance
+    alive = ALPHA > 0
+    assert reference[alive].abs().min() > 1e-3  # every live importance has a direction to get right
+    torch.testing.assert_close(ours, reference, rtol=1e-2, atol=1e-6)
+
+    before = method.alpha.detach().clone()
+    method.upper_step(dev, train)
+    assert (method.alpha.detach() - before)[alive].mul(reference[alive]).lt(0).all()

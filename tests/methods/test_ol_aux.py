@@ -12,7 +12,9 @@ import copy
 import pytest
 import torch
 
-from .helpers import build_trial
+from auxbench.engine import Trial
+
+from .helpers import build_trial, central_difference, trial_config
 
 PRIMARY, AUX = "coarse", "digit"
 
@@ -84,3 +86,38 @@ def test_weights_stay_put_between_updates(tmp_path):
     for step in range(1, 2 * n + 1):
         changed = not torch.equal(history[step], history[step - 1])
         assert changed == (step % n == 0), step
+
+
+def test_weight_update_has_the_sign_and_size_of_the_main_loss_after_one_step(tmp_path):
+    """Meta-gradient check against the method's own step, not against its formula.
+
+    The ``arml`` rule adds β⟨∇L_main, ∇L_aux,k⟩ to w_k: −β/η times the derivative in w_k of the main
+    loss after one step of size η on the weighted gradient, to first order in η. The reference
+    perturbs each w_k, takes the method's real step (``trial.step``, no weight update) and reads the
+    main loss on the same batch: a central difference that shares no code with the inner product.
+    """
+    eta, beta = 1e-4, 0.05
+    config = trial_config("ol_aux", optimizer={"name": "sgd", "lr": eta},
+                          hparams={"update_every": 1000, "weight_lr": beta})
+    config["problem_options"] = {"random_aux": 2}
+    trial = Trial(config, tmp_path)
+    method, model = trial.method, trial.ctx.model.double()
+    batch = next(trial.train_split.batches(16, torch.Generator().manual_seed(0), shuffle=True))
+    batch = type(batch)(batch.x.double(), batch.y, batch.index, batch.info)
+    method.aux_weights = method.aux_weights.double()
+    start = copy.deepcopy(model.state_dict())
+
+    def main_loss_after_one_step() -> float:
+        trial.step(batch, "train")
+        with torch.no_grad():
+            loss = trial.ctx.task_losses(model(batch.x), batch)[PRIMARY].mean().item()
+        model.load_state_dict(start)
+        return loss
+
+    reference = -central_difference(main_loss_after_one_step, method.aux_weights, 1e-4) / eta
+    assert method.aux_names == [AUX, "random_0", "random_1"] and reference.abs().min() > 1e-4
+
+    before = method.aux_weights.clone()
+    method.hp["update_every"], method.steps_since_update = 1, 0
+    trial.step(batch, "train")
+    torch.testing.assert_close((method.aux_weights - before) / beta, reference, rtol=1e-2, atol=0)

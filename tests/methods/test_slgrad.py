@@ -8,7 +8,7 @@ from auxbench.engine import Trial
 from auxbench.meta import functional_forward, params_of
 from methods.slgrad import normalise_sample_weights
 
-from .helpers import build_trial, trial_config
+from .helpers import build_trial, central_difference, trial_config
 
 
 def _batches(trial: Trial, rows: int):
@@ -109,3 +109,48 @@ def test_noisy_main_task_rows_get_less_mean_weight_than_clean_ones(toy_main_weig
     """The issue's reading of SLGrad §4.1: a lower *mean* weight on noisy rows."""
     weights, noisy = toy_main_weights
     assert weights[noisy].mean() < weights[~noisy].mean()
+
+
+def test_meta_gradient_has_the_sign_and_size_of_the_meta_loss_after_a_step_on_one_sample(tmp_path, monkeypatch):
+    """Meta-gradient check on the training step's own weights, not against its formula.
+
+    w̃_ij of eq. 4 is ⟨∇θ ℓ_ij, ∇θ M_val⟩ = −d/ds M_val(θ − s ∇θ ℓ_ij) at s = 0: how much a step on
+    sample i's task-j loss alone lowers the meta loss. The reference is a central difference of that
+    meta loss over s (θ = the shared parameters, the default ``direction_params``), sharing no code
+    with the JVP; the raw weights are read from the real ``train_step`` before eq. 5's clamp.
+    """
+    import methods.slgrad as slgrad_module
+
+    trial = build_trial(tmp_path, "slgrad")
+    ctx, model = trial.ctx, trial.model.double()
+    batch, meta = _batches(trial, 4)
+    batch, meta = (type(b)(b.x.double(), b.y, b.index, b.info) for b in (batch, meta))
+    ctx.next_batch = lambda stream: meta
+    primary = ctx.problem.primary.name
+    shared = ctx.shared_params
+    theta = {n: p.detach().clone() for n, p in params_of(model).items()}
+
+    def meta_loss_at(params) -> float:
+        with torch.no_grad():
+            return ctx.task_losses(functional_forward(model, params, meta.x), meta)[primary].mean().item()
+
+    losses = ctx.task_losses(functional_forward(model, params_of(model), batch.x), batch)
+    reference = torch.zeros(len(batch), len(ctx.tasks), dtype=torch.float64)
+    for j, task in enumerate(ctx.tasks):
+        for i in range(len(batch)):
+            grads = dict(zip(shared, torch.autograd.grad(losses[task.name][i], list(shared.values()), retain_graph=True),
+                             strict=True))
+            s = torch.zeros(1, dtype=torch.float64)
+
+            def after_step(grads=grads, s=s) -> float:
+                return meta_loss_at({n: p - s * grads[n] if n in grads else p for n, p in theta.items()})
+
+            reference[i, j] = -central_difference(after_step, s, 1e-4)
+
+    seen = []
+    monkeypatch.setattr(slgrad_module, "normalise_sample_weights",
+                        lambda raw: seen.append(raw.detach()) or normalise_sample_weights(raw))
+    trial.step(batch, "train")
+    (raw,) = seen
+    assert (reference > 1e-4).any() and (reference < -1e-4).any()  # both signs: the clamp of eq. 5 matters
+    torch.testing.assert_close(raw, reference, rtol=1e-4, atol=1e-8 * reference.abs().max().item())
