@@ -7,6 +7,16 @@ from pathlib import Path
 import pytest
 
 # ---------------------------------------------------------------------------------------------
+# One intra-op thread per test worker (pytest-xdist sets PYTEST_XDIST_WORKER). torch's default is
+# one thread per core, so two workers on a 2-core machine ran four OpenMP threads on two cores,
+# whose spin-waiting barriers made the tests that train outside ``run_trial`` (which sets the
+# trial's own count) several times slower. Set here, before any test module imports torch; the
+# subprocesses the tests start inherit it. An explicit OMP_NUM_THREADS is kept.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+# ---------------------------------------------------------------------------------------------
 # Real data (tests marked ``realdata``)
 
 
