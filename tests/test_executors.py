@@ -20,7 +20,14 @@ def test_ray_executor_fills_the_same_store_as_local(cli, write_suite, in_tmp):
     path = write_suite(suite)
     ids = sorted(t["id"] for t in expanded_trials(path, fake_data=True))
 
-    code, out, err = cli("run", path, "--fake-data", "--runs-dir", in_tmp / "local")
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # as a process with every core of a 2-core machine (test workers run with 1)
+    try:
+        code, out, err = cli("run", path, "--fake-data", "--runs-dir", in_tmp / "local")
+    finally:
+        torch.set_num_threads(before)
     assert code == 0, err
     local_lines = _lines_but_progress(out + err)
     code, out, err = cli("run", path, "--fake-data", "--executor", "ray", "--runs-dir", in_tmp / "ray")
