@@ -263,13 +263,24 @@ def seeds_to_decide(effect: Effect, delta: float, alpha: float, m: int) -> int:
     """Seeds (per cell) whose test detects a true effect of ``delta`` and whose equivalence test
     passes at a true 0, each with 80 % power at Holm's strictest level alpha / m (one-sided, as
     a two-sided test at 2 alpha / m); 0 when the noise cannot be estimated yet. A constant
-    effect needs the exact sign-flip test's 2^-n below alpha / m."""
+    effect needs the exact sign-flip test's 2^-n below alpha / m.
+
+    When the claim already has those seeds and is still undecided, the true effect lies between
+    0 and delta, where neither test was sized to decide: the seeds then come from the effect
+    observed, whichever test would decide first (the detection of the observed effect, or
+    equivalence with the margin left between it and delta), and are more than it has."""
     if effect._constant():
         return max(2, math.floor(math.log2(m / alpha)) + 1)
     sd = effect.sd()
     if not math.isfinite(sd):
         return 0
-    return max(P.seeds_needed(sd, delta, 2 * alpha, m), P.seeds_needed(sd, delta, 2 * alpha, m, EQUIVALENCE_POWER))
+    planned = max(P.seeds_needed(sd, delta, 2 * alpha, m), P.seeds_needed(sd, delta, 2 * alpha, m, EQUIVALENCE_POWER))
+    if effect.n < planned:
+        return planned
+    observed = abs(effect.mean)
+    options = [P.seeds_needed(sd, observed, 2 * alpha, m) if observed > 0 else P.MAX_SEEDS + 1,
+               P.seeds_needed(sd, delta - observed, 2 * alpha, m) if observed < delta else P.MAX_SEEDS + 1]
+    return max(effect.n + 1, min(options))
 
 
 def judge(claims: list[Claim], effects: list[Effect], alpha: float, costs=None, budget: float | None = None) -> list[Verdict]:

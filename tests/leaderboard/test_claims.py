@@ -257,3 +257,19 @@ def test_one_seed_is_no_evidence_and_asks_for_a_pilot():
     assert "run a pilot of 3 seeds" in C.decide_in_words(v["good"], None)
     one = C.Effect(paired=np.array([0.02]))  # a weights claim's single seed: no sign-flip p of one difference
     assert math.isnan(one.p_above(0.0)) and C.seeds_to_decide(one, 0.01, 0.05, 1) == 0
+
+
+def test_an_undecided_claim_with_its_planned_seeds_asks_for_more_from_the_observed_effect():
+    """42 seeds, an effect of half delta: more seeds than the delta-sized plan, yet undecided (it
+    once asked for 40 while having 42). The seeds now come from the effect observed."""
+    from auxbench.leaderboard import power as P
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.0, 1.0, 42)
+    d = (d - d.mean()) / d.std(ddof=1) * 0.02 + 0.005  # sd 0.02, mean 0.005 = delta / 2
+    effect = C.Effect(paired=d)
+    from types import SimpleNamespace
+    v = C.judge([SimpleNamespace(delta=0.01)], [effect], 0.05)[0]  # judge reads only the claim's delta
+    planned = max(P.seeds_needed(0.02, 0.01, 0.1, 1), P.seeds_needed(0.02, 0.01, 0.1, 1, C.EQUIVALENCE_POWER))
+    assert v.verdict == "inconclusive" and planned <= 42
+    assert v.needed > 42
+    assert v.needed == min(P.seeds_needed(0.02, 0.005, 0.1, 1), P.seeds_needed(0.02, 0.01 - 0.005, 0.1, 1))
