@@ -20,6 +20,8 @@ its state: collected by :mod:`auxbench.method_state`, checked to survive a
 Methods are discovered by their ``name`` from the modules of the ``methods`` package (a module
 whose optional dependency is missing is listed as unavailable), or named in a suite as
 ``package.module:Class`` (:data:`METHODS`, a :class:`~auxbench.registry.Registry`).
+
+About 400 lines because the docstrings of the hooks are the method contract the docs point to.
 """
 from __future__ import annotations
 

@@ -17,6 +17,9 @@ Every claim reduces to one sample of effects, oriented so that positive is the c
 Differences on a count grid are snapped (:func:`stats.snap`) and constant ones get the exact
 sign-flip test (one-sided here), as in :func:`stats.compare`, so float rounding never makes a
 verdict.
+
+Over 400 lines for a reason: one concept, a claim's path from the board to its row (effects of the
+three forms, the verdict rule, the seeds that would decide it, the section), read top to bottom.
 """
 from __future__ import annotations
 
