@@ -707,3 +707,25 @@ def test_a_reference_on_another_scale_is_refused(cli, write_suite):
     assert code == 0, err
     toy = tiny_suite(references=[{"problem": "toy_regression", "method": "stl", "value": -0.5}])
     _bad(cli, write_suite(toy), "references[0].value", "of mse")
+
+
+def test_a_method_can_have_its_own_seeds(write_suite):
+    """More seeds for the one cell a claim reads: that method's entry gets its own ``seeds``; the
+    other methods and the trials of shared seeds are the trials they were, and an entry without
+    seeds dumps as it did before the key existed (run records keep their bytes)."""
+    from auxbench.suite import expand, load_suite
+
+    plain = load_suite(write_suite(tiny_suite(methods=["stl", "human_aux"], seeds=2), name="plain.yaml"))
+    more = load_suite(write_suite(tiny_suite(methods=["stl", {"name": "human_aux", "seeds": 4}], seeds=2),
+                                  name="more.yaml"))
+    ids = {(t.method, t.seed): t.id for t in expand(plain, "plain.yaml")[0]}
+    extended = {(t.method, t.seed): t.id for t in expand(more, "more.yaml")[0]}
+    assert sorted(s for m, s in extended if m == "human_aux") == [0, 1, 2, 3]
+    assert sorted(s for m, s in extended if m == "stl") == [0, 1]
+    assert all(extended[key] == tid for key, tid in ids.items())
+    assert "seeds" not in plain.model_dump(mode="json")["experiments"][0]["methods"][1]
+
+
+def test_a_method_entrys_seeds_are_checked_like_an_experiments(cli, write_suite):
+    path = write_suite(tiny_suite(methods=["stl", {"name": "human_aux", "seeds": 0}]))
+    _bad(cli, path, "experiments[0].methods[1].seeds", "number of seeds")

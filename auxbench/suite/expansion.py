@@ -37,7 +37,7 @@ from auxbench.spec import TrialSpec
 from auxbench.stream_plan import plan_streams
 from auxbench.suite.checks import check_baseline, check_metric, check_references
 from auxbench.suite.loading import format_errors
-from auxbench.suite.schema import MAX_TRIALS, Experiment, MethodEntry, Suite, TrainingConfig
+from auxbench.suite.schema import MAX_TRIALS, Experiment, MethodEntry, Suite, TrainingConfig, seed_list
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -260,9 +260,7 @@ def expand(
             raise AuxbenchError(f"{where}.pretrained: backbone {exp.backbone!r} has no pretrained weights "
                                 f"(only timm:<model> backbones do)")
         column = layout.column(exp, i, path)
-        seeds = list(range(exp.seeds)) if isinstance(exp.seeds, int) else exp.seeds
-        if smoke:  # seeds change random numbers, not code paths
-            seeds = seeds[:1]
+        column_seeds = seed_list(exp.seeds)
         here: dict[str, int] = {}
         for j, entry in enumerate(exp.methods):
             key = f"experiments[{i}].methods[{j}]"
@@ -275,6 +273,9 @@ def expand(
             if reason is not None:
                 skipped.append({"column": column, "method": label, "reason": reason})
                 continue
+            seeds = column_seeds if entry.seeds is None else seed_list(entry.seeds)
+            if smoke:  # seeds change random numbers, not code paths
+                seeds = seeds[:1]
             if len(trials) + len(seeds) > MAX_TRIALS:
                 raise AuxbenchError(f"{path}: the suite expands to more than {MAX_TRIALS} trials")
             for seed in seeds:

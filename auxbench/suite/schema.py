@@ -135,6 +135,9 @@ class MethodEntry(Strict):
     name: str = Field(min_length=1, max_length=200)
     hparams: dict[str, Any] = {}
     label: Label | None = None
+    # This method's own seeds, instead of the experiment's: more seeds for the one cell a claim
+    # reads, without running every method of the column again.
+    seeds: int | list[int] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -142,7 +145,20 @@ class MethodEntry(Strict):
         if isinstance(data, str):
             return {"name": data}
         if not isinstance(data, dict):
-            raise ValueError(f"a method is a name or a mapping with name, hparams and label; got {data!r}")
+            raise ValueError(f"a method is a name or a mapping with name, hparams, label and seeds; got {data!r}")
+        return data
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, value: Any) -> Any:
+        return None if value is None else seeds_value(value)
+
+    @model_serializer(mode="wrap")
+    def _seeds_only_when_given(self, handler: Any) -> dict:
+        """An entry without its own seeds dumps as before they existed (run records keep their bytes)."""
+        data = handler(self)
+        if self.seeds is None:
+            data.pop("seeds", None)
         return data
 
 
@@ -159,14 +175,23 @@ class Experiment(Strict):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, value: Any) -> Any:
-        """A count (seeds ``0 .. n-1``) or a list of distinct seeds; never empty."""
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not 1 <= value <= MAX_SEEDS:
-                raise ValueError(f"the number of seeds must be in [1, {MAX_SEEDS}], got {value}")
-            return value
-        if not isinstance(value, list):
-            raise ValueError(f"seeds must be a number of seeds or a list of seeds, got {value!r}")
-        return _seed_list(value)
+        return seeds_value(value)
+
+
+def seeds_value(value: Any) -> Any:
+    """A count (seeds ``0 .. n-1``) or a list of distinct seeds; never empty."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_SEEDS:
+            raise ValueError(f"the number of seeds must be in [1, {MAX_SEEDS}], got {value}")
+        return value
+    if not isinstance(value, list):
+        raise ValueError(f"seeds must be a number of seeds or a list of seeds, got {value!r}")
+    return _seed_list(value)
+
+
+def seed_list(seeds: int | list[int]) -> list[int]:
+    """The seeds a count or a list names."""
+    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
 
 
 def _seed_list(value: list) -> list:
