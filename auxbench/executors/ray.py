@@ -321,7 +321,8 @@ def _fit(
     tuner = tune.Tuner(
         trainable,
         param_space={
-            "run_dir": str(run_dir), "trial": tune.grid_search([t.to_dict() for t in trials]),  # plain data in Tune's config "python_path": python_path,
+            "run_dir": str(run_dir), "python_path": python_path,
+            "trial": tune.grid_search([t.to_dict() for t in trials]),  # plain data in Tune's config
         },
         tune_config=tune.TuneConfig(
             max_concurrent_trials=resources.max_concurrent,
