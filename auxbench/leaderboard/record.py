@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from auxbench.errors import AuxbenchError
-from auxbench.results import SCORED_STATUSES
 
 RECORD_PART = "leaderboard"
 RESULT_DERIVED = ("final", "best_val")  # re-derived from the metrics, so not stored twice
@@ -160,6 +159,8 @@ def from_record(path: str | Path) -> Source:
 
 def _row(trial: dict, result: dict | None) -> dict:
     """One row of :func:`auxbench.results.load_results` from a recorded trial."""
+    from auxbench.results import SCORED_STATUSES
+
     config = trial["config"]
     row: dict[str, Any] = {"trial_id": trial["id"], "column": trial["column"], "method": trial["method"],
                            "problem": config["problem"], "backbone": config["backbone"], "seed": config["seed"],
@@ -194,7 +195,7 @@ def restore_store(record_path: str | Path, run_dir: str | Path, wanted: set[str]
     written. What the record does not hold (wall times, memory, per-example scores of old records)
     stays absent, and the page says so."""
     from auxbench.engine.checkpoint import write_metrics_csv
-    from auxbench.results import CONFIG_FILE, METRICS_FILE, RESULT_FILE, atomic_write_json
+    from auxbench.results import CONFIG_FILE, METRICS_FILE, RESULT_FILE, SCORED_STATUSES, atomic_write_json
 
     record_path, run_dir = Path(record_path), Path(run_dir)
     published = json.loads(record_path.read_text(encoding="utf-8"))
