@@ -80,7 +80,7 @@ def _decode_scores(stored) -> np.ndarray:
 
 def add_leaderboard_part(record_path: Path, run_dir: Path) -> None:
     """Add to ``record_path`` (a reproduce.json) what a page needs beyond the re-run record."""
-    from auxbench.results import RESULT_FILE, atomic_write_json, load_run_record, read_json, trial_status
+    from auxbench.results import RESULT_FILE, atomic_write_bytes, load_run_record, read_json, trial_status
 
     run_dir = Path(run_dir)
     published = json.loads(Path(record_path).read_text())
@@ -104,7 +104,8 @@ def add_leaderboard_part(record_path: Path, run_dir: Path) -> None:
         "order": [e["id"] for e in run_record.get("trials", [])],
         "results": results, "predictions": predictions, "unfinished": unfinished,
     }
-    atomic_write_json(Path(record_path), published)
+    # Compact: a record holds every epoch of every trial (megabytes), and nobody reads it by eye.
+    atomic_write_bytes(Path(record_path), (json.dumps(published, sort_keys=True, separators=(",", ":")) + "\n").encode())
 
 
 # ----- a reproduction record ---------------------------------------------------------------------
