@@ -19,6 +19,11 @@ from .methods.helpers import trial_config
 
 REPO = Path(__file__).resolve().parent.parent
 SUITES = sorted((REPO / "suites").glob("*.yaml"))
+# The smoke runs build these timm models' small siblings (same timm class, same auxbench code:
+# ``timm:<model>`` is one wrapper whatever the model) — a ViT-B/16 or ResNet-50 smoke trial spent
+# most of its time moving 86M or 25M parameters. The names themselves are checked by the
+# full-validation test below, which builds every suite as written.
+SMALL_SIBLING = {"timm:vit_base_patch16_224": "timm:vit_tiny_patch16_224", "timm:resnet50": "timm:resnet18"}
 
 
 def _label(entry) -> str:
@@ -32,7 +37,7 @@ def _smoke_plan() -> dict[str, dict]:
 
     An entry is kept when its (backbone, pretrained, method entry) is new, or its problem with
     these option keys (``rotation_aux`` adds an input stream; ``n_train``'s value changes no code)
-    is. Each suite also keeps its baseline and its tuned methods (its leaderboard and its studies
+    is; a timm model and its :data:`SMALL_SIBLING` count as one backbone. Each suite also keeps its baseline and its tuned methods (its leaderboard and its studies
     still run) and at least one experiment. Why: a method runs the same code on every problem of a
     backbone (MAXL's φ step on a ViT does not depend on whether the photos are birds or dishes),
     and a problem's own code runs with any method. Computed the same in every test worker, so the
@@ -50,7 +55,8 @@ def _smoke_plan() -> dict[str, dict]:
             problem = json.dumps([exp["problem"], sorted(exp.get("problem_options") or {})])
             kept = []
             for entry in exp["methods"]:
-                key = json.dumps([exp["backbone"], exp.get("pretrained", False), entry], sort_keys=True)
+                backbone = SMALL_SIBLING.get(exp["backbone"], exp["backbone"])
+                key = json.dumps([backbone, exp.get("pretrained", False), entry], sort_keys=True)
                 if key not in seen or problem not in problems or _label(entry) in must:
                     must.discard(_label(entry))
                     seen.add(key)
@@ -93,7 +99,12 @@ def test_every_committed_suite_validates_in_full(suite):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("suite", SUITES, ids=[p.stem for p in SUITES])
-def test_every_committed_suite_runs_in_smoke_mode(suite, tmp_path, capsys):
+def test_every_committed_suite_runs_in_smoke_mode(suite, tmp_path, capsys, monkeypatch):
+    from auxbench.backbones import registry
+
+    build_timm = registry.timm_backbone
+    siblings = {big.removeprefix("timm:"): small.removeprefix("timm:") for big, small in SMALL_SIBLING.items()}
+    monkeypatch.setattr(registry, "timm_backbone", lambda name, *args: build_timm(siblings.get(name, name), *args))
     path = code_paths_once(suite, tmp_path / suite.name)
     assert main(["run", str(path), "--fake-data", "--smoke", "--runs-dir", str(tmp_path / "runs")]) == 0
     name = load_suite(path).name
