@@ -90,6 +90,8 @@ def _optimizer_slots(optimizer: dict) -> int:
 _SHAPES: dict[str, object] = {}
 #: :func:`backbone_footprint` by its arguments, likewise.
 _FOOTPRINTS: dict[tuple, tuple[int, int, int, int]] = {}
+#: :func:`head_footprint` by its arguments, likewise.
+_HEADS: dict[tuple, tuple[int, int, int, bool]] = {}
 
 
 def _problem_shape(config: dict):
@@ -152,12 +154,27 @@ def backbone_footprint(backbone: str, input_shape: tuple[int, ...], batch_size: 
     return (*_counts(network), saved.elements, network.feature_dim)
 
 
+def head_footprint(width: int, outputs: int, hidden: int, batch_size: int) -> tuple[int, int, int, bool]:
+    """(parameters, trainable parameters, elements saved for the backward besides its input,
+    whether it saves its input) of a task head on ``batch_size`` feature rows of ``width``, on the
+    meta device. Cached by shape: CUB's 312 attribute heads are one head measured once."""
+    from auxbench.backbones.heads import head_layers
+
+    with torch.device("meta"):
+        features = torch.empty(batch_size, width, requires_grad=True)
+        head = head_layers(width, outputs, hidden)
+    saved = _Saved(head)
+    with saved.hooks:
+        head(features)
+    besides = sum(t.numel() for t in saved.tensors.values() if t is not features)
+    return (*_counts(head), besides, any(t is features for t in saved.tensors.values()))
+
+
 def estimate_trial_memory(config: dict, problem=None) -> MemoryEstimate:
     """A lower bound of the memory ``config``'s training step needs (module docstring), in float32.
 
     ``problem``: ``config``'s problem when the caller has built it (only its input shape and tasks
     are read)."""
-    from auxbench.backbones import make_head
     from auxbench.method import resolve_method
 
     training = config["training"]
@@ -167,15 +184,16 @@ def estimate_trial_memory(config: dict, problem=None) -> MemoryEstimate:
     if key not in _FOOTPRINTS:
         _FOOTPRINTS[key] = backbone_footprint(*key)
     weights, trainable, activations, width = _FOOTPRINTS[key]
-    with torch.device("meta"):
-        features = torch.empty(training["batch_size"], width, requires_grad=True)
-        heads = torch.nn.ModuleList(make_head(width, task, training["head_hidden"]) for task in tasks)
-    saved = _Saved(heads)
-    with saved.hooks:
-        for head in heads:
-            head(features)
-    head_weights, head_trainable = _counts(heads)
-    weights, trainable, activations = weights + head_weights, trainable + head_trainable, activations + saved.elements
+    saves_features = False
+    for task in tasks:
+        head_key = (width, task.num_outputs, training["head_hidden"], training["batch_size"])
+        if head_key not in _HEADS:
+            _HEADS[head_key] = head_footprint(*head_key)
+        head_weights, head_trainable, head_saved, saves = _HEADS[head_key]
+        weights, trainable, activations = weights + head_weights, trainable + head_trainable, activations + head_saved
+        saves_features |= saves
+    if saves_features:  # the heads share one feature tensor: saved once
+        activations += training["batch_size"] * width
     return MemoryEstimate(4 * weights, 4 * trainable, 4 * trainable * _optimizer_slots(training["optimizer"]),
                           4 * activations)
 

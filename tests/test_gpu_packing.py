@@ -89,16 +89,15 @@ def _by_gpu(entries: list[dict]) -> dict[str, list[dict]]:
 
 @pytest.mark.slow
 def test_fractional_gpus_pack_trials_and_each_sees_its_own_gpu(cli, write_suite, tmp_path):
-    """One Ray, told of two GPUs, joined with ``--address`` by three runs (one Ray start: they are slow)."""
+    """One Ray, told of two GPUs, joined with ``--address`` by two runs (one Ray start: they are slow).
+
+    One fraction is enough: the executor hands ``resources.gpu`` to Ray as it is, whatever its value
+    (a run at 0.25 with nine trials, four on each GPU, took a minute more and tested nothing else)."""
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.tune")
     ray.init(num_gpus=2, num_cpus=4, include_dashboard=False, log_to_driver=False)  # cpu allows 16 trials
     try:
-        # gpu: 0.25: four trials at a time on each GPU (nine trials: the ninth waits)
-        quarter = _run(cli, write_suite, tmp_path, "quarter", gpu=0.25, trials=9)
-        assert sorted(_most_at_once(on_gpu) for on_gpu in _by_gpu(quarter).values()) == [4, 4]
-
-        # gpu: 0.5: two on each (the fifth waits)
+        # gpu: 0.5: two trials at a time on each GPU (the fifth waits)
         half = _run(cli, write_suite, tmp_path, "half", gpu=0.5, trials=5)
         assert sorted(_most_at_once(on_gpu) for on_gpu in _by_gpu(half).values()) == [2, 2]
 
