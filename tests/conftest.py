@@ -154,9 +154,9 @@ def deterministic_result(result: dict) -> dict:
 # The group is made by the scheduler below, from file names, not by an ``xdist_group`` mark:
 # xdist 3.8 applies that mark by rewriting ``item._nodeid``, which pytest 9.2 no longer reads
 # (``Node.nodeid`` comes from ``_id``), so the mark was silently ignored and the Ray modules ran
-# on both workers at once (two clusters, two Rays). The order is the longest work first, so that
-# both workers finish together: the Ray group (the longest unit: it runs on one worker while the
-# other takes everything else), then the ``slow`` end-to-end tests, then the rest in file order.
+# on several workers at once (two clusters, two Rays). The order is the longest work first, so that
+# the workers finish together: the Ray group (the longest unit: it runs on one worker while the
+# others take everything else), then the ``slow`` end-to-end tests, then the rest in file order.
 RAY_MODULES = {"test_executors", "test_gpu_packing", "test_ray_cluster", "test_ray_shutdown"}
 RAY_GROUP = "ray"
 
