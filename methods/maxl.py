@@ -12,7 +12,7 @@ from auxbench.meta import (
     generated_task_unavailable,
     negative_entropy,
     params_of,
-    virtual_step,
+    unrolled_surrogate,
 )
 from auxbench.method import HParam, Method, TrainContext
 from auxbench.method_card import Code, CostFloor, Paper
@@ -30,12 +30,17 @@ class MAXL(Method):
 
     - each epoch is a θ pass then a φ pass over the training data (``epoch_passes``);
     - θ pass: SGD step of the primary network on mean ℓ_pri + λ·mean ℓ_aux(f_aux(x), g_φ(x, y));
-    - φ pass: θ⁺ = step(θ, ∇θ(ℓ_pri + λ ℓ_aux)) kept in the graph (second order), where step is
-      the primary optimizer's own update (``auxbench.meta.virtual_step``: SGD with the trial's
-      momentum buffer, weight decay and current lr, or Adam); φ takes an SGD step on
-      mean ℓ_pri(f(x; θ⁺), y) + w_H·Σ p̄ log p̄. The auxiliary loss is deliberately not
-      in φ's objective (maintainer, lorenmt/maxl issue #2). Both losses use the suite's
-      classification loss (focal, γ = 2, in the MAXL family's suites).
+    - φ pass: θ⁺ = step(θ, ∇θ(ℓ_pri + λ ℓ_aux)) (second order: θ⁺ depends on φ through the
+      generated targets), where step is the primary optimizer's own update
+      (``auxbench.meta.virtual_step``: SGD with the trial's momentum buffer, weight decay and
+      current lr, or Adam); φ takes an SGD step on mean ℓ_pri(f(x; θ⁺), y) + w_H·Σ p̄ log p̄. The
+      auxiliary loss is deliberately not in φ's objective (maintainer, lorenmt/maxl issue #2).
+      Both losses use the suite's classification loss (focal, γ = 2, in the MAXL family's suites).
+      The gradient through θ⁺ is computed by ``auxbench.meta.unrolled_surrogate``: one JVP of the
+      network along the optimizer's pull-back of ∇θ⁺ℓ_pri instead of the official double backward
+      through a create-graph gradient (the same gradient up to rounding, tested against it and
+      against ``higher``; cheaper, and it runs through attention kernels that have no double
+      backward).
 
     Defaults (the official code's): ψ = 5, label network SGD lr 1e-3, weight decay 5e-4, StepLR
     (50, 0.5), entropy weight 0.2, λ = 1. The primary network's SGD 0.01 / StepLR (50, 0.5) is
@@ -80,9 +85,11 @@ class MAXL(Method):
 
     Cost floor (passes of the primary network: F forward, B backward; G, H, J as in
     ``benchmarks/floors.py``): 5F + 5B per step (a θ step and a φ step): θ: label network F, F + B; φ:
-    label network F, F + B with a graph, look-ahead F + B (back to θ⁺), G (back through the backward
-    graph to the generated targets, which enter only at the loss), label network B. With B ≈ 2F: θ 4/3,
-    φ 11/3, 5× STL per epoch.
+    label network F, F + B, look-ahead F + B (back to θ⁺), G (the gradient to the generated targets,
+    which enter only at the loss, through ∇θ's dependence on them: priced at one B), label network
+    B. With B ≈ 2F: θ 4/3, φ 11/3, 5× STL per epoch. The JVP that computes G here costs a forward
+    with tangents (one convolution per layer for the primal, two for the tangent), where PyTorch's
+    double backward of a convolution ran four (version 2).
     """
 
     name = "maxl"
@@ -90,7 +97,7 @@ class MAXL(Method):
     official_code = Code("https://github.com/lorenmt/maxl", "266f5b68df0e")
     cost_floor = CostFloor("θ: label net F, F + B; φ: label net F, F + B (graph), look-ahead F + B, G, label net B: 5F + 5B",
                            (5.0, 5.0))
-    version = "2"  # 2: the look-ahead mirrors the primary optimizer (virtual_step)
+    version = "3"  # 2: the look-ahead mirrors the primary optimizer (virtual_step); 3: φ's gradient by one JVP
     higher_order = True  # differentiates through a gradient (see Method)
     hook = "train_step"
     epoch_passes = ("theta", "phi")
@@ -174,20 +181,20 @@ class MAXL(Method):
     def _phi_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         model = self.ctx.model
         targets, weights = self.generate(x, y)
-        theta = params_of(model)
-        at_theta = model(x) if self.hp["phi_updates_bn_stats"] else functional_forward(model, theta, x)
-        inner = self._training_loss(at_theta, y, targets, weights)
-        grads = torch.autograd.grad(inner, list(theta.values()), create_graph=True, allow_unused=True)
-        theta_plus = virtual_step(self.ctx.optimizer, theta, dict(zip(theta, grads, strict=True)))
+        at_theta = model(x) if self.hp["phi_updates_bn_stats"] else functional_forward(model, params_of(model), x)
+        surrogate, outer_primary = unrolled_surrogate(
+            model, self.ctx.optimizer, x, at_theta,
+            lambda outputs, t, w: self._training_loss(outputs, y, t, w), (targets, weights),
+            lambda outputs: self._primary_loss(outputs, y),
+        )
         entropy = negative_entropy(targets)
-        outer = self._primary_loss(functional_forward(model, theta_plus, x), y) + self.hp["entropy_weight"] * entropy
         label_optimizer = self.optimizer_of("label_net")
         label_optimizer.zero_grad(set_to_none=True)
-        outer.backward(inputs=list(self.label_net.parameters()))
+        (surrogate + self.hp["entropy_weight"] * entropy).backward(inputs=list(self.label_net.parameters()))
         label_optimizer.step()
         self._entropy_sum = self._entropy_sum - entropy.detach().double()  # a tensor: no sync per step
         self._steps += 1
-        return {"loss": outer.detach()}
+        return {"loss": outer_primary + self.hp["entropy_weight"] * entropy.detach()}
 
     def end_epoch(self, epoch: int) -> None:
         self._last = {"label_entropy": float(self._entropy_sum) / max(self._steps, 1)}

@@ -91,7 +91,7 @@ class WAMAL(MAXL):
     paper = Paper("Weight-Aware Meta Auxiliary Learning", "OpenReview", 2025)
     official_code = Code("https://github.com/MatthewSo/wamal", "f8c91176dc42")
     cost_floor = CostFloor("as MAXL (the weight head is two linear layers): 5F + 5B", (5.0, 5.0))
-    version = "1"
+    version = "2"  # 2: φ's gradient by one JVP (MAXL's version 3)
     aux_task = "wamal_aux"
     hparams = {
         **MAXL.hparams,

@@ -3,6 +3,7 @@
 - functional forward over a parameter dict (BatchNorm running statistics frozen in such passes)
   and a differentiable one-step SGD look-ahead (:mod:`.functional`);
 - a look-ahead that mirrors the trial's real optimizer, SGD or Adam(W) (:mod:`.optim_step`);
+- the one-step unrolled hypergradient to what enters only at the loss, by one JVP (:mod:`.unrolled`);
 - Hessian-vector products and implicit hypergradients by a truncated Neumann series, for a lower
   level that follows a gradient or any other differentiable update field (:mod:`.implicit`);
 - per-sample gradient–vector products by one forward-mode JVP (:mod:`.per_sample`);
@@ -25,6 +26,7 @@ from auxbench.meta.meta_step import apply_hypergrad
 from auxbench.meta.optim_step import virtual_step, virtual_step_from_loss
 from auxbench.meta.per_sample import losses_and_dots, per_sample_dots
 from auxbench.meta.simplex import project_simplex
+from auxbench.meta.unrolled import unrolled_surrogate
 
 __all__ = [
     "LabelGenerator",
@@ -43,6 +45,7 @@ __all__ = [
     "losses_and_dots",
     "per_sample_dots",
     "project_simplex",
+    "unrolled_surrogate",
     "virtual_step",
     "virtual_step_from_loss",
 ]
