@@ -39,8 +39,7 @@ class MAXL(Method):
       The gradient through θ⁺ is computed by ``auxbench.meta.unrolled_surrogate``: one JVP of the
       network along the optimizer's pull-back of ∇θ⁺ℓ_pri instead of the official double backward
       through a create-graph gradient (the same gradient up to rounding, tested against it and
-      against ``higher``; cheaper, and it runs through attention kernels that have no double
-      backward).
+      against ``higher``; cheaper: see the cost floor below).
 
     Defaults (the official code's): ψ = 5, label network SGD lr 1e-3, weight decay 5e-4, StepLR
     (50, 0.5), entropy weight 0.2, λ = 1. The primary network's SGD 0.01 / StepLR (50, 0.5) is

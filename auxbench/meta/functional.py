@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def params_of(module: nn.Module, only_trainable: bool = True) -> dict[str, Tensor]:
@@ -57,17 +56,6 @@ def functional_forward(module: nn.Module, params: Mapping[str, Tensor], *args: A
     state: dict[str, Tensor] = {name: b.clone() for name, b in buffers.items() if name not in params}
     state.update(params)
     return functional_call(module, state, args, kwargs, strict=False)
-
-
-def forward_mode_kernels() -> Any:
-    """A context in which every kernel a forward-mode JVP meets has a forward derivative.
-
-    PyTorch's fused attention kernels (flash and memory-efficient, on CPU and CUDA) have none, so
-    a JVP through a transformer (timm's ViT calls ``scaled_dot_product_attention``) fails; the
-    math backend is built from matmuls and a softmax, which have. Convolutional networks run
-    the same kernels inside as outside.
-    """
-    return sdpa_kernel(SDPBackend.MATH)
 
 
 def lookahead(

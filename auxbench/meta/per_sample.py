@@ -17,7 +17,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from auxbench.meta.functional import forward_mode_kernels, functional_forward
+from auxbench.meta.functional import functional_forward
 
 
 def per_sample_dots(
@@ -46,7 +46,7 @@ def per_sample_dots(
     def losses(*primals: Tensor) -> Tensor:
         return per_sample_loss(functional_forward(model, {**fixed, **dict(zip(names, primals, strict=True))}, *inputs))
 
-    with torch.no_grad(), forward_mode_kernels():  # forward-mode AD is unaffected; no reverse graph is recorded
+    with torch.no_grad():  # forward-mode AD is unaffected; no reverse graph is recorded
         _, dots = torch.func.jvp(
             losses, tuple(params[name].detach() for name in names), tuple(v[name].detach() for name in names)
         )
@@ -74,7 +74,7 @@ def losses_and_dots(
     if unknown:
         raise KeyError(f"losses_and_dots: directions given for {unknown}, which are not parameters of the model")
     own = dict(model.named_parameters())
-    with fwAD.dual_level(), forward_mode_kernels():
+    with fwAD.dual_level():
         duals = {name: fwAD.make_dual(own[name], direction.detach()) for name, direction in v.items()}
         primal, tangent = fwAD.unpack_dual(per_sample_loss(functional_call(model, duals, inputs, strict=False)))
         dots = tangent.detach().clone()

@@ -19,7 +19,9 @@ since only w depends on it; the values agree with the double backward up to roun
 Cost on the primary network: a plain forward and backward at θ (for θ⁺), a forward and backward
 at θ⁺ (for ∇θ⁺ℓ_out), one JVP (a forward with tangents), against the direct route's create-graph
 backward and double backward. A network that draws random numbers in its forward (dropout) draws
-them again for the JVP, so there the two routes differ by more than rounding.
+them again for the JVP, so there the two routes differ by more than rounding. Attention must run
+PyTorch's math kernel, as for any higher-order method (the fused ones have no forward derivative;
+the engine sets it for a method that declares ``higher_order``).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 
-from auxbench.meta.functional import forward_mode_kernels, functional_forward, params_of
+from auxbench.meta.functional import functional_forward, params_of
 from auxbench.meta.optim_step import virtual_step
 
 Outputs = Mapping[str, Tensor]
@@ -86,7 +88,7 @@ def _outputs_and_jvp(model: nn.Module, x: Any, direction: Mapping[str, Tensor]) 
     Outputs that do not depend on the directed parameters get no tangent (absent from the second dict).
     """
     own = dict(model.named_parameters())
-    with torch.no_grad(), fwAD.dual_level(), forward_mode_kernels():
+    with torch.no_grad(), fwAD.dual_level():
         duals = {name: fwAD.make_dual(own[name].detach(), d.detach()) for name, d in direction.items()}
         result = functional_forward(model, duals, x)
         outputs, tangents = {}, {}

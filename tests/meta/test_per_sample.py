@@ -29,23 +29,6 @@ def _mlp():
     return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
 
 
-class _Attention(nn.Module):
-    """Self-attention through ``scaled_dot_product_attention`` (timm's ViT): its fused kernels have no forward derivative."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv, self.out = nn.Linear(2, 6), nn.Linear(4, 3)
-
-    def forward(self, x):
-        q, k, v = self.qkv(x.view(len(x), 2, 2)).chunk(3, dim=-1)
-        return self.out(F.scaled_dot_product_attention(q, k, v).flatten(1))
-
-
-def _attention():
-    torch.manual_seed(1)
-    return _Attention().double()
-
-
 def _loop_reference(model, names, v, loss_fn, x):
     """⟨∇θ ℓ_i, v⟩ one backward per entry of the batch-forward loss vector/matrix."""
     params = params_of(model)
@@ -62,7 +45,6 @@ CASES = {
     "bn_trunk_only_two_tasks": (_bn_two_task_net, ["0.weight", "0.bias", "1.weight", "1.bias"], 8, "task"),
     "mlp_all_params": (_mlp, None, 7, "single"),
     "mlp_first_layer": (_mlp, ["0.weight"], 7, "single"),
-    "attention_all_params": (_attention, None, 7, "single"),
 }
 
 

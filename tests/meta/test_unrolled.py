@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from auxbench.meta import functional_forward, params_of, unrolled_surrogate, virtual_step
 
@@ -79,35 +78,3 @@ def test_leaves_parameters_optimizer_state_and_running_statistics_alone():
     assert buffers and all(torch.equal(b, optimizer.state[p]["momentum_buffer"]) for p, b in buffers.items())
     assert set(optimizer.state) == set(buffers)
 
-
-class Attention(nn.Module):
-    """One self-attention layer through ``scaled_dot_product_attention``, as timm's ViT calls it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv, self.pri, self.aux = nn.Linear(5, 15), nn.Linear(25, 4), nn.Linear(25, 6)
-
-    def forward(self, x):
-        q, k, v = self.qkv(x.view(len(x), 10, 5)).chunk(3, dim=-1)
-        z = F.scaled_dot_product_attention(q, k, v).flatten(1)[:, :25]
-        return {"pri": self.pri(z), "aux": self.aux(z)}
-
-
-def test_jvp_route_runs_through_fused_attention_and_equals_the_double_backward():
-    """PyTorch's fused attention kernels have no forward derivative; the JVP must not meet them."""
-    torch.manual_seed(0)
-    model, labels = Attention().double(), nn.Linear(50, 7).double()
-    x, y = torch.randn(8, 50, dtype=torch.float64), torch.randint(0, 4, (8,))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    out = labels(x)
-    targets, weights = out[:, :6].softmax(-1), torch.sigmoid(out[:, 6]) * 2
-    theta = params_of(model)
-    with sdpa_kernel(SDPBackend.MATH):  # the fused kernels have no double backward either
-        grads = torch.autograd.grad(_training_loss(model(x), y, targets, weights), list(theta.values()), create_graph=True)
-        ahead = virtual_step(optimizer, theta, dict(zip(theta, grads, strict=True)))
-        direct = torch.autograd.grad(F.cross_entropy(functional_forward(model, ahead, x)["pri"], y),
-                                     list(labels.parameters()), retain_graph=True)
-    surrogate, _ = unrolled_surrogate(model, optimizer, x, model(x), lambda o, t, w: _training_loss(o, y, t, w),
-                                      (targets, weights), lambda o: F.cross_entropy(o["pri"], y))
-    for a, b in zip(torch.autograd.grad(surrogate, list(labels.parameters())), direct, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
