@@ -26,44 +26,91 @@ SUITES = sorted((REPO / "suites").glob("*.yaml"))
 SMALL_SIBLING = {"timm:vit_base_patch16_224": "timm:vit_tiny_patch16_224", "timm:resnet50": "timm:resnet18"}
 
 
+# Backbones that run a method's code the same way: their own modules, built by auxbench, with or
+# without BatchNorm (functional passes clone BatchNorm's buffers; MAXL's ``phi_updates_bn_stats``
+# moves them), and timm's convolutional networks and transformers (attention kernels differ for
+# higher-order methods). A method is smoked once per kind, on the cheapest backbone of the kind
+# that any suite pairs it with; every backbone and every problem still runs at least once.
+BACKBONE_KIND = {"mlp": "plain", "lenet5": "plain", "convnet4": "batchnorm", "resnet18": "batchnorm",
+                 "vgg16": "batchnorm", "timm:resnet18": "timm_cnn", "timm:vit_tiny_patch16_224": "timm_vit"}
+# The order in which experiments are cut: cheapest backbone first, so a (kind, method) pair is kept
+# where its trial costs least (a CIFAR ResNet-18 step costs ~20 convnet4 steps); a backbone not
+# listed (a suite's own) comes last, as its own kind.
+BACKBONE_COST = ["mlp", "lenet5", "convnet4", "timm:resnet18", "timm:vit_tiny_patch16_224", "resnet18", "vgg16"]
+
+
 def _label(entry) -> str:
     return entry if isinstance(entry, str) else entry.get("label") or entry["name"]
 
 
+def _smoked_backbone(name: str) -> str:
+    return SMALL_SIBLING.get(name, name)
+
+
+@functools.cache
+def _fake_problem(name: str, options: str):
+    from auxbench.problems import build_problem
+
+    return build_problem(name, 0, fake=True, **json.loads(options))
+
+
+def _runs(entry, exp: dict) -> bool:
+    """Whether ``entry`` trains on ``exp``'s problem (a method that is not applicable there is skipped)."""
+    from auxbench.method import resolve_method
+
+    cls = resolve_method(entry if isinstance(entry, str) else entry["name"])
+    return cls.applicable(_fake_problem(exp["problem"], json.dumps(exp.get("problem_options") or {}, sort_keys=True))) is None
+
+
+def _cost_rank(backbone: str) -> int:
+    smoked = _smoked_backbone(backbone)
+    return BACKBONE_COST.index(smoked) if smoked in BACKBONE_COST else len(BACKBONE_COST)
+
+
 @functools.cache
 def _smoke_plan() -> dict[str, dict]:
-    """Every committed suite (file order) cut to the code paths no earlier suite ran: the suite
-    trees that ``--smoke`` then runs (each kept entry's first seed).
+    """Every committed suite cut to the code paths no other kept trial runs: the suite trees that
+    ``--smoke`` then runs (each kept entry's first seed).
 
-    An entry is kept when its (backbone, pretrained, method entry) is new, or its problem with
-    these option keys (``rotation_aux`` adds an input stream; ``n_train``'s value changes no code)
-    is; a timm model and its :data:`SMALL_SIBLING` count as one backbone. Each suite also keeps its baseline and its tuned methods (its leaderboard and its studies
-    still run) and at least one experiment. Why: a method runs the same code on every problem of a
-    backbone (MAXL's φ step on a ViT does not depend on whether the photos are birds or dishes),
-    and a problem's own code runs with any method. Computed the same in every test worker, so the
-    plan does not depend on which worker runs which suite. Every experiment of every suite is still
-    expanded and validated in full by the test below.
+    Experiments of all suites are visited cheapest backbone first (:data:`BACKBONE_COST`; file
+    order among equals). An entry is kept when its (backbone kind, pretrained, method entry) is new
+    (:data:`BACKBONE_KIND`; an entry with other hyperparameters is another entry) and the method
+    is applicable to the problem, or its backbone is, or its problem with these option keys is (``rotation_aux`` adds an input stream;
+    ``n_train``'s value changes no code); a timm model and its :data:`SMALL_SIBLING` count as one
+    backbone. Each suite also keeps its baseline and its tuned methods (its leaderboard and its
+    studies still run) and at least one experiment. Why: a method runs the same code on every
+    backbone of a kind and every problem (MAXL's φ step on a VGG-16 is its φ step on a ConvNet-4
+    with more layers), and a backbone's or a problem's own code runs with any method. Computed the
+    same in every test worker. Every experiment of every suite is still expanded and validated in
+    full by the test below.
     """
+    trees = {suite.name: yaml.safe_load(suite.read_text()) for suite in SUITES}
+    visits = sorted(((_cost_rank(exp["backbone"]), order, index, name)
+                     for order, (name, tree) in enumerate(trees.items())
+                     for index, exp in enumerate(tree["experiments"])))
+    must = {name: {tree.get("leaderboard", {}).get("baseline", "stl"), *(tree.get("tuning") or {}).get("methods", {})}
+            for name, tree in trees.items()}
     seen: set[str] = set()
-    problems: set[str] = set()
+    kept: dict[tuple[str, int], list] = {}
+    for _, _, index, name in visits:
+        exp = trees[name]["experiments"][index]
+        backbone = _smoked_backbone(exp["backbone"])
+        kind = BACKBONE_KIND.get(backbone, backbone)
+        problem = json.dumps(["problem", exp["problem"], sorted(exp.get("problem_options") or {})])
+        for entry in exp["methods"]:
+            pair = json.dumps([kind, exp.get("pretrained", False), entry], sort_keys=True)
+            new = {pair, problem, json.dumps(["backbone", backbone])} - seen
+            if new and not _runs(entry, exp):  # a skip runs none of the pair's code
+                new = set()
+            if new or _label(entry) in must[name]:
+                must[name].discard(_label(entry))
+                seen |= new
+                kept.setdefault((name, index), []).append(entry)
+
     plan = {}
-    for suite in SUITES:
-        tree = yaml.safe_load(suite.read_text())
-        must = {tree.get("leaderboard", {}).get("baseline", "stl"), *(tree.get("tuning") or {}).get("methods", {})}
-        experiments = []
-        for exp in tree["experiments"]:
-            problem = json.dumps([exp["problem"], sorted(exp.get("problem_options") or {})])
-            kept = []
-            for entry in exp["methods"]:
-                backbone = SMALL_SIBLING.get(exp["backbone"], exp["backbone"])
-                key = json.dumps([backbone, exp.get("pretrained", False), entry], sort_keys=True)
-                if key not in seen or problem not in problems or _label(entry) in must:
-                    must.discard(_label(entry))
-                    seen.add(key)
-                    problems.add(problem)
-                    kept.append(entry)
-            if kept:
-                experiments.append({**exp, "methods": kept})
+    for name, tree in trees.items():
+        experiments = [{**exp, "methods": kept[name, index]}
+                       for index, exp in enumerate(tree["experiments"]) if (name, index) in kept]
         tree["experiments"] = experiments or [{**tree["experiments"][0], "methods": tree["experiments"][0]["methods"][:1]}]
         kept_cells = {(exp["problem"], exp.get("label") or f"{exp['problem']}/{exp['backbone']}", exp["backbone"],
                        _label(entry)) for exp in tree["experiments"] for entry in exp["methods"]}
@@ -74,7 +121,7 @@ def _smoke_plan() -> dict[str, dict]:
             cells = {(c, m) for _, c, _, m in kept_cells}
             baseline = tree.get("leaderboard", {}).get("baseline", "stl")
             tree["claims"] = [c for c in tree["claims"] if _claim_cells(c, baseline) <= cells]
-        plan[suite.name] = tree
+        plan[name] = tree
     return plan
 
 
