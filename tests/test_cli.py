@@ -18,7 +18,9 @@ def test_list_methods(cli):
     assert {"stl", "human_aux", "maxl"} <= set(names)
     assert names == sorted(names)
     maxl = next(line for line in out.splitlines() if line.startswith("maxl"))
-    assert "v2" in maxl and "NeurIPS 2019" in maxl and "Meta AuXiliary Learning" in maxl
+    from methods.maxl import MAXL
+
+    assert f"v{MAXL.version} " in maxl and "NeurIPS 2019" in maxl and "Meta AuXiliary Learning" in maxl
 
 
 def test_list_problems(cli):
