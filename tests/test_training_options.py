@@ -176,7 +176,7 @@ BF16_HYPERGRADIENT_COSINE = 0.97
 
 
 def test_maxl_hypergradient_under_bf16_stays_close_to_fp32(write_suite, tmp_path):
-    """Look-ahead (virtual_step with create_graph) and double backward under bf16 autocast."""
+    """The look-ahead (virtual_step), its backward and the JVP of unrolled_surrogate under bf16 autocast."""
     fp32 = _config(write_suite, "maxl", epochs=1, batch_size=64)
     bf16 = _config(write_suite, "maxl", epochs=1, batch_size=64, precision="bf16")
     exact = _maxl_hypergradient(fp32, tmp_path / "fp32")
