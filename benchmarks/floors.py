@@ -10,7 +10,8 @@ floor:", says which it uses):
 
 - ``G`` — differentiating a ``create_graph`` gradient with respect to something that enters only
   at the loss (loss weights, generated targets, a loss combiner): back through the backward
-  graph, whose operations are linear in the incoming gradient, so about one backward: 1B;
+  graph, whose operations are linear in the incoming gradient, so about one backward: 1B (the
+  same quantity however it is computed: MAXL's by a JVP of the network, see its docstring);
 - ``H`` — a Hessian-vector (or Jacobian-transpose-vector) product with respect to θ through a
   ``create_graph`` gradient: back through the backward graph (≈ 1B) and through the forward graph
   (1B), with the products by the saved activations (≈ 1F): 1F + 2B;
