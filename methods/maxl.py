@@ -184,7 +184,7 @@ class MAXL(Method):
         surrogate, outer_primary = unrolled_surrogate(
             model, self.ctx.optimizer, x, at_theta,
             lambda outputs, t, w: self._training_loss(outputs, y, t, w), (targets, weights),
-            lambda outputs: self._primary_loss(outputs, y),
+            lambda ahead: self._primary_loss(functional_forward(model, ahead, x), y),
         )
         entropy = negative_entropy(targets)
         label_optimizer = self.optimizer_of("label_net")

@@ -45,16 +45,17 @@ def unrolled_surrogate(
     at_theta: Outputs,
     training_loss: Callable[..., Tensor],
     loss_inputs: tuple[Tensor | None, ...],
-    outer_loss: Callable[[Outputs], Tensor],
+    outer_loss: Callable[[Mapping[str, Tensor]], Tensor],
 ) -> tuple[Tensor, Tensor]:
     """``(s, ℓ_out(θ⁺))``: ∇ of ``s`` w.r.t. whatever ``loss_inputs`` depend on is that of ℓ_out(θ⁺).
 
     ``at_theta`` are ``model``'s outputs on ``x`` at its current parameters θ (with their graph to
     θ; an ordinary forward, so BatchNorm statistics move as the caller chose), ``training_loss(
     outputs, *loss_inputs)`` is L, and θ⁺ is the step ``optimizer`` would take on ∇θ L
-    (:func:`virtual_step`; the optimizer and θ are not modified). ``outer_loss(outputs)`` is ℓ_out
-    of the outputs at θ⁺, which run through :func:`functional_forward` (BatchNorm statistics left
-    alone). ``s`` is a scalar whose value means nothing; only its gradient with respect to the
+    (:func:`virtual_step`; the optimizer and θ are not modified). ``outer_loss(ahead)`` is ℓ_out at
+    θ⁺ = ``ahead`` (parameters by name, to run through :func:`functional_forward` on any batch:
+    the training batch for MAXL, a held-out one for a meta-weighting method; BatchNorm statistics
+    are then left alone). ``s`` is a scalar whose value means nothing; only its gradient with respect to the
     graph behind ``loss_inputs`` (e.g. a label network's parameters) does, so add the outer
     objective's direct terms to it and call ``backward``. The returned ℓ_out(θ⁺) has no graph.
     """
@@ -65,7 +66,7 @@ def unrolled_surrogate(
 
     stepped = virtual_step(optimizer, theta, g)  # in the graph of g (and θ): for w below
     ahead = {name: t.detach().requires_grad_(name in g) for name, t in stepped.items()}
-    outer = outer_loss(functional_forward(model, ahead, x))
+    outer = outer_loss(ahead)
     names = list(g)
     v = torch.autograd.grad(outer, [ahead[n] for n in names], allow_unused=True)
     w = torch.autograd.grad(
