@@ -132,6 +132,26 @@ def _claim_cells(claim: dict, baseline: str) -> set[tuple[str, str]]:
     return {(column, method) for column in claim.get("columns") or [claim["column"]] for method in methods}
 
 
+def test_the_cut_keeps_every_method_kind_backbone_and_problem_of_the_committed_suites():
+    """What :func:`_smoke_plan` promises, checked against the suites as written: each method entry
+    that trains somewhere runs once per backbone kind it meets, and every backbone and problem
+    (with its option keys) runs at least once."""
+    def coverage(trees):
+        out = set()
+        for tree in trees:
+            for exp in tree["experiments"]:
+                backbone = _smoked_backbone(exp["backbone"])
+                out |= {("backbone", backbone),
+                        ("problem", exp["problem"], tuple(sorted(exp.get("problem_options") or {})))}
+                out |= {("pair", BACKBONE_KIND.get(backbone, backbone), exp.get("pretrained", False),
+                         json.dumps(entry, sort_keys=True))
+                        for entry in exp["methods"] if _runs(entry, exp)}
+        return out
+
+    written = coverage([yaml.safe_load(suite.read_text()) for suite in SUITES])
+    assert written <= coverage(_smoke_plan().values())
+
+
 def code_paths_once(suite: Path, out: Path) -> Path:
     """``suite`` cut as :func:`_smoke_plan` says, written to ``out``."""
     out.write_text(yaml.safe_dump(_smoke_plan()[suite.name]))
