@@ -68,34 +68,24 @@ def unrolled_surrogate(
     ahead = {name: t.detach().requires_grad_(name in g) for name, t in stepped.items()}
     outer = outer_loss(ahead)
     names = list(g)
-    v = torch.autograd.grad(outer, [ahead[n] for n in names], allow_unused=True)
-    w = torch.autograd.grad(
-        [stepped[n] for n in names], [g[n] for n in names],
-        grad_outputs=[torch.zeros_like(g[n]) if vn is None else vn for n, vn in zip(names, v, strict=True)],
-    )
+    v = torch.autograd.grad(outer, [ahead[n] for n in names], materialize_grads=True)
+    w = torch.autograd.grad([stepped[n] for n in names], [g[n] for n in names], grad_outputs=v)
 
     outputs, tangents = _outputs_and_jvp(model, x, dict(zip(names, w, strict=True)))
     leaves = {key: out.requires_grad_() for key, out in outputs.items() if key in tangents}
     loss = training_loss({**outputs, **leaves}, *loss_inputs)
     slopes = torch.autograd.grad(loss, list(leaves.values()), create_graph=True, allow_unused=True)
     terms = [(slope * tangents[key]).sum() for key, slope in zip(leaves, slopes, strict=True) if slope is not None]
-    surrogate = torch.stack(terms).sum() if terms else loss.new_zeros(())
+    surrogate = torch.stack(terms).sum() if terms else loss.new_zeros(())  # zero: loss_inputs never reach the loss
     return surrogate, outer.detach()
 
 
 def _outputs_and_jvp(model: nn.Module, x: Any, direction: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """``model``'s outputs on ``x`` at its parameters (no graph) and their derivatives along ``direction``.
-
-    Outputs that do not depend on the directed parameters get no tangent (absent from the second dict).
-    """
+    """``model``'s outputs on ``x`` at its parameters and their derivatives along ``direction`` (no
+    graph); an output that does not depend on the directed parameters gets no tangent."""
     own = dict(model.named_parameters())
     with torch.no_grad(), fwAD.dual_level():
         duals = {name: fwAD.make_dual(own[name].detach(), d.detach()) for name, d in direction.items()}
-        result = functional_forward(model, duals, x)
-        outputs, tangents = {}, {}
-        for key, out in result.items():
-            primal, tangent = fwAD.unpack_dual(out)
-            outputs[key] = primal.clone()
-            if tangent is not None:
-                tangents[key] = tangent.clone()
-    return outputs, tangents
+        pairs = {key: fwAD.unpack_dual(out) for key, out in functional_forward(model, duals, x).items()}
+        return ({key: primal.clone() for key, (primal, _) in pairs.items()},
+                {key: tangent.clone() for key, (_, tangent) in pairs.items() if tangent is not None})
